@@ -1,0 +1,94 @@
+"""The read model and audit trail: order rows, status events, approval decisions. All idempotent."""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import select
+from temporalio import activity
+
+from activities.base import DbActivities
+from models.contracts import ApprovalAudit, RegisterOrderInput, TransitionInput
+from models.status import OrderStatus
+from models.tables import ApprovalRecord, Customer, OrderEvent, SalesOrder
+
+
+class RecordActivities(DbActivities):
+    @activity.defn
+    def register_order(self, inp: RegisterOrderInput) -> None:
+        """Create the order row and its RECEIVED event (seq 1); a retry finds them and does nothing."""
+        order = inp.order
+        with self.transaction(order.order_no) as session:
+            if session.get(SalesOrder, order.order_no) is not None:
+                return
+            session.add(
+                SalesOrder(
+                    order_no=order.order_no,
+                    workflow_id=order.workflow_id,
+                    customer_id=order.customer_id,
+                    channel=order.channel,
+                    sales_rep=order.sales_rep,
+                    order_type=order.order_type.value,
+                    payment_method=order.payment.method.value,
+                    currency=order.currency,
+                    total=order.total,
+                    status=OrderStatus.RECEIVED,
+                    paid=order.payment.paid,
+                    payload=order.model_dump(mode="json"),
+                    content_hash=order.content_hash(),
+                    created_at=inp.received_at,
+                    updated_at=inp.received_at,
+                )
+            )
+            session.add(OrderEvent(order_no=order.order_no, seq=1, status=OrderStatus.RECEIVED, at=inp.received_at))
+        self.log.info("order registered", total=str(order.total))
+
+    @activity.defn
+    def record_transition(self, inp: TransitionInput) -> None:
+        """Write the status change and its event row; the (order_no, seq) key makes retries no-ops."""
+        with self.transaction(inp.order_no) as session:
+            exists = session.exec(
+                select(OrderEvent.id).where(OrderEvent.order_no == inp.order_no, OrderEvent.seq == inp.seq)
+            ).first()
+            if exists is not None:
+                return
+            order = session.get(SalesOrder, inp.order_no)
+            if order is None:
+                raise RuntimeError(f"order {inp.order_no} is not registered")
+            session.add(
+                OrderEvent(order_no=inp.order_no, seq=inp.seq, status=inp.status, at=inp.at, detail=inp.detail[:2000])
+            )
+            order.status = inp.status
+            order.updated_at = inp.at
+            if inp.paid is not None:
+                order.paid = inp.paid
+            if inp.reasons is not None:
+                order.reasons = list(inp.reasons)
+            if inp.status in (OrderStatus.APPROVED,):
+                # The customer's first order has been accepted: from now on they are not new.
+                customer = session.get(Customer, order.customer_id)
+                if customer is not None and customer.first_order:
+                    customer.first_order = False
+            session.add(order)
+        self.log.info("status", status=inp.status.value, seq=inp.seq)
+
+    @activity.defn
+    def record_approval(self, inp: ApprovalAudit) -> None:
+        key = f"{inp.order_no}:{inp.level}:{inp.decision}"
+        try:
+            with self.transaction(inp.order_no) as session:
+                if session.exec(select(ApprovalRecord.id).where(ApprovalRecord.key == key)).first() is not None:
+                    return
+                session.add(
+                    ApprovalRecord(
+                        key=key,
+                        order_no=inp.order_no,
+                        level=inp.level,
+                        role=inp.role,
+                        by=inp.by,
+                        decision=inp.decision,
+                        at=inp.at,
+                        comment=inp.comment,
+                    )
+                )
+        except IntegrityError:
+            return  # a concurrent retry wrote it first

@@ -1,0 +1,59 @@
+"""Review rules from the rules file, plus the worker's timing policy for this order."""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.base import DbActivities
+from core.logging import bind_activity
+from models.contracts import Policy, ReviewInput, ReviewOutcome
+from rules.engine import OrderFacts, RuleError, RuleSet, load_rules, review
+
+
+class ReviewActivities(DbActivities):
+    @cached_property
+    def rules(self) -> RuleSet:
+        return load_rules(self.settings.rules_file)
+
+    def policy(self) -> Policy:
+        s = self.settings
+        return Policy(
+            allow_split=s.allow_split_shipments,
+            approval_reminder=s.approval_reminder,
+            approval_deadline=s.approval_deadline,
+            payment_deadline=s.payment_deadline,
+            backorder_recheck=s.backorder_recheck,
+            backorder_deadline=s.backorder_deadline,
+            tracking_poll_interval=s.tracking_poll_interval,
+        )
+
+    @activity.defn
+    def review_order(self, inp: ReviewInput) -> ReviewOutcome:
+        order = inp.order
+        bind_activity(order.order_no, "review_order", activity.info().workflow_id or "")
+        facts = OrderFacts(
+            total=order.total,
+            currency=order.currency,
+            order_type=order.order_type.value,
+            payment_method=order.payment.method.value,
+            paid=order.payment.paid,
+            customer_new=inp.customer_new,
+            channel=order.channel,
+            line_count=len(order.lines),
+        )
+        try:
+            outcome = review(self.rules, facts)
+        except RuleError as exc:
+            # A broken rules file is an operator's fix, not the order's fault: keep retrying until fixed.
+            raise ApplicationError(str(exc), type="RuleError") from exc
+        self.log.info("reviewed", fired=outcome.fired, approvals=[r.value for r in outcome.approval_roles])
+        return ReviewOutcome(
+            approval_roles=list(outcome.approval_roles),
+            prepay_required=outcome.prepay_required,
+            skip_finance=outcome.skip_finance,
+            fired=list(outcome.fired),
+            policy=self.policy(),
+        )

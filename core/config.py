@@ -1,0 +1,65 @@
+"""One settings object, read from the environment (and `.env` when present)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Names without the ORDERFLOW_ prefix are the CONTRACT's public ones."""
+
+    model_config = SettingsConfigDict(env_prefix="ORDERFLOW_", env_file=".env", extra="ignore")
+
+    temporal_address: str = Field(
+        "localhost:7233", validation_alias=AliasChoices("TEMPORAL_ADDRESS", "ORDERFLOW_TEMPORAL_ADDRESS")
+    )
+    temporal_namespace: str = Field(
+        "default", validation_alias=AliasChoices("TEMPORAL_NAMESPACE", "ORDERFLOW_TEMPORAL_NAMESPACE")
+    )
+    database_url: str = Field("", validation_alias=AliasChoices("DATABASE_URL", "ORDERFLOW_DATABASE_URL"))
+    api_url: str = Field("http://127.0.0.1:8000", validation_alias=AliasChoices("ORDERFLOW_API", "ORDERFLOW_API_URL"))
+
+    state_dir: Path = PROJECT_ROOT / ".orderflow"
+    task_queue: str = "orderflow"
+    rules_file: Path = PROJECT_ROOT / "rules" / "default_rules.yaml"
+
+    # Embedded stack ports (make up / make demo).
+    temporal_port: int = 7233
+    temporal_ui_port: int = 8233
+    simulator_port: int = 8081
+
+    # Carriers: base URL of the carrier simulator (carrier code `sim`).
+    carrier_sim_url: str = "http://127.0.0.1:8081"
+    # Seconds between status steps of a simulated parcel (demo mode makes this small).
+    simulator_step_seconds: float = 600.0
+
+    # Business policy handed to each workflow by the review activity (so workflows stay deterministic).
+    price_tolerance: Decimal = Decimal("0.05")
+    allow_split_shipments: bool = True
+    approval_reminder: timedelta = timedelta(days=1)
+    approval_deadline: timedelta = timedelta(days=3)
+    payment_deadline: timedelta = timedelta(days=3)
+    backorder_recheck: timedelta = timedelta(hours=6)
+    backorder_deadline: timedelta = timedelta(days=14)
+    tracking_poll_interval: timedelta = timedelta(hours=1)
+
+    worker_activity_threads: int = 16
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.state_dir / 'orderflow.db'}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

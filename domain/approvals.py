@@ -1,0 +1,29 @@
+"""Who may decide which approval level: pure checks shared by the workflow's update validator."""
+
+from __future__ import annotations
+
+from models.status import Role
+
+# A senior role may decide a junior finance level; nobody decides above their role.
+DECIDERS: dict[Role, frozenset[Role]] = {
+    Role.FINANCE: frozenset({Role.FINANCE, Role.FINANCE_DIRECTOR}),
+    Role.FINANCE_DIRECTOR: frozenset({Role.FINANCE_DIRECTOR}),
+    Role.OPS: frozenset({Role.OPS}),
+    Role.SALES: frozenset({Role.SALES}),
+    Role.WAREHOUSE: frozenset({Role.WAREHOUSE}),
+}
+
+
+def refusal_reason(
+    *, level_role: Role, decider: str, decider_role: str, sales_rep: str, earlier_deciders: list[str]
+) -> str | None:
+    """Why this person may not decide this level, or None when they may."""
+    if decider == sales_rep:
+        return f"{decider} is the order's own sales rep and cannot approve it"
+    if decider in earlier_deciders:
+        return f"{decider} already decided an earlier level of this order (four-eyes rule)"
+    allowed = DECIDERS.get(level_role, frozenset({level_role}))
+    if decider_role not in allowed:
+        names = ", ".join(sorted(role.value for role in allowed))
+        return f"role {decider_role} cannot decide the {level_role.value} level (needs {names})"
+    return None

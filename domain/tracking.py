@@ -1,0 +1,71 @@
+"""From parcel tracking statuses to the order's status; carriers are not monotonic, so progress is ranked."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from models.status import OrderStatus, TrackingStatus
+
+# How far along a parcel is. Exceptions rank with in-transit: a recovered parcel moves on from them.
+PROGRESS_RANK: dict[TrackingStatus, int] = {
+    TrackingStatus.PENDING: 0,
+    TrackingStatus.INFO_RECEIVED: 1,
+    TrackingStatus.PICKED_UP: 2,
+    TrackingStatus.IN_TRANSIT: 3,
+    TrackingStatus.ATTEMPT_FAILED: 3,
+    TrackingStatus.EXCEPTION: 3,
+    TrackingStatus.REFUSED: 3,
+    TrackingStatus.RETURNING: 3,
+    TrackingStatus.OUT_FOR_DELIVERY: 4,
+    TrackingStatus.AVAILABLE_FOR_PICKUP: 4,
+    TrackingStatus.DELIVERED: 5,
+    TrackingStatus.RETURNED: 5,
+    TrackingStatus.EXPIRED: 5,
+}
+
+EXCEPTION_STATUSES = frozenset(
+    {
+        TrackingStatus.ATTEMPT_FAILED,
+        TrackingStatus.EXCEPTION,
+        TrackingStatus.REFUSED,
+        TrackingStatus.RETURNING,
+        TrackingStatus.RETURNED,
+        TrackingStatus.EXPIRED,
+    }
+)
+# Tracking of a parcel ends here.
+FINAL_TRACKING_STATUSES = frozenset({TrackingStatus.DELIVERED, TrackingStatus.RETURNED, TrackingStatus.EXPIRED})
+
+ORDER_STATUS_FOR_PARCEL: dict[TrackingStatus, OrderStatus] = {
+    TrackingStatus.PENDING: OrderStatus.DISPATCHED,
+    TrackingStatus.INFO_RECEIVED: OrderStatus.DISPATCHED,
+    TrackingStatus.PICKED_UP: OrderStatus.IN_TRANSIT,
+    TrackingStatus.IN_TRANSIT: OrderStatus.IN_TRANSIT,
+    TrackingStatus.OUT_FOR_DELIVERY: OrderStatus.OUT_FOR_DELIVERY,
+    TrackingStatus.AVAILABLE_FOR_PICKUP: OrderStatus.OUT_FOR_DELIVERY,
+    TrackingStatus.DELIVERED: OrderStatus.DELIVERED,
+}
+
+ORDER_PROGRESS = [
+    OrderStatus.DISPATCHED,
+    OrderStatus.IN_TRANSIT,
+    OrderStatus.OUT_FOR_DELIVERY,
+    OrderStatus.DELIVERED,
+]
+
+
+def is_newer(current: TrackingStatus, candidate: TrackingStatus) -> bool:
+    """Should `candidate` replace `current`? Only forward moves (or a change at the same rank) count."""
+    if candidate == current:
+        return False
+    return PROGRESS_RANK[candidate] >= PROGRESS_RANK[current]
+
+
+def order_status_for(parcels: Iterable[TrackingStatus]) -> OrderStatus:
+    """An order is as far along as its least advanced parcel; any parcel in trouble flags the order."""
+    statuses = list(parcels)
+    if not statuses:
+        return OrderStatus.DISPATCHED
+    if any(status in EXCEPTION_STATUSES for status in statuses):
+        return OrderStatus.DELIVERY_EXCEPTION
+    return min((ORDER_STATUS_FOR_PARCEL[status] for status in statuses), key=ORDER_PROGRESS.index)

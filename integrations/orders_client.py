@@ -1,0 +1,193 @@
+"""Starting and answering order workflows through the Temporal client (used by the CLI, demo and API)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Engine
+from temporalio.api.enums.v1 import WorkflowExecutionStatus
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import SearchAttributePair, TypedSearchAttributes, WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from core.db import unit_of_work
+from models.contracts import (
+    CancelInput,
+    DecisionInput,
+    DispatchInput,
+    FulfillmentInput,
+    FulfillmentResult,
+    OrderState,
+    PaymentInput,
+    RestockInput,
+)
+from models.order import Order, workflow_id_for
+from models.status import OrderStatus
+from models.tables import ApprovalRecord, SalesOrder, User, utcnow
+from workflows import search_attributes as sa
+from workflows.order import OrderFulfillment
+
+CONTENT_HASH_MEMO = "content_sha256"
+
+
+class CommandError(Exception):
+    """A refusal with one clear line for the person or system that asked."""
+
+
+class OrderNotFound(CommandError):
+    pass
+
+
+class OrderConflict(CommandError):
+    pass
+
+
+class Refused(CommandError):
+    pass
+
+
+class SubmitAnswer(BaseModel):
+    order_no: str
+    workflow_id: str
+    status: str
+    created: bool
+
+
+async def start(client: Client, order: Order, task_queue: str) -> WorkflowHandle[OrderFulfillment, FulfillmentResult]:
+    """Start the order's workflow; raises WorkflowAlreadyStartedError when its id was ever used."""
+    return await client.start_workflow(
+        OrderFulfillment.run,
+        FulfillmentInput(order=order),
+        id=order.workflow_id,
+        task_queue=task_queue,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        memo={CONTENT_HASH_MEMO: order.content_hash()},
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(sa.ORDER_STATUS, OrderStatus.RECEIVED.value),
+                SearchAttributePair(sa.CUSTOMER_ID, order.customer_id),
+                SearchAttributePair(sa.CHANNEL, order.channel),
+                SearchAttributePair(sa.ORDER_TOTAL, float(order.total)),
+            ]
+        ),
+    )
+
+
+async def submit(client: Client, order: Order, task_queue: str) -> SubmitAnswer:
+    """Start the order's workflow once. The same order again answers as before; other content conflicts."""
+    workflow_id = order.workflow_id
+    try:
+        await start(client, order, task_queue)
+        return SubmitAnswer(order_no=order.order_no, workflow_id=workflow_id, status="RECEIVED", created=True)
+    except WorkflowAlreadyStartedError:
+        description = await client.get_workflow_handle(workflow_id).describe()
+        if await description.memo_value(CONTENT_HASH_MEMO, default=None) != order.content_hash():
+            raise OrderConflict(f"order {order.order_no} was already submitted with different content") from None
+        status = description.typed_search_attributes.get(sa.ORDER_STATUS) or "RECEIVED"
+        return SubmitAnswer(order_no=order.order_no, workflow_id=workflow_id, status=status, created=False)
+
+
+def _handle(client: Client, order_no: str) -> WorkflowHandle[Any, Any]:
+    return client.get_workflow_handle(workflow_id_for(order_no))
+
+
+async def _update(client: Client, order_no: str, update: Any, arg: BaseModel) -> OrderState:
+    handle = _handle(client, order_no)
+    try:
+        result: OrderState = await handle.execute_update(update, arg, result_type=OrderState)
+        return result
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        raise Refused(str(getattr(cause, "message", None) or cause or exc)) from None
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            if await _exists(handle):
+                raise Refused(f"order {order_no} is closed and takes no more input") from None
+            raise OrderNotFound(f"unknown order {order_no}") from None
+        raise
+
+
+async def _exists(handle: WorkflowHandle[Any, Any]) -> bool:
+    try:
+        description = await handle.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return description.status != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+
+
+def user_role(engine: Engine, name: str) -> str:
+    with unit_of_work(engine) as session:
+        user = session.get(User, name)
+        if user is None:
+            raise CommandError(f"unknown user {name}")
+        return user.role
+
+
+async def decide(
+    client: Client, engine: Engine, order_no: str, *, user: str, decision: str, comment: str
+) -> OrderState:
+    """Send an approver's decision. Refusals are audited here, since the workflow never saw them."""
+    role = user_role(engine, user)
+    try:
+        return await _update(
+            client,
+            order_no,
+            OrderFulfillment.decide,
+            DecisionInput(decision=decision, by=user, role=role, comment=comment),  # type: ignore[arg-type]
+        )
+    except Refused as refusal:
+        with unit_of_work(engine) as session:
+            if session.get(SalesOrder, order_no) is not None:
+                session.add(
+                    ApprovalRecord(
+                        order_no=order_no,
+                        level=0,
+                        role=role,
+                        by=user,
+                        decision=decision,
+                        at=utcnow(),
+                        comment=comment,
+                        accepted=False,
+                        refusal_reason=str(refusal)[:500],
+                    )
+                )
+        raise
+
+
+async def pay(client: Client, order_no: str, *, reference: str, by: str = "") -> OrderState:
+    return await _update(client, order_no, OrderFulfillment.payment_received, PaymentInput(reference=reference, by=by))
+
+
+async def dispatch(
+    client: Client, order_no: str, *, warehouse: str, carrier: str, tracking_no: str, by: str = ""
+) -> OrderState:
+    return await _update(
+        client,
+        order_no,
+        OrderFulfillment.dispatched,
+        DispatchInput(warehouse=warehouse, carrier=carrier, tracking_no=tracking_no, by=by),
+    )
+
+
+async def cancel(client: Client, order_no: str, *, reason: str, by: str = "") -> OrderState:
+    return await _update(client, order_no, OrderFulfillment.cancel, CancelInput(reason=reason, by=by))
+
+
+async def live_state(client: Client, order_no: str) -> OrderState:
+    try:
+        state: OrderState = await _handle(client, order_no).query(OrderFulfillment.state, result_type=OrderState)
+        return state
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise OrderNotFound(f"unknown order {order_no}") from None
+        raise
+
+
+async def notify_restock(client: Client, order_nos: list[str], skus: list[str]) -> None:
+    for order_no in order_nos:
+        await _handle(client, order_no).signal(OrderFulfillment.restocked, RestockInput(skus=skus))

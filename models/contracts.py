@@ -1,0 +1,230 @@
+"""Workflow, activity, signal, update and query payloads: one pydantic model in, one out."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from models.order import Order
+from models.status import OrderStatus, Role, TrackingStatus
+
+
+class Contract(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+# --- workflow input / result ---------------------------------------------------------------------
+
+
+class FulfillmentInput(Contract):
+    order: Order
+
+
+class FulfillmentResult(Contract):
+    order_no: str
+    status: OrderStatus
+    reasons: list[str] = []
+
+
+class Policy(Contract):
+    """Worker-side settings handed to the workflow through an activity result (so replays see them)."""
+
+    allow_split: bool = True
+    approval_reminder: timedelta = timedelta(days=1)
+    approval_deadline: timedelta = timedelta(days=3)
+    payment_deadline: timedelta = timedelta(days=3)
+    backorder_recheck: timedelta = timedelta(hours=6)
+    backorder_deadline: timedelta = timedelta(days=14)
+    tracking_poll_interval: timedelta = timedelta(hours=1)
+
+
+# --- activities ---------------------------------------------------------------------------------
+
+
+class RegisterOrderInput(Contract):
+    order: Order
+    received_at: AwareDatetime
+
+
+class ValidationOutcome(Contract):
+    reasons: list[str]
+    customer_new: bool = False
+
+
+class ReviewInput(Contract):
+    order: Order
+    customer_new: bool
+
+
+class ReviewOutcome(Contract):
+    approval_roles: list[Role]
+    prepay_required: bool
+    skip_finance: bool
+    fired: list[str]
+    policy: Policy
+
+
+class CreditInput(Contract):
+    order_no: str
+    customer_id: str
+    total: Decimal
+
+
+class CreditOutcome(Contract):
+    hold: bool
+    limit: Decimal
+    exposure: Decimal
+
+
+class TransitionInput(Contract):
+    order_no: str
+    seq: int
+    status: OrderStatus
+    at: AwareDatetime
+    detail: str = ""
+    paid: bool | None = None
+    reasons: list[str] | None = None
+
+
+class ApprovalAudit(Contract):
+    order_no: str
+    level: int
+    role: Role
+    by: str
+    decision: Literal["approve", "reject"]
+    at: AwareDatetime
+    comment: str = ""
+
+
+class AllocateInput(Contract):
+    order_no: str
+    ship_to_region: str
+    lines: list[tuple[int, str, int]]  # (line_no, sku, qty)
+    allow_split: bool
+
+
+class AllocatedLot(Contract):
+    line_no: int
+    sku: str
+    warehouse: str
+    lot_id: int
+    lot: str
+    bin: str
+    qty: int
+
+
+class AllocateOutcome(Contract):
+    allocations: list[AllocatedLot]
+    shortages: dict[str, int] = {}
+
+
+class PickListsInput(Contract):
+    order_no: str
+    allocations: list[AllocatedLot]
+
+
+class OrderRef(Contract):
+    order_no: str
+
+
+class DispatchRecord(Contract):
+    order_no: str
+    warehouse: str
+    carrier: str
+    tracking_no: str
+    at: AwareDatetime
+
+
+class NotifyInput(Contract):
+    key: str  # order_no:kind[:suffix] — the outbox's unique key
+    order_no: str
+    kind: str
+    audience: Literal["customer", "role"]
+    role: Role | None = None
+    variables: dict[str, str] = {}
+
+
+class PollInput(Contract):
+    order_no: str
+    carrier: str
+    tracking_no: str
+    known_status: TrackingStatus
+    known_events: int
+
+
+# --- human input (updates / signals) and the query ----------------------------------------------
+
+
+class DecisionInput(Contract):
+    decision: Literal["approve", "reject"]
+    by: str = Field(min_length=1)
+    role: str = Field(min_length=1)
+    comment: str = ""
+
+
+class PaymentInput(Contract):
+    reference: str = ""
+    by: str = ""
+
+
+class DispatchInput(Contract):
+    warehouse: str = Field(min_length=1)
+    carrier: str = Field(min_length=1)
+    tracking_no: str = Field(min_length=1)
+    by: str = ""
+
+
+class CancelInput(Contract):
+    reason: str = Field(min_length=1)
+    by: str = ""
+
+
+class RestockInput(Contract):
+    skus: list[str] = []
+
+
+class ShipmentProgress(Contract):
+    carrier: str
+    tracking_no: str
+    status: TrackingStatus
+    at: datetime | None = None
+    signed_by: str | None = None
+    signed_at: datetime | None = None
+
+
+class TrackingInput(Contract):
+    order_no: str
+    parent_workflow_id: str
+    carrier: str
+    tracking_no: str
+    poll_interval: timedelta
+    known_status: TrackingStatus = TrackingStatus.PENDING
+    known_events: int = 0
+
+
+class TrackingResult(Contract):
+    carrier: str
+    tracking_no: str
+    status: TrackingStatus
+    signed_by: str | None = None
+    signed_at: datetime | None = None
+
+
+class PendingApproval(Contract):
+    level: int
+    role: Role
+    credit_hold: bool
+
+
+class OrderState(Contract):
+    """What the workflow knows right now (the `state` query and every update's answer)."""
+
+    order_no: str
+    status: OrderStatus
+    pending_approval: PendingApproval | None = None
+    awaiting_dispatch: list[str] = []
+    shipments: list[ShipmentProgress] = []
+    reasons: list[str] = []

@@ -1,0 +1,66 @@
+"""Order and tracking statuses (ARCHITECTURE.md)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class OrderStatus(StrEnum):
+    RECEIVED = "RECEIVED"
+    REJECTED = "REJECTED"
+    CREDIT_HOLD = "CREDIT_HOLD"
+    AWAITING_PAYMENT = "AWAITING_PAYMENT"
+    AWAITING_APPROVAL = "AWAITING_APPROVAL"
+    APPROVED = "APPROVED"
+    BACKORDERED = "BACKORDERED"
+    ALLOCATED = "ALLOCATED"
+    PICKING = "PICKING"
+    DISPATCHED = "DISPATCHED"
+    IN_TRANSIT = "IN_TRANSIT"
+    OUT_FOR_DELIVERY = "OUT_FOR_DELIVERY"
+    DELIVERY_EXCEPTION = "DELIVERY_EXCEPTION"
+    DELIVERED = "DELIVERED"
+    COMPLETED = "COMPLETED"
+    CANCELLED = "CANCELLED"
+    FAILED = "FAILED"
+
+
+TERMINAL_STATUSES = frozenset({OrderStatus.REJECTED, OrderStatus.COMPLETED, OrderStatus.CANCELLED, OrderStatus.FAILED})
+# Orders in these statuses can still be cancelled (nothing has left a warehouse yet).
+CANCELLABLE_STATUSES = frozenset(
+    {
+        OrderStatus.RECEIVED,
+        OrderStatus.CREDIT_HOLD,
+        OrderStatus.AWAITING_PAYMENT,
+        OrderStatus.AWAITING_APPROVAL,
+        OrderStatus.APPROVED,
+        OrderStatus.BACKORDERED,
+        OrderStatus.ALLOCATED,
+        OrderStatus.PICKING,
+    }
+)
+
+
+class TrackingStatus(StrEnum):
+    PENDING = "PENDING"
+    INFO_RECEIVED = "INFO_RECEIVED"
+    PICKED_UP = "PICKED_UP"
+    IN_TRANSIT = "IN_TRANSIT"
+    OUT_FOR_DELIVERY = "OUT_FOR_DELIVERY"
+    AVAILABLE_FOR_PICKUP = "AVAILABLE_FOR_PICKUP"
+    ATTEMPT_FAILED = "ATTEMPT_FAILED"
+    DELIVERED = "DELIVERED"
+    REFUSED = "REFUSED"
+    RETURNING = "RETURNING"
+    RETURNED = "RETURNED"
+    EXCEPTION = "EXCEPTION"
+    EXPIRED = "EXPIRED"
+
+
+class Role(StrEnum):
+    SALES = "sales"
+    FINANCE = "finance"
+    FINANCE_DIRECTOR = "finance_director"
+    WAREHOUSE = "warehouse"
+    OPS = "ops"
+    ADMIN = "admin"

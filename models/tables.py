@@ -1,0 +1,206 @@
+"""SQLModel tables: master data, stock ledger, and the order read model + audit trail."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from models.sqltypes import MoneyCents, UTCDateTime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --- master data -------------------------------------------------------------------------------
+
+
+class Customer(SQLModel, table=True):
+    __tablename__ = "customers"
+    customer_id: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    region: str = Field(max_length=64)
+    email: str = Field(default="", max_length=200)
+    phone: str = Field(default="", max_length=64)
+    credit_limit: Decimal = Field(sa_type=MoneyCents)
+    receivables: Decimal = Field(default=Decimal("0.00"), sa_type=MoneyCents)
+    # True until the customer's first order has been accepted (first orders of new customers prepay).
+    first_order: bool = True
+
+
+class Product(SQLModel, table=True):
+    __tablename__ = "products"
+    sku: str = Field(primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    unit_price: Decimal = Field(sa_type=MoneyCents)  # the price list
+    active: bool = True
+    reorder_level: int = 50
+
+
+class Warehouse(SQLModel, table=True):
+    __tablename__ = "warehouses"
+    code: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=200)
+    region: str = Field(max_length=64)
+
+
+class RegionDistance(SQLModel, table=True):
+    """How far a warehouse region is from a ship-to region (data, not code)."""
+
+    __tablename__ = "region_distances"
+    from_region: str = Field(primary_key=True, max_length=64)
+    to_region: str = Field(primary_key=True, max_length=64)
+    distance: int
+
+
+class StockLot(SQLModel, table=True):
+    __tablename__ = "stock_lots"
+    __table_args__ = (UniqueConstraint("warehouse", "sku", "lot"),)
+    id: int | None = Field(default=None, primary_key=True)
+    warehouse: str = Field(foreign_key="warehouses.code", index=True, max_length=32)
+    sku: str = Field(foreign_key="products.sku", index=True, max_length=64)
+    bin: str = Field(max_length=64)
+    lot: str = Field(max_length=64)
+    received_at: datetime = Field(sa_type=UTCDateTime)
+    on_hand: int = Field(ge=0)
+
+
+class ReservationState(StrEnum):
+    LOCKED = "locked"
+    RELEASED = "released"
+    CONSUMED = "consumed"
+
+
+class Reservation(SQLModel, table=True):
+    """Stock locked for an order line in one lot. `key` makes a retried lock find its own row."""
+
+    __tablename__ = "reservations"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=200)
+    order_no: str = Field(index=True, max_length=64)
+    line_no: int
+    sku: str = Field(index=True, max_length=64)
+    warehouse: str = Field(max_length=32)
+    lot_id: int = Field(foreign_key="stock_lots.id", index=True)
+    qty: int = Field(gt=0)
+    state: str = Field(default=ReservationState.LOCKED, index=True, max_length=16)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+    name: str = Field(primary_key=True, max_length=64)
+    role: str = Field(max_length=32)
+    token_hash: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+# --- the order read model and audit trail -------------------------------------------------------
+
+
+class SalesOrder(SQLModel, table=True):
+    __tablename__ = "orders"
+    order_no: str = Field(primary_key=True, max_length=64)
+    workflow_id: str = Field(max_length=100)
+    customer_id: str = Field(index=True, max_length=64)
+    channel: str = Field(max_length=64)
+    sales_rep: str = Field(max_length=64)
+    order_type: str = Field(max_length=16)
+    payment_method: str = Field(max_length=16)
+    currency: str = Field(max_length=3)
+    total: Decimal = Field(sa_type=MoneyCents)
+    status: str = Field(index=True, max_length=32)
+    paid: bool = False
+    payload: dict[str, Any] = Field(sa_type=JSON)  # the canonical order as submitted
+    content_hash: str = Field(max_length=64)
+    reasons: list[str] = Field(default_factory=list, sa_type=JSON)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class OrderEvent(SQLModel, table=True):
+    """One row per status transition; `seq` is the workflow's transition counter (idempotency)."""
+
+    __tablename__ = "order_events"
+    __table_args__ = (UniqueConstraint("order_no", "seq"),)
+    id: int | None = Field(default=None, primary_key=True)
+    order_no: str = Field(index=True, max_length=64)
+    seq: int
+    status: str = Field(max_length=32)
+    at: datetime = Field(sa_type=UTCDateTime)
+    detail: str = Field(default="", max_length=2000)
+
+
+class ApprovalRecord(SQLModel, table=True):
+    """Audit trail of every decision: who, role, when, comment; refused attempts too, with why."""
+
+    __tablename__ = "approvals"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str | None = Field(default=None, unique=True, max_length=200)
+    order_no: str = Field(index=True, max_length=64)
+    level: int
+    role: str = Field(max_length=32)
+    by: str = Field(max_length=64)
+    decision: str = Field(max_length=16)
+    at: datetime = Field(sa_type=UTCDateTime)
+    comment: str = Field(default="", max_length=2000)
+    accepted: bool = True
+    refusal_reason: str = Field(default="", max_length=500)
+
+
+class PickList(SQLModel, table=True):
+    __tablename__ = "pick_lists"
+    __table_args__ = (UniqueConstraint("order_no", "warehouse"),)
+    id: int | None = Field(default=None, primary_key=True)
+    order_no: str = Field(index=True, max_length=64)
+    warehouse: str = Field(max_length=32)
+    lines: list[dict[str, Any]] = Field(sa_type=JSON)
+    state: str = Field(default="issued", max_length=16)  # issued | voided | shipped
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Shipment(SQLModel, table=True):
+    __tablename__ = "shipments"
+    __table_args__ = (UniqueConstraint("carrier", "tracking_no"),)
+    id: int | None = Field(default=None, primary_key=True)
+    order_no: str = Field(index=True, max_length=64)
+    warehouse: str = Field(max_length=32)
+    carrier: str = Field(max_length=32)
+    tracking_no: str = Field(max_length=64)
+    status: str = Field(default="PENDING", max_length=32)
+    signed_by: str | None = Field(default=None, max_length=200)
+    signed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    dispatched_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class TrackingEvent(SQLModel, table=True):
+    __tablename__ = "tracking_events"
+    __table_args__ = (UniqueConstraint("carrier", "tracking_no", "status", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    carrier: str = Field(max_length=32)
+    tracking_no: str = Field(index=True, max_length=64)
+    status: str = Field(max_length=32)
+    at: datetime = Field(sa_type=UTCDateTime)
+    location: str = Field(default="", max_length=200)
+    description: str = Field(default="", max_length=500)
+
+
+class Notification(SQLModel, table=True):
+    """Outbox of notices to customers and staff; `key` makes a retried activity write it once."""
+
+    __tablename__ = "notifications"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=200)
+    order_no: str = Field(index=True, max_length=64)
+    kind: str = Field(max_length=64)
+    channel: str = Field(max_length=16)  # email | sms | internal
+    recipient: str = Field(max_length=200)
+    body: str = Field(max_length=4000)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -1,0 +1,99 @@
+"""Review rules: a list of WHEN-expression → action, loaded from YAML, evaluated safely (no eval)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, field_validator
+from simpleeval import EvalWithCompoundTypes, InvalidExpression
+
+from models.status import Role
+
+FINANCE_ROLES = frozenset({Role.FINANCE, Role.FINANCE_DIRECTOR})
+# Approval levels run junior → senior.
+ROLE_SENIORITY = {Role.SALES: 0, Role.WAREHOUSE: 0, Role.OPS: 1, Role.FINANCE: 2, Role.FINANCE_DIRECTOR: 3}
+
+
+class RuleError(ValueError):
+    pass
+
+
+class Rule(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    name: str
+    when: str
+    require_approval: Role | None = None
+    prepay: bool = False
+    skip_finance: bool = False
+
+    @field_validator("when")
+    @classmethod
+    def _parses(cls, expression: str) -> str:
+        try:
+            EvalWithCompoundTypes().parse(expression)
+        except (SyntaxError, InvalidExpression) as exc:
+            raise ValueError(f"cannot parse {expression!r}: {exc}") from exc
+        return expression
+
+
+class RuleSet(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    rules: list[Rule]
+
+
+@dataclass(frozen=True)
+class OrderFacts:
+    total: Decimal
+    currency: str
+    order_type: str
+    payment_method: str
+    paid: bool
+    customer_new: bool
+    channel: str
+    line_count: int
+
+    def names(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
+class Review:
+    approval_roles: tuple[Role, ...] = ()
+    prepay_required: bool = False
+    skip_finance: bool = False
+    fired: tuple[str, ...] = field(default=())
+
+
+def load_rules(path: Path) -> RuleSet:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RuleError(f"cannot read rules file {path}: {exc}") from exc
+    return RuleSet.model_validate(raw)
+
+
+def review(rules: RuleSet, facts: OrderFacts) -> Review:
+    evaluator = EvalWithCompoundTypes(names=facts.names())
+    roles: set[Role] = set()
+    prepay = skip_finance = False
+    fired: list[str] = []
+    for rule in rules.rules:
+        try:
+            matched = bool(evaluator.eval(rule.when))
+        except Exception as exc:  # a bad rule must fail loudly, naming itself
+            raise RuleError(f"rule {rule.name!r} failed on this order: {exc}") from exc
+        if not matched:
+            continue
+        fired.append(rule.name)
+        if rule.require_approval is not None:
+            roles.add(rule.require_approval)
+        prepay = prepay or rule.prepay
+        skip_finance = skip_finance or rule.skip_finance
+    if skip_finance:
+        roles -= FINANCE_ROLES
+    ordered = tuple(sorted(roles, key=lambda role: (ROLE_SENIORITY.get(role, 1), role.value)))
+    return Review(ordered, prepay, skip_finance, tuple(fired))

@@ -1,0 +1,63 @@
+"""OrderFulfillment on the time-skipping test server with a real database and the real carrier simulator."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from core.config import Settings
+from integrations import orders_client
+from integrations.views import inventory_view, order_view
+from models.status import OrderStatus
+from models.tables import Notification
+from tests.support.orders import make_order
+from tests.support.waiting import wait_for_status
+from worker import running_worker
+
+
+async def test_auto_approved_order_runs_to_completed(
+    client: Client, engine: Engine, settings: Settings, task_queue: str
+) -> None:
+    order = make_order("T-HAPPY-1", [("SKU-1001", 3, "199.00"), ("SKU-1006", 1, "129.00")])
+    before = inventory_view(Session(engine), "SKU-1001")["on_hand"]
+    async with running_worker(client, engine, settings, task_queue):
+        handle = await orders_client.start(client, order, task_queue)
+        state = await wait_for_status(handle, OrderStatus.PICKING)
+        assert state.awaiting_dispatch == ["WH-SH"]  # ship-to 华东: the Shanghai warehouse is nearest
+        await orders_client.dispatch(client, order.order_no, warehouse="WH-SH", carrier="sim", tracking_no="SIM100001")
+        result = await handle.result()
+    assert result.status == OrderStatus.COMPLETED
+    with Session(engine) as session:
+        view = order_view(session, order.order_no)
+        statuses = [step["status"] for step in view["timeline"]]
+        assert statuses[:4] == ["RECEIVED", "APPROVED", "ALLOCATED", "PICKING"]
+        assert statuses[-2:] == ["DELIVERED", "COMPLETED"]
+        assert "IN_TRANSIT" in statuses and "OUT_FOR_DELIVERY" in statuses
+        shipment = view["shipments"][0]
+        assert shipment["status"] == "DELIVERED" and shipment["signed_by"]
+        assert [e["status"] for e in shipment["events"]][-1] == "DELIVERED"
+        assert all(a["state"] == "consumed" for a in view["allocations"])
+        assert inventory_view(session, "SKU-1001")["on_hand"] == before - 3
+        kinds = set(session.exec(select(Notification.kind).where(Notification.order_no == order.order_no)).all())
+        assert {"dispatched", "out_for_delivery", "delivered"} <= kinds
+
+
+async def test_approval_deadline_cancels_after_days(
+    time_env: WorkflowEnvironment, client: Client, engine: Engine, settings: Settings, task_queue: str
+) -> None:
+    order = make_order("T-DEADLINE-1", [("SKU-1018", 1, "12999.00")])  # > 10,000: needs finance
+    async with running_worker(client, engine, settings, task_queue):
+        handle = await orders_client.start(client, order, task_queue)
+        state = await wait_for_status(handle, OrderStatus.AWAITING_APPROVAL)
+        assert state.pending_approval is not None and state.pending_approval.role == "finance"
+        result = await handle.result()  # time skips through the 1-day reminder and the 3-day deadline
+    assert result.status == OrderStatus.CANCELLED
+    assert "approval deadline" in result.reasons[-1]
+    with Session(engine) as session:
+        kinds = session.exec(select(Notification.kind).where(Notification.order_no == order.order_no)).all()
+    assert "approval_reminder" in kinds
+    _ = timedelta

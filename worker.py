@@ -1,0 +1,96 @@
+"""The worker: builds the activities (engine, http client, settings injected) and runs both workflows."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import structlog
+from sqlalchemy import Engine
+from temporalio.client import Client
+from temporalio.worker import Worker
+
+from activities.credit import CreditActivities
+from activities.inventory import InventoryActivities
+from activities.notify import NotifyActivities
+from activities.picking import PickingActivities
+from activities.records import RecordActivities
+from activities.review import ReviewActivities
+from activities.shipping import ShippingActivities
+from activities.tracking import TrackingActivities
+from activities.validation import ValidationActivities
+from core.config import Settings, get_settings
+from core.db import make_engine
+from core.logging import configure_logging
+from core.migrate import upgrade
+from core.temporal import connect
+from workflows.order import OrderFulfillment
+from workflows.tracking import ShipmentTracking
+
+WORKFLOWS = [OrderFulfillment, ShipmentTracking]
+
+
+def activity_functions(engine: Engine, settings: Settings, http: httpx.AsyncClient) -> list[Callable[..., Any]]:
+    records = RecordActivities(engine, settings)
+    inventory = InventoryActivities(engine, settings)
+    picking = PickingActivities(engine, settings)
+    return [
+        records.register_order,
+        records.record_transition,
+        records.record_approval,
+        ValidationActivities(engine, settings).validate_order,
+        ReviewActivities(engine, settings).review_order,
+        CreditActivities(engine, settings).check_credit,
+        inventory.allocate_stock,
+        inventory.release_stock,
+        picking.issue_pick_lists,
+        picking.void_pick_lists,
+        ShippingActivities(engine, settings).record_dispatch,
+        NotifyActivities(engine, settings).notify,
+        TrackingActivities(engine, settings, http).poll_parcel,
+    ]
+
+
+@asynccontextmanager
+async def running_worker(
+    client: Client, engine: Engine, settings: Settings, task_queue: str | None = None
+) -> AsyncIterator[Worker]:
+    """A started worker for the duration of the block (used by main() and by the tests)."""
+    async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as http:
+        with ThreadPoolExecutor(max_workers=settings.worker_activity_threads) as executor:
+            worker = Worker(
+                client,
+                task_queue=task_queue or settings.task_queue,
+                workflows=WORKFLOWS,
+                activities=activity_functions(engine, settings, http),
+                activity_executor=executor,
+                max_concurrent_activities=settings.worker_activity_threads,
+            )
+            async with worker:
+                yield worker
+
+
+async def main() -> None:
+    configure_logging()
+    settings = get_settings()
+    log = structlog.get_logger("worker")
+    engine = make_engine(settings.effective_database_url)
+    upgrade(engine)
+    client = await connect(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with running_worker(client, engine, settings):
+        log.info("worker started", task_queue=settings.task_queue, address=settings.temporal_address)
+        await stop.wait()
+    log.info("worker stopped")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

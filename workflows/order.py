@@ -1,0 +1,535 @@
+"""OrderFulfillment: one sales order from intake to signed receipt. Sequences, waits and compensates only.
+
+Every status change goes through `_transition` (read model row + event, search attribute upsert). Human
+input arrives as Updates whose validators refuse what the order cannot take right now, and whose handlers
+answer once the workflow has acted on the input. Cancellation is checked after every step; compensation
+runs in reverse (void pick lists, release stock, refund notice).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Literal
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.credit import CreditActivities
+    from activities.inventory import InventoryActivities
+    from activities.notify import NotifyActivities
+    from activities.picking import PickingActivities
+    from activities.records import RecordActivities
+    from activities.review import ReviewActivities
+    from activities.shipping import ShippingActivities
+    from activities.validation import ValidationActivities
+    from domain.approvals import refusal_reason
+    from domain.tracking import ORDER_PROGRESS, order_status_for
+    from models.contracts import (
+        AllocatedLot,
+        AllocateInput,
+        ApprovalAudit,
+        CancelInput,
+        CreditInput,
+        DecisionInput,
+        DispatchInput,
+        DispatchRecord,
+        FulfillmentInput,
+        FulfillmentResult,
+        NotifyInput,
+        OrderRef,
+        OrderState,
+        PaymentInput,
+        PendingApproval,
+        PickListsInput,
+        Policy,
+        RegisterOrderInput,
+        RestockInput,
+        ReviewInput,
+        ShipmentProgress,
+        TrackingInput,
+        TrackingResult,
+        TransitionInput,
+    )
+    from models.order import PaymentMethod
+    from models.status import (
+        CANCELLABLE_STATUSES,
+        TERMINAL_STATUSES,
+        OrderStatus,
+        Role,
+        TrackingStatus,
+    )
+    from workflows import search_attributes as sa
+    from workflows.tracking import PROGRESS_SIGNAL, ShipmentTracking
+
+DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+DB_TIMEOUT = timedelta(seconds=30)
+
+
+class _Stop(Exception):
+    """Ends the happy path early: the order is cancelled (or rejected) and compensation runs."""
+
+    def __init__(self, status: OrderStatus, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+@dataclass
+class _Level:
+    index: int
+    role: Role
+    credit_hold: bool = False
+
+
+@workflow.defn
+class OrderFulfillment:
+    @workflow.init
+    def __init__(self, inp: FulfillmentInput) -> None:
+        self.order = inp.order
+        self.status = OrderStatus.RECEIVED
+        self.seq = 1  # RECEIVED is event 1, written by register_order
+        self.reasons: list[str] = []
+        self.policy = Policy()
+        self.paid = inp.order.payment.paid
+        self.payment: PaymentInput | None = None
+        self.level: _Level | None = None
+        self.deciders: list[str] = []
+        self.decisions: list[DecisionInput] = []
+        self.decisions_taken = 0
+        self.decided_at_seq = 0
+        self.cancel_request: CancelInput | None = None
+        self.restock_requested = False
+        self.allocations: list[AllocatedLot] = []
+        self.pick_lists_issued = False
+        self.awaiting_dispatch: list[str] = []
+        self.dispatch_queue: list[DispatchInput] = []
+        self.dispatches_done = 0
+        self.parcels: dict[str, ShipmentProgress] = {}
+
+    # --- the journey -----------------------------------------------------------------------------
+
+    @workflow.run
+    async def run(self, inp: FulfillmentInput) -> FulfillmentResult:
+        await self._act(
+            RecordActivities.register_order, RegisterOrderInput(order=self.order, received_at=workflow.now())
+        )
+        try:
+            await self._fulfil(inp)
+        except _Stop as stop:
+            await self._compensate(stop)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return FulfillmentResult(order_no=self.order.order_no, status=self.status, reasons=self.reasons)
+
+    async def _fulfil(self, inp: FulfillmentInput) -> None:
+        order = self.order
+        validation = await self._act(ValidationActivities.validate_order, inp)
+        if validation.reasons:
+            raise _Stop(OrderStatus.REJECTED, "; ".join(validation.reasons))
+        review = await self._act(
+            ReviewActivities.review_order, ReviewInput(order=order, customer_new=validation.customer_new)
+        )
+        self.policy = review.policy
+        prepay = review.prepay_required or order.payment.method == PaymentMethod.PREPAID
+        levels = [_Level(i, role) for i, role in enumerate(review.approval_roles, start=1)]
+        if not review.skip_finance and not prepay:
+            credit = await self._act(
+                CreditActivities.check_credit,
+                CreditInput(order_no=order.order_no, customer_id=order.customer_id, total=order.total),
+            )
+            if credit.hold:
+                levels = self._with_credit_hold(levels, f"exposure {credit.exposure} over limit {credit.limit}")
+        self._checkpoint()
+
+        if prepay and not self.paid:
+            await self._await_payment()
+        for level in levels:
+            await self._await_decision(level)
+        await self._transition(OrderStatus.APPROVED)
+
+        await self._allocate()
+        warehouses = await self._act(
+            PickingActivities.issue_pick_lists, PickListsInput(order_no=order.order_no, allocations=self.allocations)
+        )
+        self.pick_lists_issued = True
+        self.awaiting_dispatch = list(warehouses)
+        await self._transition(OrderStatus.PICKING, "pick lists issued: " + ", ".join(warehouses))
+
+        trackers = await self._await_dispatches()
+        await self._follow_parcels(trackers)
+        await self._transition(OrderStatus.COMPLETED)
+
+    def _with_credit_hold(self, levels: list[_Level], why: str) -> list[_Level]:
+        """A credit hold needs finance: the first finance level carries it, or one is added in front."""
+        self.reasons.append(f"credit hold: {why}")
+        for level in levels:
+            if level.role == Role.FINANCE:
+                level.credit_hold = True
+                return levels
+        held = [_Level(1, Role.FINANCE, credit_hold=True)]
+        return held + [_Level(level.index + 1, level.role) for level in levels]
+
+    async def _await_payment(self) -> None:
+        await self._transition(OrderStatus.AWAITING_PAYMENT)
+        await self._notify("payment_requested", "customer")
+        paid = await self._wait(lambda: self.payment is not None, self.policy.payment_deadline)
+        if not paid:
+            raise _Stop(OrderStatus.CANCELLED, "payment deadline passed")
+        self.paid = True
+        reference = self.payment.reference if self.payment else ""
+        await self._transition(self.status, f"payment received {reference}".strip(), paid=True)
+
+    async def _await_decision(self, level: _Level) -> None:
+        self.level = level
+        status = OrderStatus.CREDIT_HOLD if level.credit_hold else OrderStatus.AWAITING_APPROVAL
+        await self._transition(status, f"level {level.index}: {level.role.value}")
+        await self._notify(f"approval_needed:{level.index}", "role", role=level.role, kind="approval_needed")
+        started = workflow.now()
+        deadline = started + self.policy.approval_deadline
+        reminder_at = started + self.policy.approval_reminder
+        reminded = reminder_at >= deadline
+        while not self.decisions:
+            now = workflow.now()
+            if now >= deadline:
+                raise _Stop(OrderStatus.CANCELLED, f"no {level.role.value} decision before the approval deadline")
+            if not reminded and now >= reminder_at:
+                reminded = True
+                await self._notify(
+                    f"approval_reminder:{level.index}",
+                    "role",
+                    role=level.role,
+                    kind="approval_reminder",
+                    waited=str(now - started),
+                )
+                continue
+            wake = deadline if reminded else reminder_at
+            await self._wait(lambda: bool(self.decisions), wake - now)
+        decision = self.decisions[0]
+        self.decided_at_seq = self.seq
+        await self._act(
+            RecordActivities.record_approval,
+            ApprovalAudit(
+                order_no=self.order.order_no,
+                level=level.index,
+                role=level.role,
+                by=decision.by,
+                decision=decision.decision,
+                at=workflow.now(),
+                comment=decision.comment,
+            ),
+        )
+        self.deciders.append(decision.by)
+        self.decisions.pop(0)
+        self.level = None
+        if decision.decision == "reject":
+            raise _Stop(OrderStatus.REJECTED, f"rejected by {decision.by} ({level.role.value}): {decision.comment}")
+        self.decisions_taken += 1
+
+    async def _allocate(self) -> None:
+        order = self.order
+        request = AllocateInput(
+            order_no=order.order_no,
+            ship_to_region=order.ship_to.region,
+            lines=[(i, line.sku, line.qty) for i, line in enumerate(order.lines, start=1)],
+            allow_split=self.policy.allow_split,
+        )
+        give_up = workflow.now() + self.policy.backorder_deadline
+        while True:
+            outcome = await self._act(InventoryActivities.allocate_stock, request)
+            self._checkpoint()
+            if outcome.allocations:
+                self.allocations = outcome.allocations
+                parts = [f"{a.qty}x{a.sku}@{a.warehouse}/{a.lot}" for a in outcome.allocations]
+                await self._transition(OrderStatus.ALLOCATED, ", ".join(parts))
+                return
+            shortages = ", ".join(f"{sku} short {qty}" for sku, qty in sorted(outcome.shortages.items()))
+            if self.status != OrderStatus.BACKORDERED:
+                await self._transition(OrderStatus.BACKORDERED, shortages)
+                await self._notify("backordered", "role", role=Role.OPS, shortages=shortages)
+            remaining = give_up - workflow.now()
+            if remaining <= timedelta(0):
+                raise _Stop(OrderStatus.CANCELLED, f"backorder deadline passed ({shortages})")
+            self.restock_requested = False
+            await self._wait(lambda: self.restock_requested, min(remaining, self.policy.backorder_recheck))
+
+    async def _await_dispatches(self) -> list[workflow.ChildWorkflowHandle[Any, TrackingResult]]:
+        trackers: list[workflow.ChildWorkflowHandle[Any, TrackingResult]] = []
+        while self.awaiting_dispatch:
+            await self._wait(lambda: bool(self.dispatch_queue), None)
+            request = self.dispatch_queue[0]
+            await self._act(
+                ShippingActivities.record_dispatch,
+                DispatchRecord(
+                    order_no=self.order.order_no,
+                    warehouse=request.warehouse,
+                    carrier=request.carrier,
+                    tracking_no=request.tracking_no,
+                    at=workflow.now(),
+                ),
+            )
+            self.awaiting_dispatch.remove(request.warehouse)
+            self.parcels[request.tracking_no] = ShipmentProgress(
+                carrier=request.carrier,
+                tracking_no=request.tracking_no,
+                status=TrackingStatus.PENDING,
+                at=workflow.now(),
+            )
+            trackers.append(
+                await workflow.start_child_workflow(
+                    ShipmentTracking.run,
+                    TrackingInput(
+                        order_no=self.order.order_no,
+                        parent_workflow_id=workflow.info().workflow_id,
+                        carrier=request.carrier,
+                        tracking_no=request.tracking_no,
+                        poll_interval=self.policy.tracking_poll_interval,
+                    ),
+                    id=f"track-{request.carrier}-{request.tracking_no}",
+                )
+            )
+            await self._notify(
+                f"dispatched:{request.tracking_no}",
+                "customer",
+                kind="dispatched",
+                carrier=request.carrier,
+                tracking_no=request.tracking_no,
+            )
+            self.dispatch_queue.pop(0)
+            self.dispatches_done += 1
+            detail = f"{request.warehouse}: {request.carrier} {request.tracking_no}"
+            await self._transition(OrderStatus.DISPATCHED if not self.awaiting_dispatch else self.status, detail)
+        return trackers
+
+    async def _follow_parcels(self, trackers: list[workflow.ChildWorkflowHandle[Any, TrackingResult]]) -> None:
+        pending = [asyncio.ensure_future(tracker) for tracker in trackers]
+        while True:
+            for task in pending:
+                if task.done():  # a finished tracker's result is the parcel's last word
+                    result = task.result()
+                    known = self.parcels[result.tracking_no]
+                    if known.status != result.status:
+                        self.parcels[result.tracking_no] = known.model_copy(update=result.model_dump())
+            shown = order_status_for(parcel.status for parcel in self.parcels.values())
+            if shown != self.status and self._moves_forward(shown):
+                await self._transition(shown, self._parcel_summary())
+                await self._notify_parcel_status(shown)
+            if all(task.done() for task in pending):
+                break
+            seen = dict(self.parcels)
+            await workflow.wait_condition(
+                lambda seen=seen: self.parcels != seen or all(task.done() for task in pending)  # type: ignore[misc]
+            )
+        if self.status != OrderStatus.DELIVERED:
+            raise _Stop(OrderStatus.FAILED, "parcel not delivered: " + self._parcel_summary())
+
+    def _moves_forward(self, shown: OrderStatus) -> bool:
+        if shown == OrderStatus.DELIVERY_EXCEPTION or self.status == OrderStatus.DELIVERY_EXCEPTION:
+            return True
+        if self.status not in ORDER_PROGRESS:
+            return True
+        return ORDER_PROGRESS.index(shown) > ORDER_PROGRESS.index(self.status)
+
+    def _parcel_summary(self) -> str:
+        return ", ".join(f"{p.carrier} {p.tracking_no}: {p.status}" for p in self.parcels.values())
+
+    async def _notify_parcel_status(self, shown: OrderStatus) -> None:
+        kinds = {
+            OrderStatus.OUT_FOR_DELIVERY: "out_for_delivery",
+            OrderStatus.DELIVERY_EXCEPTION: "delivery_exception",
+            OrderStatus.DELIVERED: "delivered",
+        }
+        kind = kinds.get(shown)
+        if kind is None:
+            return
+        signers = ", ".join(p.signed_by for p in self.parcels.values() if p.signed_by)
+        tracking = ", ".join(self.parcels)
+        await self._notify(
+            f"{kind}:{self.seq}", "customer", kind=kind, tracking_no=tracking, signed_by=signers, status=shown.value
+        )
+
+    # --- compensation ----------------------------------------------------------------------------
+
+    async def _compensate(self, stop: _Stop) -> None:
+        if self.pick_lists_issued:
+            await self._act(PickingActivities.void_pick_lists, OrderRef(order_no=self.order.order_no))
+        if stop.status == OrderStatus.CANCELLED or (self.allocations and not self.parcels):
+            # Release even when nothing is known to be allocated: a lock may have committed just before a
+            # cancel was seen. Releasing nothing is a no-op.
+            await self._act(InventoryActivities.release_stock, OrderRef(order_no=self.order.order_no))
+        if self.paid and stop.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
+            await self._notify("refund", "role", role=Role.FINANCE, reason=stop.reason)
+        self.reasons.append(stop.reason)
+        await self._transition(stop.status, stop.reason, reasons=self.reasons)
+        if stop.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
+            await self._notify(stop.status.value.lower(), "customer", reason=stop.reason)
+        else:
+            await self._notify("delivery_exception", "role", role=Role.OPS, status=stop.reason)
+
+    # --- plumbing --------------------------------------------------------------------------------
+
+    def _checkpoint(self) -> None:
+        if self.cancel_request is not None:
+            who = f" by {self.cancel_request.by}" if self.cancel_request.by else ""
+            raise _Stop(OrderStatus.CANCELLED, f"cancelled{who}: {self.cancel_request.reason}")
+
+    async def _wait(self, done: Callable[[], bool], limit: timedelta | None) -> bool:
+        """Wait for `done` or a cancel; True when done, False on timeout. A cancel raises _Stop."""
+        try:
+            await workflow.wait_condition(lambda: done() or self.cancel_request is not None, timeout=limit)
+        except TimeoutError:
+            self._checkpoint()
+            return False
+        self._checkpoint()
+        return True
+
+    async def _act(self, method: Callable[..., Any], arg: Any) -> Any:
+        return await workflow.execute_activity_method(
+            method, arg, start_to_close_timeout=DB_TIMEOUT, retry_policy=DB_RETRY
+        )
+
+    async def _transition(
+        self, status: OrderStatus, detail: str = "", *, paid: bool | None = None, reasons: list[str] | None = None
+    ) -> None:
+        self.status = status
+        self.seq += 1
+        workflow.upsert_search_attributes([sa.ORDER_STATUS.value_set(status.value)])
+        await self._act(
+            RecordActivities.record_transition,
+            TransitionInput(
+                order_no=self.order.order_no,
+                seq=self.seq,
+                status=status,
+                at=workflow.now(),
+                detail=detail,
+                paid=paid,
+                reasons=reasons,
+            ),
+        )
+
+    async def _notify(
+        self,
+        key: str,
+        audience: Literal["customer", "role"],
+        *,
+        role: Role | None = None,
+        kind: str | None = None,
+        **variables: str,
+    ) -> None:
+        await self._act(
+            NotifyActivities.notify,
+            NotifyInput(
+                key=f"{self.order.order_no}:{key}",
+                order_no=self.order.order_no,
+                kind=kind or key,
+                audience=audience,
+                role=role,
+                variables=variables,
+            ),
+        )
+
+    # --- messages --------------------------------------------------------------------------------
+
+    @workflow.query
+    def state(self) -> OrderState:
+        pending = None
+        if self.level is not None:
+            pending = PendingApproval(level=self.level.index, role=self.level.role, credit_hold=self.level.credit_hold)
+        return OrderState(
+            order_no=self.order.order_no,
+            status=self.status,
+            pending_approval=pending,
+            awaiting_dispatch=list(self.awaiting_dispatch),
+            shipments=list(self.parcels.values()),
+            reasons=list(self.reasons),
+        )
+
+    @workflow.update
+    async def decide(self, decision: DecisionInput) -> OrderState:
+        self.decisions.append(decision)
+        taken = self.decisions_taken
+        # Answer once the workflow has acted on the decision: the next status is already set.
+        await workflow.wait_condition(
+            lambda: (
+                (self.decisions_taken > taken and self.seq > self.decided_at_seq) or self.status in TERMINAL_STATUSES
+            )
+        )
+        return self.state()
+
+    @decide.validator
+    def _validate_decision(self, decision: DecisionInput) -> None:
+        level = self.level
+        if level is None or self.status not in (OrderStatus.AWAITING_APPROVAL, OrderStatus.CREDIT_HOLD):
+            raise ValueError(f"order {self.order.order_no} is not awaiting a decision (status {self.status.value})")
+        if self.decisions:
+            raise ValueError(f"a decision on level {level.index} is already being processed")
+        if decision.decision == "reject" and not decision.comment.strip():
+            raise ValueError("a rejection needs a comment")
+        why = refusal_reason(
+            level_role=level.role,
+            decider=decision.by,
+            decider_role=decision.role,
+            sales_rep=self.order.sales_rep,
+            earlier_deciders=self.deciders,
+        )
+        if why:
+            raise ValueError(why)
+
+    @workflow.update
+    async def payment_received(self, payment: PaymentInput) -> OrderState:
+        self.payment = payment
+        await workflow.wait_condition(lambda: self.paid or self.status in TERMINAL_STATUSES)
+        return self.state()
+
+    @payment_received.validator
+    def _validate_payment(self, payment: PaymentInput) -> None:
+        if self.status != OrderStatus.AWAITING_PAYMENT or self.payment is not None:
+            raise ValueError(f"order {self.order.order_no} is not awaiting payment (status {self.status.value})")
+
+    @workflow.update
+    async def dispatched(self, dispatch: DispatchInput) -> OrderState:
+        self.dispatch_queue.append(dispatch)
+        done = self.dispatches_done
+        await workflow.wait_condition(lambda: self.dispatches_done > done or self.status in TERMINAL_STATUSES)
+        return self.state()
+
+    @dispatched.validator
+    def _validate_dispatch(self, dispatch: DispatchInput) -> None:
+        if self.cancel_request is not None:
+            raise ValueError(f"order {self.order.order_no} is being cancelled")
+        queued = {request.warehouse for request in self.dispatch_queue}
+        if dispatch.warehouse not in self.awaiting_dispatch or dispatch.warehouse in queued:
+            waiting = ", ".join(self.awaiting_dispatch) or "none"
+            raise ValueError(
+                f"order {self.order.order_no} awaits no dispatch from {dispatch.warehouse} "
+                f"(status {self.status.value}; awaiting: {waiting})"
+            )
+        if dispatch.tracking_no in self.parcels or any(
+            q.tracking_no == dispatch.tracking_no for q in self.dispatch_queue
+        ):
+            raise ValueError(f"tracking number {dispatch.tracking_no} is already used on this order")
+
+    @workflow.update
+    async def cancel(self, request: CancelInput) -> OrderState:
+        self.cancel_request = request
+        await workflow.wait_condition(lambda: self.status in TERMINAL_STATUSES)
+        return self.state()
+
+    @cancel.validator
+    def _validate_cancel(self, request: CancelInput) -> None:
+        if self.cancel_request is not None:
+            raise ValueError(f"order {self.order.order_no} is already being cancelled")
+        if self.status not in CANCELLABLE_STATUSES or self.dispatch_queue or self.parcels:
+            raise ValueError(f"order {self.order.order_no} can no longer be cancelled (status {self.status.value})")
+
+    @workflow.signal
+    def restocked(self, _restock: RestockInput) -> None:
+        self.restock_requested = True
+
+    @workflow.signal(name=PROGRESS_SIGNAL)
+    def shipment_progress(self, progress: ShipmentProgress) -> None:
+        known = self.parcels.get(progress.tracking_no)
+        if known is None or known.status != progress.status:
+            self.parcels[progress.tracking_no] = progress
