@@ -38,8 +38,8 @@ class Settings(BaseSettings):
 
     # Carriers: base URL of the carrier simulator (carrier code `sim`).
     carrier_sim_url: str = "http://127.0.0.1:8081"
-    # Seconds between status steps of a simulated parcel (demo mode makes this small).
-    simulator_step_seconds: float = 600.0
+    # Seconds between status steps of a simulated parcel: a parcel is signed for ~5 steps after dispatch.
+    simulator_step_seconds: float = 3.0
 
     # Business policy handed to each workflow by the review activity (so workflows stay deterministic).
     price_tolerance: Decimal = Decimal("0.05")

