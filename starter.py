@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from functools import wraps
@@ -267,7 +268,20 @@ async def demo(orders: Annotated[int, typer.Option(help="How many sample orders 
 
 
 def main() -> None:
-    app()
+    """Run the CLI, then leave without interpreter teardown.
+
+    The Temporal client's Rust runtime threads can abort CPython's finalisation ("PyGILState_Release:
+    thread state must be current", temporalio/sdk-python#300), turning a finished command into SIGABRT.
+    Output is flushed first, so skipping teardown loses nothing.
+    """
+    code = 0
+    try:
+        app()
+    except SystemExit as exc:  # typer's standalone mode ends every command this way
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

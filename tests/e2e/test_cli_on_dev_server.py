@@ -1,0 +1,130 @@
+"""The embedded stack as a user runs it: `python -m core.stack up` (real dev server, worker and carrier
+simulator as processes), then the `orderflow` command line for every step of an order."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.orders import make_order
+
+ROOT = Path(__file__).resolve().parents[2]
+ORDERFLOW = str(Path(sys.executable).parent / "orderflow")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    state = tmp_path_factory.mktemp("stack")
+    temporal_port = free_port()
+    env = {
+        **os.environ,
+        "ORDERFLOW_STATE_DIR": str(state),
+        "ORDERFLOW_TEMPORAL_PORT": str(temporal_port),
+        "ORDERFLOW_TEMPORAL_UI_PORT": str(free_port()),
+        "ORDERFLOW_SIMULATOR_PORT": str(free_port()),
+        "ORDERFLOW_SIMULATOR_STEP_SECONDS": "0.3",
+        "ORDERFLOW_TRACKING_POLL_INTERVAL": "PT0.5S",
+        "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
+    }
+    up = subprocess.run([sys.executable, "-m", "core.stack", "up"], cwd=ROOT, env=env, capture_output=True, text=True)
+    try:
+        assert up.returncode == 0, up.stdout + up.stderr
+        yield env
+    finally:
+        subprocess.run([sys.executable, "-m", "core.stack", "down"], cwd=ROOT, env=env, capture_output=True)
+
+
+def cli(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [ORDERFLOW, *args], cwd=ROOT, env=env, capture_output=True, text=True, input=stdin, timeout=60
+    )
+
+
+def ok(env: dict[str, str], *args: str, stdin: str | None = None) -> Any:
+    done = cli(env, *args, stdin=stdin)
+    assert done.returncode == 0, f"{args}: {done.stderr}"
+    return json.loads(done.stdout)
+
+
+def refused(env: dict[str, str], *args: str) -> str:
+    done = cli(env, *args)
+    assert done.returncode != 0, f"{args} should have been refused: {done.stdout}"
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr  # one clear line
+    return lines[0]
+
+
+def wait_status(env: dict[str, str], order_no: str, wanted: str, timeout: float = 60.0) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    view: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        view = ok(env, "status", order_no)
+        if view["status"] == wanted:
+            return view
+        time.sleep(0.3)
+    raise AssertionError(f"{order_no} is {view.get('status')}, wanted {wanted}")
+
+
+def test_order_through_the_cli(stack: dict[str, str], tmp_path: Path) -> None:
+    env = stack
+    seeded = ok(env, "seed")
+    assert set(seeded["tokens"]) >= {"alice", "fiona", "derek", "wang"}
+    order = make_order("E2E-0001", [("SKU-1018", 1, "12999.00")])  # > 10,000: finance approves
+    order_file = tmp_path / "order.json"
+    order_file.write_text(order.model_dump_json(), encoding="utf-8")
+
+    first = ok(env, "submit", str(order_file))
+    assert first == {"order_no": "E2E-0001", "workflow_id": "order-E2E-0001", "status": "RECEIVED"}
+    again = ok(env, "submit", "-", stdin=order.model_dump_json())  # the same order again: same answer
+    assert again["workflow_id"] == first["workflow_id"]
+    changed = order.model_copy(update={"sales_rep": "bob"})
+    assert "different content" in refused_submit(env, changed.model_dump_json())
+
+    wait_status(env, "E2E-0001", "AWAITING_APPROVAL")
+    assert "own sales rep" in refused(env, "approve", "E2E-0001", "--as", "alice")
+    assert "cannot decide" in refused(env, "approve", "E2E-0001", "--as", "wang")
+    ok(env, "approve", "E2E-0001", "--as", "fiona", "--comment", "ok for key account")
+
+    view = wait_status(env, "E2E-0001", "PICKING")
+    [allocation] = view["allocations"]
+    assert allocation["warehouse"] == "WH-SH" and allocation["qty"] == 1
+    assert "awaits no dispatch" in refused(
+        env, "dispatch", "E2E-0001", "--warehouse", "WH-GZ", "--carrier", "sim", "--tracking-no", "X1"
+    )
+    ok(env, "dispatch", "E2E-0001", "--warehouse", "WH-SH", "--carrier", "sim", "--tracking-no", "E2E1")
+    assert "can no longer be cancelled" in refused(env, "cancel", "E2E-0001", "--reason", "too late")
+
+    done = wait_status(env, "E2E-0001", "COMPLETED")
+    [shipment] = done["shipments"]
+    assert shipment["status"] == "DELIVERED" and shipment["signed_by"] and shipment["signed_at"]
+    timeline = [step["status"] for step in done["timeline"]]
+    assert timeline[0] == "RECEIVED" and timeline[-1] == "COMPLETED" and "DISPATCHED" in timeline
+    approvals = done["approvals"]
+    assert [a["by"] for a in approvals if "refused" not in a] == ["fiona"]
+    assert {a["by"] for a in approvals if "refused" in a} == {"alice", "wang"}  # refusals are audited too
+
+    inventory = ok(env, "inventory", "SKU-1018")
+    assert inventory["reserved"] == 0 and inventory["available"] == inventory["on_hand"]
+    assert "unknown order" in refused(env, "status", "NOPE-1")
+    assert "invalid input" in refused_submit(env, '{"order_no": "X"}')
+
+
+def refused_submit(env: dict[str, str], payload: str) -> str:
+    done = cli(env, "submit", "-", stdin=payload)
+    assert done.returncode != 0
+    return done.stderr.strip()
