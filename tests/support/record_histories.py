@@ -1,0 +1,109 @@
+"""Record workflow histories for the replay test (`make histories`).
+
+Runs representative orders on the time-skipping server with a real database and the carrier simulator,
+then stores each workflow's history as JSON under tests/histories/. Re-record only after an intended,
+replay-safe workflow change (use workflow.patched for changes to running workflows).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+from sqlalchemy import Engine
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from core.db import make_engine
+from core.migrate import upgrade
+from core.search_attributes_admin import register_search_attributes
+from core.seed import seed
+from integrations import orders_client
+from models.order import Order
+from models.status import OrderStatus
+from tests.conftest import binary, make_settings
+from tests.support.orders import make_order
+from tests.support.simulator import running_simulator
+from tests.support.waiting import wait_for_status
+from worker import running_worker
+
+HISTORIES = Path(__file__).resolve().parents[1] / "histories"
+TASK_QUEUE = "record-histories"
+
+
+async def happy(client: Client, engine: Engine, order: Order) -> None:
+    handle = await orders_client.start(client, order, TASK_QUEUE)
+    await wait_for_status(handle, OrderStatus.PICKING)
+    await orders_client.dispatch(client, order.order_no, warehouse="WH-SH", carrier="sim", tracking_no="REC0001")
+    await handle.result()
+
+
+async def finance_then_split(client: Client, engine: Engine, order: Order) -> None:
+    handle = await orders_client.start(client, order, TASK_QUEUE)
+    await wait_for_status(handle, OrderStatus.AWAITING_APPROVAL)
+    await orders_client.decide(client, engine, order.order_no, user="fiona", decision="approve", comment="ok")
+    picking = await wait_for_status(handle, OrderStatus.PICKING)
+    for index, warehouse in enumerate(picking.awaiting_dispatch):
+        await orders_client.dispatch(
+            client, order.order_no, warehouse=warehouse, carrier="sim", tracking_no=f"REC02{index}"
+        )
+    await handle.result()
+
+
+async def cancelled(client: Client, engine: Engine, order: Order) -> None:
+    handle = await orders_client.start(client, order, TASK_QUEUE)
+    await wait_for_status(handle, OrderStatus.PICKING)
+    await orders_client.cancel(client, order.order_no, reason="customer changed their mind")
+    await handle.result()
+
+
+async def to_the_end(client: Client, engine: Engine, order: Order) -> None:
+    handle = await orders_client.start(client, order, TASK_QUEUE)
+    await handle.result()  # rejected at validation, or cancelled at the approval deadline (time skips)
+
+
+SCENARIOS: list[tuple[str, Order, Callable[[Client, Engine, Order], Awaitable[None]]]] = [
+    ("completed", make_order("H-COMPLETED"), happy),
+    ("finance_split", make_order("H-FINANCE-SPLIT", [("SKU-1016", 600, "39.00")]), finance_then_split),
+    ("cancelled", make_order("H-CANCELLED"), cancelled),
+    ("rejected", make_order("H-REJECTED", [("SKU-9999", 1, "10.00")]), to_the_end),
+    ("approval_deadline", make_order("H-DEADLINE", [("SKU-1018", 1, "12999.00")]), to_the_end),
+]
+
+
+async def main() -> None:
+    HISTORIES.mkdir(exist_ok=True)
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=binary("temporal-test-server"), data_converter=pydantic_data_converter
+    )
+    try:
+        await register_search_attributes(env.client)
+        with tempfile.TemporaryDirectory() as tmp, running_simulator(advance="query") as sim_url:
+            engine = make_engine(f"sqlite:///{tmp}/orderflow.db")
+            upgrade(engine)
+            seed(engine)
+            settings = make_settings(Path(tmp), sim_url)
+            async with running_worker(env.client, engine, settings, TASK_QUEUE):
+                for name, order, play in SCENARIOS:
+                    await play(env.client, engine, order)
+                    handles = [order.workflow_id]
+                    async for event in env.client.get_workflow_handle(order.workflow_id).fetch_history_events():
+                        attrs = event.start_child_workflow_execution_initiated_event_attributes
+                        if attrs.workflow_id:
+                            handles.append(attrs.workflow_id)
+                    for index, workflow_id in enumerate(handles):
+                        history = await env.client.get_workflow_handle(workflow_id).fetch_history()
+                        suffix = "" if index == 0 else f"_tracking{index}"
+                        (HISTORIES / f"{name}{suffix}.json").write_text(history.to_json(), encoding="utf-8")
+                        sys.stdout.write(f"recorded {name}{suffix}: {len(history.events)} events\n")
+            engine.dispose()
+    finally:
+        await env.shutdown()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
