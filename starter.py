@@ -74,7 +74,7 @@ def command(func: Callable[..., Coroutine[Any, Any, None] | None]) -> Callable[.
         try:
             result = func(*args, **kwargs)
             if isinstance(result, Awaitable):
-                asyncio.run(result)  # type: ignore[arg-type]
+                asyncio.run(result)
         except (CommandError, CliError, NotFound) as exc:
             fail(str(exc))
             raise typer.Exit(1) from None

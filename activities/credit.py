@@ -29,7 +29,7 @@ class CreditActivities(DbActivities):
                     f"unknown customer {inp.customer_id}", type="UnknownCustomer", non_retryable=True
                 )
             others = session.exec(
-                select(SalesOrder.total).where(
+                select(col(SalesOrder.total)).where(
                     SalesOrder.customer_id == inp.customer_id,
                     SalesOrder.order_no != inp.order_no,
                     col(SalesOrder.status).not_in([s.value for s in NOT_OPEN]),

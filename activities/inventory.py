@@ -70,7 +70,7 @@ class InventoryActivities(DbActivities):
                     lot=lot.lot,
                     bin=lot.bin,
                     received_at=lot.received_at,
-                    available=lot.on_hand - int(reserved.get(lot.id, 0)),
+                    available=lot.on_hand - int(reserved.get(lot.id or 0, 0)),
                 )
                 for lot in lots
             ]

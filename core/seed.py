@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, SQLModel, select
 
 from core.db import unit_of_work
 from models.status import Role
@@ -133,10 +135,10 @@ def seed(engine: Engine) -> SeedReport:
     tokens: dict[str, str] = {}
     with unit_of_work(engine) as session:
 
-        def add_missing(kind: str, rows: list[object], key: object) -> None:
+        def add_missing(kind: str, rows: Sequence[SQLModel], key: Callable[[Any], object]) -> None:
             count = 0
             for row in rows:
-                if session.get(type(row), key(row)) is None:  # type: ignore[operator]
+                if session.get(type(row), key(row)) is None:
                     session.add(row)
                     count += 1
             created[kind] = count

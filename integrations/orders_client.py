@@ -6,8 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import Engine
-from temporalio.api.enums.v1 import WorkflowExecutionStatus
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -109,20 +108,21 @@ async def _update(client: Client, order_no: str, update: Any, arg: BaseModel) ->
         raise Refused(str(getattr(cause, "message", None) or cause or exc)) from None
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
-            if await _exists(handle):
+            if await _is_closed(handle):
                 raise Refused(f"order {order_no} is closed and takes no more input") from None
             raise OrderNotFound(f"unknown order {order_no}") from None
         raise
 
 
-async def _exists(handle: WorkflowHandle[Any, Any]) -> bool:
+async def _is_closed(handle: WorkflowHandle[Any, Any]) -> bool:
+    """True when the workflow exists but has finished (it takes no more updates)."""
     try:
         description = await handle.describe()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             return False
         raise
-    return description.status != WorkflowExecutionStatus.WORKFLOW_EXECUTION_STATUS_RUNNING
+    return description.status != WorkflowExecutionStatus.RUNNING
 
 
 def user_role(engine: Engine, name: str) -> str:
@@ -143,7 +143,7 @@ async def decide(
             client,
             order_no,
             OrderFulfillment.decide,
-            DecisionInput(decision=decision, by=user, role=role, comment=comment),  # type: ignore[arg-type]
+            DecisionInput.model_validate({"decision": decision, "by": user, "role": role, "comment": comment}),
         )
     except Refused as refusal:
         with unit_of_work(engine) as session:
@@ -185,8 +185,8 @@ async def cancel(client: Client, order_no: str, *, reason: str, by: str = "") ->
 
 async def live_state(client: Client, order_no: str) -> OrderState:
     try:
-        state: OrderState = await _handle(client, order_no).query(OrderFulfillment.state, result_type=OrderState)
-        return state
+        handle = client.get_workflow_handle_for(OrderFulfillment.run, workflow_id_for(order_no))
+        return await handle.query(OrderFulfillment.state)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise OrderNotFound(f"unknown order {order_no}") from None

@@ -162,7 +162,7 @@ def customers_view(session: Session) -> list[dict[str, Any]]:
     open_totals: dict[str, Decimal] = defaultdict(lambda: Decimal("0.00"))
     closed = [s.value for s in (*TERMINAL_STATUSES, OrderStatus.DELIVERED)]
     for customer_id, total in session.exec(
-        select(SalesOrder.customer_id, SalesOrder.total).where(
+        select(SalesOrder.customer_id, col(SalesOrder.total)).where(
             col(SalesOrder.status).not_in(closed), col(SalesOrder.paid).is_(False)
         )
     ).all():

@@ -19,7 +19,7 @@ async def wait_for_status(
     deadline = time.monotonic() + timeout
     state: OrderState | None = None
     while time.monotonic() < deadline:
-        state = await handle.query(OrderFulfillment.state, result_type=OrderState)
+        state = await handle.query(OrderFulfillment.state)
         if state.status in statuses:
             return state
         await asyncio.sleep(0.05)
