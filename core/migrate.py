@@ -21,3 +21,15 @@ def upgrade(engine: Engine) -> None:
     with engine.begin() as connection:
         config.attributes["connection"] = connection
         command.upgrade(config, "head")
+
+
+def main() -> None:
+    """`python -m core.migrate`: bring DATABASE_URL to the newest schema (a one-shot deploy step)."""
+    from core.config import get_settings
+    from core.db import make_engine
+
+    upgrade(make_engine(get_settings().effective_database_url))
+
+
+if __name__ == "__main__":
+    main()
