@@ -21,7 +21,7 @@ class PickLine:
 def bin_path_key(bin_code: str) -> tuple[tuple[int, int | str], ...]:
     """Natural order of bin codes like A-02-10 < A-10-01: numbers compare as numbers."""
     parts = re.split(r"(\d+)", bin_code)
-    return tuple((0, int(part)) if part.isdigit() else (1, part) for part in parts if part)
+    return tuple((0, int(part)) if part.isdecimal() else (1, part) for part in parts if part)
 
 
 def pick_lists(allocations: list[Allocation]) -> dict[str, list[PickLine]]:

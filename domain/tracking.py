@@ -56,8 +56,8 @@ ORDER_PROGRESS = [
 
 def is_newer(current: TrackingStatus, candidate: TrackingStatus) -> bool:
     """Should `candidate` replace `current`? Only forward moves (or a change at the same rank) count."""
-    if candidate == current:
-        return False
+    if candidate == current or current in FINAL_TRACKING_STATUSES:
+        return False  # a signed-for (or returned) parcel stays so, whatever a carrier says later
     return PROGRESS_RANK[candidate] >= PROGRESS_RANK[current]
 
 

@@ -54,7 +54,8 @@ class OrderLine(BaseModel):
     @classmethod
     def _cents(cls, value: Decimal) -> Decimal:
         # "199", "199.0" and "199.00" are the same price: one representation keeps content hashes stable.
-        return value.quantize(Decimal("0.01"))
+        # Adding zero turns "-0.00" (it passes ge=0) into "0.00".
+        return value.quantize(Decimal("0.01")) + 0
 
 
 class Order(BaseModel):

@@ -21,7 +21,9 @@ class MoneyCents(TypeDecorator[Decimal]):
     def process_bind_param(self, value: Decimal | None, dialect: Dialect) -> int | None:
         if value is None:
             return None
-        cents = (Decimal(value) / CENTS).to_integral_exact()
+        cents = Decimal(value) / CENTS
+        if cents != cents.to_integral_value():  # to_integral_exact() would round silently: refuse instead
+            raise ValueError(f"{value} has fractions of a cent: round it explicitly before storing")
         return int(cents)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:

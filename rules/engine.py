@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from simpleeval import EvalWithCompoundTypes, InvalidExpression
 
 from models.status import Role
@@ -68,12 +68,31 @@ class Review:
     fired: tuple[str, ...] = field(default=())
 
 
+SAMPLE_FACTS = OrderFacts(
+    total=Decimal("100.00"),
+    currency="CNY",
+    order_type="standard",
+    payment_method="credit",
+    paid=False,
+    customer_new=False,
+    channel="web",
+    line_count=1,
+)
+
+
 def load_rules(path: Path) -> RuleSet:
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise RuleError(f"cannot read rules file {path}: {exc}") from exc
-    return RuleSet.model_validate(raw)
+    try:
+        rules = RuleSet.model_validate(raw)
+    except ValidationError as exc:  # a bad expression, role or key: one error type for every broken file
+        raise RuleError(f"invalid rules file {path}: {exc}") from exc
+    # A trial run on sample facts: an unknown name or a refused construct fails now, at load, instead of
+    # failing every order that reaches review.
+    review(rules, SAMPLE_FACTS)
+    return rules
 
 
 def review(rules: RuleSet, facts: OrderFacts) -> Review:
