@@ -146,12 +146,18 @@ async def decide(
             DecisionInput.model_validate({"decision": decision, "by": user, "role": role, "comment": comment}),
         )
     except Refused as refusal:
+        level = 0  # 0: the order was awaiting no decision at all
+        try:
+            pending = (await live_state(client, order_no)).pending_approval
+            level = pending.level if pending else 0
+        except CommandError:
+            pass
         with unit_of_work(engine) as session:
             if session.get(SalesOrder, order_no) is not None:
                 session.add(
                     ApprovalRecord(
                         order_no=order_no,
-                        level=0,
+                        level=level,
                         role=role,
                         by=user,
                         decision=decision,

@@ -72,10 +72,11 @@ DB_TIMEOUT = timedelta(seconds=30)
 class _Stop(Exception):
     """Ends the happy path early: the order is cancelled (or rejected) and compensation runs."""
 
-    def __init__(self, status: OrderStatus, reason: str) -> None:
+    def __init__(self, status: OrderStatus, reason: str, reasons: list[str] | None = None) -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.reasons = reasons or [reason]
 
 
 @dataclass
@@ -128,7 +129,7 @@ class OrderFulfillment:
         order = self.order
         validation = await self._act(ValidationActivities.validate_order, inp)
         if validation.reasons:
-            raise _Stop(OrderStatus.REJECTED, "; ".join(validation.reasons))
+            raise _Stop(OrderStatus.REJECTED, "; ".join(validation.reasons), validation.reasons)
         review = await self._act(
             ReviewActivities.review_order, ReviewInput(order=order, customer_new=validation.customer_new)
         )
@@ -238,6 +239,9 @@ class OrderFulfillment:
         )
         give_up = workflow.now() + self.policy.backorder_deadline
         while True:
+            # Cleared before each look at stock, so a restock signalled at any later point (even while the
+            # backorder is still being recorded) triggers another look.
+            self.restock_requested = False
             outcome = await self._act(InventoryActivities.allocate_stock, request)
             self._checkpoint()
             if outcome.allocations:
@@ -252,7 +256,6 @@ class OrderFulfillment:
             remaining = give_up - workflow.now()
             if remaining <= timedelta(0):
                 raise _Stop(OrderStatus.CANCELLED, f"backorder deadline passed ({shortages})")
-            self.restock_requested = False
             await self._wait(lambda: self.restock_requested, min(remaining, self.policy.backorder_recheck))
 
     async def _await_dispatches(self) -> list[workflow.ChildWorkflowHandle[Any, TrackingResult]]:
@@ -361,7 +364,7 @@ class OrderFulfillment:
             await self._act(InventoryActivities.release_stock, OrderRef(order_no=self.order.order_no))
         if self.paid and stop.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
             await self._notify("refund", "role", role=Role.FINANCE, reason=stop.reason)
-        self.reasons.append(stop.reason)
+        self.reasons.extend(stop.reasons)
         await self._transition(stop.status, stop.reason, reasons=self.reasons)
         if stop.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
             await self._notify(stop.status.value.lower(), "customer", reason=stop.reason)

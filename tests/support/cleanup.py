@@ -1,0 +1,47 @@
+"""Keep the session-wide time-skipping server clean: terminate what a (failed) test left running.
+
+A workflow left open with no worker holds a pending workflow task, and the time-skipping test server does
+not skip time while work is pending: one failed test would then hang every later `handle.result()`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.service import RPCError
+
+from integrations import orders_client
+from models.contracts import FulfillmentResult
+from models.order import Order
+from workflows.order import OrderFulfillment
+
+
+class StartedOrders:
+    """Starts orders through orders_client.start (a time-skipping handle) and remembers their ids."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.workflow_ids: list[str] = []
+
+    async def start(self, order: Order, task_queue: str) -> WorkflowHandle[OrderFulfillment, FulfillmentResult]:
+        self.track(order.workflow_id)
+        return await orders_client.start(self.client, order, task_queue)
+
+    def track(self, workflow_id: str) -> None:
+        if workflow_id not in self.workflow_ids:
+            self.workflow_ids.append(workflow_id)
+
+    async def terminate_running(self) -> list[str]:
+        """Terminate every tracked workflow still running (children go with their parent); returns their ids."""
+        terminated: list[str] = []
+        for workflow_id in self.workflow_ids:
+            handle: WorkflowHandle[Any, Any] = self.client.get_workflow_handle(workflow_id)
+            try:
+                description = await handle.describe()
+                if description.status == WorkflowExecutionStatus.RUNNING:
+                    await handle.terminate(reason="test teardown")
+                    terminated.append(workflow_id)
+            except RPCError:
+                continue  # never started, or already gone
+        return terminated
