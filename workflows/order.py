@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.credit import CreditActivities
@@ -28,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.validation import ValidationActivities
     from domain.approvals import refusal_reason
     from domain.tracking import ORDER_PROGRESS, order_status_for
+    from integrations.carriers.registry import KNOWN_CARRIERS
     from models.contracts import (
         AllocatedLot,
         AllocateInput,
@@ -108,7 +110,8 @@ class OrderFulfillment:
         self.pick_lists_issued = False
         self.awaiting_dispatch: list[str] = []
         self.dispatch_queue: list[DispatchInput] = []
-        self.dispatches_done = 0
+        self.dispatch_refusals: dict[str, str] = {}
+        self.dispatches_processed: set[str] = set()
         self.parcels: dict[str, ShipmentProgress] = {}
 
     # --- the journey -----------------------------------------------------------------------------
@@ -263,16 +266,25 @@ class OrderFulfillment:
         while self.awaiting_dispatch:
             await self._wait(lambda: bool(self.dispatch_queue), None)
             request = self.dispatch_queue[0]
-            await self._act(
-                ShippingActivities.record_dispatch,
-                DispatchRecord(
-                    order_no=self.order.order_no,
-                    warehouse=request.warehouse,
-                    carrier=request.carrier,
-                    tracking_no=request.tracking_no,
-                    at=workflow.now(),
-                ),
-            )
+            try:
+                await self._act(
+                    ShippingActivities.record_dispatch,
+                    DispatchRecord(
+                        order_no=self.order.order_no,
+                        warehouse=request.warehouse,
+                        carrier=request.carrier,
+                        tracking_no=request.tracking_no,
+                        at=workflow.now(),
+                    ),
+                )
+            except ActivityError as err:
+                cause = err.cause
+                if not isinstance(cause, ApplicationError) or cause.type != "DuplicateTrackingNo":
+                    raise
+                # Another order's parcel number: refuse this dispatch, keep waiting for a correct one.
+                self.dispatch_refusals[request.tracking_no] = cause.message
+                self.dispatch_queue.pop(0)
+                continue
             self.awaiting_dispatch.remove(request.warehouse)
             self.parcels[request.tracking_no] = ShipmentProgress(
                 carrier=request.carrier,
@@ -301,7 +313,7 @@ class OrderFulfillment:
                 tracking_no=request.tracking_no,
             )
             self.dispatch_queue.pop(0)
-            self.dispatches_done += 1
+            self.dispatches_processed.add(request.tracking_no)
             detail = f"{request.warehouse}: {request.carrier} {request.tracking_no}"
             await self._transition(OrderStatus.DISPATCHED if not self.awaiting_dispatch else self.status, detail)
         return trackers
@@ -309,12 +321,17 @@ class OrderFulfillment:
     async def _follow_parcels(self, trackers: list[workflow.ChildWorkflowHandle[Any, TrackingResult]]) -> None:
         pending = [asyncio.ensure_future(tracker) for tracker in trackers]
         while True:
-            for task in pending:
-                if task.done():  # a finished tracker's result is the parcel's last word
-                    result = task.result()
-                    known = self.parcels[result.tracking_no]
-                    if known.status != result.status:
-                        self.parcels[result.tracking_no] = known.model_copy(update=result.model_dump())
+            for tracking_no, task in zip(list(self.parcels), pending, strict=True):
+                if not task.done():
+                    continue
+                known = self.parcels[tracking_no]
+                if task.exception() is not None:  # tracking itself failed: ops must look at this parcel
+                    if known.status != TrackingStatus.EXCEPTION:
+                        self.parcels[tracking_no] = known.model_copy(update={"status": TrackingStatus.EXCEPTION})
+                    continue
+                result = task.result()  # a finished tracker's result is the parcel's last word
+                if known.status != result.status:
+                    self.parcels[tracking_no] = known.model_copy(update=result.model_dump())
             shown = order_status_for(parcel.status for parcel in self.parcels.values())
             if shown != self.status and self._moves_forward(shown):
                 await self._transition(shown, self._parcel_summary())
@@ -494,14 +511,24 @@ class OrderFulfillment:
     @workflow.update
     async def dispatched(self, dispatch: DispatchInput) -> OrderState:
         self.dispatch_queue.append(dispatch)
-        done = self.dispatches_done
-        await workflow.wait_condition(lambda: self.dispatches_done > done or self.status in TERMINAL_STATUSES)
+        number = dispatch.tracking_no
+        await workflow.wait_condition(
+            lambda: (
+                number in self.dispatches_processed
+                or number in self.dispatch_refusals
+                or self.status in TERMINAL_STATUSES
+            )
+        )
+        if number in self.dispatch_refusals:
+            raise ApplicationError(self.dispatch_refusals.pop(number), type="DispatchRefused")
         return self.state()
 
     @dispatched.validator
     def _validate_dispatch(self, dispatch: DispatchInput) -> None:
         if self.cancel_request is not None:
             raise ValueError(f"order {self.order.order_no} is being cancelled")
+        if dispatch.carrier not in KNOWN_CARRIERS:
+            raise ValueError(f"unknown carrier {dispatch.carrier} (known: {', '.join(sorted(KNOWN_CARRIERS))})")
         queued = {request.warehouse for request in self.dispatch_queue}
         if dispatch.warehouse not in self.awaiting_dispatch or dispatch.warehouse in queued:
             waiting = ", ".join(self.awaiting_dispatch) or "none"

@@ -591,3 +591,25 @@ async def test_split_shipment_from_two_warehouses(
     assert {r.state for r in reservations(engine, number)} == {ReservationState.CONSUMED}
     statuses = timeline(engine, number)
     assert statuses.count("DISPATCHED") == 1 and statuses[-2:] == ["DELIVERED", "COMPLETED"]
+
+
+async def test_tracking_number_of_another_order_and_unknown_carrier_are_refused(
+    client: Client, engine: Engine, settings: Settings, task_queue: str, orders: StartedOrders
+) -> None:
+    first, second = order_no("TRK-A"), order_no("TRK-B")
+    parcel = tracking_no()
+    async with running_worker(client, engine, settings, task_queue):
+        handle_a = await orders.start(make_order(first), task_queue)
+        handle_b = await orders.start(make_order(second), task_queue)
+        await wait_for_status(handle_a, OrderStatus.PICKING)
+        await wait_for_status(handle_b, OrderStatus.PICKING)
+        await orders_client.dispatch(client, first, warehouse="WH-SH", carrier="sim", tracking_no=parcel)
+        with pytest.raises(Refused, match=f"already belongs to order {first}"):
+            await orders_client.dispatch(client, second, warehouse="WH-SH", carrier="sim", tracking_no=parcel)
+        with pytest.raises(Refused, match="unknown carrier ups"):
+            await orders_client.dispatch(client, second, warehouse="WH-SH", carrier="ups", tracking_no=tracking_no())
+        state = await orders_client.live_state(client, second)
+        assert state.status == OrderStatus.PICKING and state.awaiting_dispatch == ["WH-SH"]
+        await orders_client.dispatch(client, second, warehouse="WH-SH", carrier="sim", tracking_no=tracking_no())
+        assert (await handle_a.result()).status == OrderStatus.COMPLETED
+        assert (await handle_b.result()).status == OrderStatus.COMPLETED
