@@ -67,6 +67,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.tracking import PROGRESS_SIGNAL, ShipmentTracking
 
+# Who hears about an approval that has waited past its reminder.
+ESCALATE_TO = {Role.FINANCE: Role.FINANCE_DIRECTOR, Role.FINANCE_DIRECTOR: Role.OPS}
+
 DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
 DB_TIMEOUT = timedelta(seconds=30)
 
@@ -201,13 +204,19 @@ class OrderFulfillment:
                 raise _Stop(OrderStatus.CANCELLED, f"no {level.role.value} decision before the approval deadline")
             if not reminded and now >= reminder_at:
                 reminded = True
+                waited = str(now - started)
                 await self._notify(
-                    f"approval_reminder:{level.index}",
-                    "role",
-                    role=level.role,
-                    kind="approval_reminder",
-                    waited=str(now - started),
+                    f"approval_reminder:{level.index}", "role", role=level.role, kind="approval_reminder", waited=waited
                 )
+                if workflow.patched("approval-escalation"):
+                    await self._notify(
+                        f"approval_escalated:{level.index}",
+                        "role",
+                        role=ESCALATE_TO.get(level.role, Role.OPS),
+                        kind="approval_escalated",
+                        waited=waited,
+                        level_role=level.role.value,
+                    )
                 continue
             wake = deadline if reminded else reminder_at
             await self._wait(lambda: bool(self.decisions), wake - now)

@@ -1,8 +1,9 @@
 """Record workflow histories for the replay test (`make histories`).
 
 Runs representative orders on the time-skipping server with a real database and the carrier simulator,
-then stores each workflow's history as JSON under tests/histories/. Re-record only after an intended,
-replay-safe workflow change (use workflow.patched for changes to running workflows).
+then stores each workflow's history as JSON under tests/histories/. Existing files are kept: they are the
+histories of workflows started by older code, which today's code must still replay (changes to running
+workflows go behind workflow.patched). Add a scenario to record a new history; `--force` re-records all.
 """
 
 from __future__ import annotations
@@ -72,10 +73,12 @@ SCENARIOS: list[tuple[str, Order, Callable[[Client, Engine, Order], Awaitable[No
     ("cancelled", make_order("H-CANCELLED"), cancelled),
     ("rejected", make_order("H-REJECTED", [("SKU-9999", 1, "10.00")]), to_the_end),
     ("approval_deadline", make_order("H-DEADLINE", [("SKU-1018", 1, "12999.00")]), to_the_end),
+    # Recorded after the approval-escalation patch: the reminder is escalated to the finance director.
+    ("approval_escalation", make_order("H-ESCALATION", [("SKU-1018", 1, "12999.00")]), to_the_end),
 ]
 
 
-async def main() -> None:
+async def main(force: bool) -> None:
     HISTORIES.mkdir(exist_ok=True)
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server"), data_converter=pydantic_data_converter
@@ -89,6 +92,8 @@ async def main() -> None:
             settings = make_settings(Path(tmp), sim_url)
             async with running_worker(env.client, engine, settings, TASK_QUEUE):
                 for name, order, play in SCENARIOS:
+                    if (HISTORIES / f"{name}.json").exists() and not force:
+                        continue
                     await play(env.client, engine, order)
                     handles = [order.workflow_id]
                     async for event in env.client.get_workflow_handle(order.workflow_id).fetch_history_events():
@@ -106,4 +111,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(main(force="--force" in sys.argv))
