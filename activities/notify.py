@@ -14,7 +14,7 @@ from models.tables import Customer, Notification, SalesOrder, User
 TEMPLATES: dict[str, str] = {
     "approval_needed": "Order $order_no ($total $currency) awaits your $role decision.",
     "approval_reminder": "Reminder: order $order_no has waited $waited for a $role decision.",
-    "approval_escalated": "Escalation: order $order_no has waited $waited for a $level_role decision; please follow up.",
+    "approval_escalated": "Escalation: order $order_no has waited $waited for a $level_role decision.",
     "payment_requested": "Dear $customer_name, order $order_no awaits prepayment of $total $currency.",
     "backordered": "Order $order_no is short of stock: $shortages. Please replenish.",
     "refund": "Order $order_no was cancelled after payment: refund $total $currency ($reason).",
