@@ -79,7 +79,7 @@ async def main() -> None:
     configure_logging()
     settings = get_settings()
     log = structlog.get_logger("worker")
-    engine = make_engine(settings.effective_database_url)
+    engine = make_engine(settings.effective_database_url, pool_size=settings.worker_activity_threads + 4)
     upgrade(engine)
     client = await connect(settings)
     stop = asyncio.Event()

@@ -9,7 +9,7 @@ import httpx
 from sqlalchemy import Engine
 from sqlmodel import select
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 
 from core.config import Settings
 from core.db import unit_of_work
@@ -39,7 +39,12 @@ class TrackingActivities:
         except CarrierError as exc:
             raise ApplicationError(f"carrier {inp.carrier} unavailable: {exc}", type="CarrierUnavailable") from exc
         if not is_newer(inp.known_status, snapshot.status) and len(snapshot.events) <= inp.known_events:
-            raise ApplicationError(f"no news for {inp.tracking_no} ({snapshot.status})", type="NoNewTrackingEvents")
+            # BENIGN: "nothing new yet" is the poll's normal answer, not a failure worth a logged traceback.
+            raise ApplicationError(
+                f"no news for {inp.tracking_no} ({snapshot.status})",
+                type="NoNewTrackingEvents",
+                category=ApplicationErrorCategory.BENIGN,
+            )
         await asyncio.to_thread(self._record, inp, snapshot)
         return snapshot
 
