@@ -22,9 +22,10 @@ from core.db import make_engine, unit_of_work
 from core.migrate import upgrade
 from core.seed import add_user, seed
 from core.temporal import connect
-from integrations import orders_client, views
+from integrations import orders_client, stock, views
 from integrations.cli.output import emit, fail, force_json
 from integrations.orders_client import CommandError
+from integrations.stock import Receipt
 from integrations.views import NotFound
 from models.contracts import OrderState
 from models.order import Order
@@ -197,7 +198,50 @@ def inventory(sku: str) -> None:
     if not _wants_table():
         emit(view)
         return
-    emit(view["warehouses"], ["warehouse", "region", "on_hand", "reserved", "available"], f"{sku} {view['name']}")
+    emit(
+        view["warehouses"],
+        ["warehouse", "region", "on_hand", "reserved", "available", "incoming"],
+        f"{sku} {view['name']}",
+    )
+
+
+@app.command()
+@command
+async def receive(
+    sku: str,
+    warehouse: Annotated[str, typer.Option(help="Receiving warehouse code.")],
+    qty: Annotated[int, typer.Option(help="Units received.")],
+    lot: Annotated[str, typer.Option(help="Lot number (more of an existing lot adds to it).")],
+    bin_code: Annotated[str, typer.Option("--bin", help="Bin the lot is put away in.")] = "RECV-01",
+    expires: Annotated[str | None, typer.Option(help="Lot expiry, ISO 8601 with zone (FEFO).")] = None,
+) -> None:
+    """Book a goods receipt, close the requisitions it answers, and wake backordered orders oldest first."""
+    receipt = Receipt.model_validate(
+        {"sku": sku, "warehouse": warehouse, "qty": qty, "lot": lot, "bin": bin_code, "expires_at": expires}
+    )
+    engine = _engine()
+    booked = stock.receive(engine, receipt)
+    waiting = stock.backordered_orders(engine, sku)
+    booked["backordered_orders"] = waiting
+    if waiting:
+        try:
+            client = await _client()
+        except CliError as exc:
+            booked["note"] = f"{exc}; waiting orders re-check stock by themselves"
+        else:
+            booked["allocated_orders"] = await orders_client.notify_restock(client, waiting, [sku])
+    emit(booked)
+
+
+@app.command()
+@command
+def requisitions(include_closed: Annotated[bool, typer.Option("--all", help="Include closed ones.")] = False) -> None:
+    """Purchase requisitions (open ones unless --all)."""
+    emit(
+        stock.requisitions_view(_engine(), include_closed=include_closed),
+        ["id", "sku", "warehouse", "qty", "reason", "order_no", "state"],
+        "Purchase requisitions",
+    )
 
 
 @app.command()

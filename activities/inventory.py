@@ -8,6 +8,8 @@ the reservations it already made, and a concurrent duplicate loses on the unique
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select, update
@@ -16,12 +18,18 @@ from temporalio import activity
 from activities.base import DbActivities
 from core.db import is_postgres
 from domain.allocation import LineRequest, LotStock, allocate, rank_warehouses
+from domain.replenishment import Need, backorder_needs, reorder_needs
 from models.contracts import AllocatedLot, AllocateInput, AllocateOutcome, OrderRef
+from models.status import Role
 from models.tables import (
+    Notification,
+    Product,
+    PurchaseRequisition,
     RegionDistance,
     Reservation,
     ReservationState,
     StockLot,
+    User,
     Warehouse,
     utcnow,
 )
@@ -71,6 +79,7 @@ class InventoryActivities(DbActivities):
                     bin=lot.bin,
                     received_at=lot.received_at,
                     available=lot.on_hand - int(reserved.get(lot.id or 0, 0)),
+                    expires_at=lot.expires_at,
                 )
                 for lot in lots
             ]
@@ -78,11 +87,13 @@ class InventoryActivities(DbActivities):
             distances = {(d.from_region, d.to_region): d.distance for d in session.exec(select(RegionDistance))}
             rank = rank_warehouses(inp.ship_to_region, warehouses, distances)
             requests = [LineRequest(line_no, sku, qty) for line_no, sku, qty in inp.lines]
-            plan = allocate(requests, stock, rank, allow_split=inp.allow_split)
+            now = utcnow()
+            plan = allocate(requests, stock, rank, allow_split=inp.allow_split, lot_order=inp.lot_order, now=now)
+            levels = self._reorder_levels(session, skus)
             if not plan.complete:
                 self.log.info("short", shortages=plan.shortages)
+                self._request(session, backorder_needs(plan.shortages, rank[0], levels), inp.order_no)
                 return AllocateOutcome(allocations=[], shortages=plan.shortages)
-            now = utcnow()
             for alloc in plan.allocations:
                 session.add(
                     Reservation(
@@ -97,10 +108,61 @@ class InventoryActivities(DbActivities):
                         updated_at=now,
                     )
                 )
+            left: dict[tuple[str, str], int] = defaultdict(int)
+            for lot_stock in stock:
+                if lot_stock.expires_at is None or lot_stock.expires_at > now:
+                    left[(lot_stock.sku, lot_stock.warehouse)] += max(lot_stock.available, 0)
+            for alloc in plan.allocations:
+                left[(alloc.sku, alloc.warehouse)] -= alloc.qty
+            touched = {(alloc.sku, alloc.warehouse) for alloc in plan.allocations}
+            self._request(session, reorder_needs({k: v for k, v in left.items() if k in touched}, levels), inp.order_no)
             session.flush()
             result = [AllocatedLot(**alloc.__dict__) for alloc in plan.allocations]
         self.log.info("locked", reservations=len(result))
         return AllocateOutcome(allocations=result)
+
+    @staticmethod
+    def _reorder_levels(session: Session, skus: list[str]) -> dict[str, int]:
+        rows = session.exec(select(Product.sku, Product.reorder_level).where(col(Product.sku).in_(skus))).all()
+        return dict(rows)
+
+    def _request(self, session: Session, needs: list[Need], order_no: str) -> None:
+        """Open a purchase requisition per need, once: an open one for the same (sku, warehouse) is raised to
+        the larger quantity instead of duplicated. Purchasing (ops) hears about each new one."""
+        for need in needs:
+            open_key = f"{need.sku}:{need.warehouse}"
+            existing = session.exec(select(PurchaseRequisition).where(PurchaseRequisition.open_key == open_key)).first()
+            if existing is not None:
+                if need.qty > existing.qty:
+                    existing.qty = need.qty
+                    session.add(existing)
+                continue
+            requisition = PurchaseRequisition(
+                open_key=open_key,
+                sku=need.sku,
+                warehouse=need.warehouse,
+                qty=need.qty,
+                reason=need.reason,
+                order_no=order_no,
+            )
+            session.add(requisition)
+            session.flush()
+            body = (
+                f"Purchase requisition #{requisition.id}: {need.qty} x {need.sku} for {need.warehouse} "
+                f"({need.reason.replace('_', ' ')}, order {order_no})"
+            )
+            for name in session.exec(select(User.name).where(User.role == Role.OPS.value)).all():
+                session.add(
+                    Notification(
+                        key=f"requisition:{requisition.id}:{name}",
+                        order_no=order_no,
+                        kind="replenishment",
+                        channel="internal",
+                        recipient=name,
+                        body=body,
+                    )
+                )
+            self.log.info("requisition", sku=need.sku, warehouse=need.warehouse, qty=need.qty, reason=need.reason)
 
     @staticmethod
     def _existing(session: Session, order_no: str) -> list[AllocatedLot]:

@@ -28,6 +28,7 @@ class ReviewActivities(DbActivities):
             backorder_recheck=s.backorder_recheck,
             backorder_deadline=s.backorder_deadline,
             tracking_poll_interval=s.tracking_poll_interval,
+            lot_order=s.lot_order,
         )
 
     @activity.defn
@@ -56,4 +57,6 @@ class ReviewActivities(DbActivities):
             skip_finance=outcome.skip_finance,
             fired=list(outcome.fired),
             policy=self.policy(),
+            allocation=outcome.allocation,
+            lot_order=outcome.lot_order,
         )

@@ -6,6 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -44,6 +45,7 @@ class Settings(BaseSettings):
     # Business policy handed to each workflow by the review activity (so workflows stay deterministic).
     price_tolerance: Decimal = Decimal("0.05")
     allow_split_shipments: bool = True
+    lot_order: Literal["fifo", "fefo"] = "fifo"  # default; review rules may choose per order
     approval_reminder: timedelta = timedelta(days=1)
     approval_deadline: timedelta = timedelta(days=3)
     payment_deadline: timedelta = timedelta(days=3)

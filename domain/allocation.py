@@ -1,14 +1,24 @@
-"""Stock allocation as a pure function: nearest warehouse first, FIFO lots inside it.
+"""Stock allocation as a pure function: nearest warehouse first, FIFO (or FEFO) lots inside it.
 
 Plain data in, a plan or an exact shortfall out; no database. The inventory activity feeds it locked rows
-and writes what it returns.
+and writes what it returns. Strategies:
+- `single_warehouse`: the nearest warehouse that covers every line, or nothing (one parcel);
+- `split`: the fewest warehouses that cover the order (nearest first among equals), filled nearest-first;
+- lots in `fifo` order (oldest received first) or `fefo` (soonest expiry first); expired lots never ship.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from itertools import combinations
+from typing import Literal
+
+LotOrder = Literal["fifo", "fefo"]
+# Above this many warehouses the fewest-warehouses search stops enumerating combinations.
+MAX_COMBINATION_SEARCH = 12
 
 
 @dataclass(frozen=True)
@@ -27,6 +37,7 @@ class LotStock:
     bin: str
     received_at: datetime
     available: int
+    expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -51,10 +62,6 @@ class AllocationPlan:
         return not self.shortages
 
 
-class OutOfStock(Exception):
-    pass
-
-
 def rank_warehouses(
     ship_to_region: str, warehouses: dict[str, str], distances: dict[tuple[str, str], int]
 ) -> list[str]:
@@ -70,8 +77,18 @@ def rank_warehouses(
     return sorted(warehouses, key=distance)
 
 
-def _fifo(lots: list[LotStock]) -> list[LotStock]:
+def _ordered(lots: Iterable[LotStock], lot_order: LotOrder) -> list[LotStock]:
+    if lot_order == "fefo":  # lots without an expiry go after every lot that has one
+        return sorted(lots, key=lambda lot: (lot.expires_at is None, lot.expires_at or lot.received_at,
+                                             lot.received_at, lot.lot, lot.lot_id))  # fmt: skip
     return sorted(lots, key=lambda lot: (lot.received_at, lot.lot, lot.lot_id))
+
+
+def _usable(lots: Iterable[LotStock], now: datetime | None) -> list[LotStock]:
+    """Lots that may ship: something available and, when `now` is given, not expired."""
+    return [
+        lot for lot in lots if lot.available > 0 and (now is None or lot.expires_at is None or lot.expires_at > now)
+    ]
 
 
 def _take(line: LineRequest, ordered_lots: list[LotStock], remaining: dict[int, int]) -> tuple[list[Allocation], int]:
@@ -93,46 +110,77 @@ def _take(line: LineRequest, ordered_lots: list[LotStock], remaining: dict[int, 
 
 
 def allocate(
-    lines: list[LineRequest], lots: list[LotStock], warehouse_rank: list[str], *, allow_split: bool
+    lines: list[LineRequest],
+    lots: list[LotStock],
+    warehouse_rank: list[str],
+    *,
+    allow_split: bool,
+    lot_order: LotOrder = "fifo",
+    now: datetime | None = None,
 ) -> AllocationPlan:
-    """Plan the whole order or report the exact shortfall.
-
-    1. The nearest single warehouse that covers every line wins (one parcel).
-    2. Otherwise, when splitting is allowed, each line is filled nearest-first across warehouses.
-    """
+    """Plan the whole order or report the exact shortfall (nothing is planned when anything is short)."""
+    usable = _ordered(_usable(lots, now), lot_order)
     by_warehouse: dict[str, list[LotStock]] = defaultdict(list)
-    for lot in _fifo(lots):
+    for lot in usable:
         by_warehouse[lot.warehouse].append(lot)
 
     for code in warehouse_rank:
-        remaining = {lot.lot_id: max(lot.available, 0) for lot in lots}
-        plan: list[Allocation] = []
-        covered = True
-        for line in lines:
-            taken, missing = _take(line, by_warehouse[code], remaining)
-            plan.extend(taken)
-            if missing:
-                covered = False
-                break
-        if covered:
+        plan = _fill(lines, [by_warehouse[code]])
+        if plan is not None:
             return AllocationPlan(tuple(plan))
 
     if not allow_split:
         # Report what the best single warehouse lacks, so a backorder asks for the right quantity.
         return AllocationPlan((), _single_warehouse_shortfall(lines, by_warehouse, warehouse_rank))
 
-    remaining = {lot.lot_id: max(lot.available, 0) for lot in lots}
-    ranked_lots = [lot for code in warehouse_rank for lot in by_warehouse[code]]
-    plan = []
-    shortages: dict[str, int] = defaultdict(int)
+    for group in _warehouse_groups(lines, by_warehouse, warehouse_rank):
+        plan = _fill(lines, [by_warehouse[code] for code in group])
+        if plan is not None:
+            return AllocationPlan(tuple(plan))
+
+    demand: dict[str, int] = defaultdict(int)
     for line in lines:
-        taken, missing = _take(line, ranked_lots, remaining)
-        plan.extend(taken)
+        demand[line.sku] += line.qty
+    supply: dict[str, int] = defaultdict(int)
+    for lot in usable:
+        if lot.warehouse in warehouse_rank:
+            supply[lot.sku] += lot.available
+    return AllocationPlan((), {sku: qty - supply[sku] for sku, qty in demand.items() if qty > supply[sku]})
+
+
+def _fill(lines: list[LineRequest], warehouses: list[list[LotStock]]) -> list[Allocation] | None:
+    """Fill every line from these warehouses' lots, in the order given; None when any line falls short."""
+    ordered = [lot for lots in warehouses for lot in lots]
+    remaining = {lot.lot_id: lot.available for lot in ordered}
+    plan: list[Allocation] = []
+    for line in lines:
+        taken, missing = _take(line, ordered, remaining)
         if missing:
-            shortages[line.sku] += missing
-    if shortages:
-        return AllocationPlan((), dict(shortages))
-    return AllocationPlan(tuple(plan))
+            return None
+        plan.extend(taken)
+    return plan
+
+
+def _warehouse_groups(
+    lines: list[LineRequest], by_warehouse: dict[str, list[LotStock]], warehouse_rank: list[str]
+) -> Iterable[tuple[str, ...]]:
+    """Groups of 2, 3, ... warehouses whose stock covers the demand: fewest first, nearest first among equals."""
+    demand: dict[str, int] = defaultdict(int)
+    for line in lines:
+        demand[line.sku] += line.qty
+    stock = {
+        code: {sku: sum(lot.available for lot in by_warehouse[code] if lot.sku == sku) for sku in demand}
+        for code in warehouse_rank
+    }
+    if len(warehouse_rank) > MAX_COMBINATION_SEARCH:
+        yield tuple(warehouse_rank)  # too many to enumerate: nearest-first across all of them
+        return
+    position = {code: index for index, code in enumerate(warehouse_rank)}
+    for size in range(2, len(warehouse_rank) + 1):
+        groups = sorted(combinations(warehouse_rank, size), key=lambda g: sorted(position[c] for c in g))
+        for group in groups:
+            if all(sum(stock[code][sku] for code in group) >= qty for sku, qty in demand.items()):
+                yield group
 
 
 def _single_warehouse_shortfall(
@@ -145,7 +193,7 @@ def _single_warehouse_shortfall(
         return dict(totals)
     best: dict[str, int] | None = None
     for code in warehouse_rank:
-        remaining = {lot.lot_id: max(lot.available, 0) for lot in by_warehouse[code]}
+        remaining = {lot.lot_id: lot.available for lot in by_warehouse[code]}
         missing_by_sku: dict[str, int] = defaultdict(int)
         for line in lines:
             _, missing = _take(line, by_warehouse[code], remaining)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from pydantic import BaseModel
@@ -199,6 +200,26 @@ async def live_state(client: Client, order_no: str) -> OrderState:
         raise
 
 
-async def notify_restock(client: Client, order_nos: list[str], skus: list[str]) -> None:
+async def notify_restock(client: Client, order_nos: list[str], skus: list[str], *, settle: float = 10.0) -> list[str]:
+    """Tell backordered orders to look at stock again, one at a time in the given (oldest-first) order: each
+    order's re-check finishes before the next is told, so an older order is served first. Returns the
+    orders that are allocated now."""
+    served: list[str] = []
     for order_no in order_nos:
+        try:
+            before = await live_state(client, order_no)
+        except OrderNotFound:
+            continue
+        if before.status != OrderStatus.BACKORDERED:
+            continue
         await _handle(client, order_no).signal(OrderFulfillment.restocked, RestockInput(skus=skus))
+        deadline = asyncio.get_running_loop().time() + settle
+        state = before
+        while state.allocation_attempts == before.allocation_attempts and state.status == OrderStatus.BACKORDERED:
+            if asyncio.get_running_loop().time() > deadline:
+                break  # the worker is slow or down: the order re-checks by itself later
+            await asyncio.sleep(0.05)
+            state = await live_state(client, order_no)
+        if state.status != OrderStatus.BACKORDERED:
+            served.append(order_no)
+    return served

@@ -16,6 +16,8 @@ from models.tables import (
     Customer,
     OrderEvent,
     Product,
+    PurchaseRequisition,
+    RequisitionState,
     Reservation,
     ReservationState,
     SalesOrder,
@@ -23,6 +25,7 @@ from models.tables import (
     StockLot,
     TrackingEvent,
     Warehouse,
+    utcnow,
 )
 
 
@@ -107,13 +110,13 @@ def inventory_view(session: Session, sku: str) -> dict[str, Any]:
     product = session.get(Product, sku)
     if product is None:
         raise NotFound(f"unknown SKU {sku}")
-    on_hand = dict(
-        session.exec(
-            select(StockLot.warehouse, func.sum(StockLot.on_hand))
-            .where(StockLot.sku == sku)
-            .group_by(StockLot.warehouse)
-        ).all()
-    )
+    on_hand: dict[str, int] = defaultdict(int)
+    expired: dict[str, int] = defaultdict(int)  # on hand but past its expiry: never promised
+    now = utcnow()
+    for lot in session.exec(select(StockLot).where(StockLot.sku == sku)).all():
+        on_hand[lot.warehouse] += lot.on_hand
+        if lot.expires_at is not None and lot.expires_at <= now:
+            expired[lot.warehouse] += lot.on_hand
     reserved = dict(
         session.exec(
             select(Reservation.warehouse, func.sum(Reservation.qty))
@@ -121,11 +124,27 @@ def inventory_view(session: Session, sku: str) -> dict[str, Any]:
             .group_by(Reservation.warehouse)
         ).all()
     )
+    # Shown apart: what open purchase requisitions will bring (not promised to anyone yet).
+    incoming = dict(
+        session.exec(
+            select(PurchaseRequisition.warehouse, func.sum(PurchaseRequisition.qty))
+            .where(PurchaseRequisition.sku == sku, PurchaseRequisition.state == RequisitionState.OPEN)
+            .group_by(PurchaseRequisition.warehouse)
+        ).all()
+    )
     warehouses = []
     for wh in session.exec(select(Warehouse).order_by(col(Warehouse.code))).all():
-        have, held = int(on_hand.get(wh.code, 0)), int(reserved.get(wh.code, 0))
+        have, held, stale = on_hand[wh.code], int(reserved.get(wh.code, 0)), expired[wh.code]
         warehouses.append(
-            {"warehouse": wh.code, "region": wh.region, "on_hand": have, "reserved": held, "available": have - held}
+            {
+                "warehouse": wh.code,
+                "region": wh.region,
+                "on_hand": have,
+                "reserved": held,
+                "available": have - stale - held,
+                "expired": stale,
+                "incoming": int(incoming.get(wh.code, 0)),
+            }
         )
     return {
         "sku": sku,
@@ -134,6 +153,7 @@ def inventory_view(session: Session, sku: str) -> dict[str, Any]:
         "on_hand": sum(w["on_hand"] for w in warehouses),
         "reserved": sum(w["reserved"] for w in warehouses),
         "available": sum(w["available"] for w in warehouses),
+        "incoming": sum(w["incoming"] for w in warehouses),
     }
 
 

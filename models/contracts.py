@@ -11,6 +11,9 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from models.order import Order
 from models.status import OrderStatus, Role, TrackingStatus
 
+LotOrder = Literal["fifo", "fefo"]
+AllocationMode = Literal["split", "single_warehouse"]
+
 
 class Contract(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -39,6 +42,7 @@ class Policy(Contract):
     backorder_recheck: timedelta = timedelta(hours=6)
     backorder_deadline: timedelta = timedelta(days=14)
     tracking_poll_interval: timedelta = timedelta(hours=1)
+    lot_order: LotOrder = "fifo"
 
 
 # --- activities ---------------------------------------------------------------------------------
@@ -65,6 +69,8 @@ class ReviewOutcome(Contract):
     skip_finance: bool
     fired: list[str]
     policy: Policy
+    allocation: AllocationMode | None = None  # a rule's choice; None: the policy's default
+    lot_order: LotOrder | None = None
 
 
 class CreditInput(Contract):
@@ -104,6 +110,7 @@ class AllocateInput(Contract):
     ship_to_region: str
     lines: list[tuple[int, str, int]]  # (line_no, sku, qty)
     allow_split: bool
+    lot_order: LotOrder = "fifo"
 
 
 class AllocatedLot(Contract):
@@ -228,3 +235,4 @@ class OrderState(Contract):
     awaiting_dispatch: list[str] = []
     shipments: list[ShipmentProgress] = []
     reasons: list[str] = []
+    allocation_attempts: int = 0  # grows with every look at stock (a restock's re-check is visible)

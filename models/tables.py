@@ -68,6 +68,7 @@ class StockLot(SQLModel, table=True):
     lot: str = Field(max_length=64)
     received_at: datetime = Field(sa_type=UTCDateTime)
     on_hand: int = Field(ge=0)
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # FEFO; expired lots never ship
 
 
 class ReservationState(StrEnum):
@@ -91,6 +92,29 @@ class Reservation(SQLModel, table=True):
     state: str = Field(default=ReservationState.LOCKED, index=True, max_length=16)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class RequisitionState(StrEnum):
+    OPEN = "open"
+    RECEIVED = "received"
+    CANCELLED = "cancelled"
+
+
+class PurchaseRequisition(SQLModel, table=True):
+    """A replenishment request to purchasing. At most one open per (sku, warehouse): retries and repeated
+    shortfalls find it instead of asking twice (`open_key` is unique and cleared when it closes)."""
+
+    __tablename__ = "purchase_requisitions"
+    id: int | None = Field(default=None, primary_key=True)
+    open_key: str | None = Field(default=None, unique=True, max_length=120)
+    sku: str = Field(foreign_key="products.sku", index=True, max_length=64)
+    warehouse: str = Field(foreign_key="warehouses.code", max_length=32)
+    qty: int = Field(gt=0)
+    reason: str = Field(max_length=32)  # backorder | reorder_point
+    order_no: str | None = Field(default=None, max_length=64)  # the order whose shortfall raised it
+    state: str = Field(default=RequisitionState.OPEN, index=True, max_length=16)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class User(SQLModel, table=True):

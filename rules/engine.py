@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
@@ -29,6 +29,8 @@ class Rule(BaseModel):
     require_approval: Role | None = None
     prepay: bool = False
     skip_finance: bool = False
+    allocation: Literal["split", "single_warehouse"] | None = None
+    lot_order: Literal["fifo", "fefo"] | None = None
 
     @field_validator("when")
     @classmethod
@@ -66,6 +68,8 @@ class Review:
     prepay_required: bool = False
     skip_finance: bool = False
     fired: tuple[str, ...] = field(default=())
+    allocation: Literal["split", "single_warehouse"] | None = None  # the last matching rule that sets it
+    lot_order: Literal["fifo", "fefo"] | None = None
 
 
 SAMPLE_FACTS = OrderFacts(
@@ -99,6 +103,8 @@ def review(rules: RuleSet, facts: OrderFacts) -> Review:
     evaluator = EvalWithCompoundTypes(names=facts.names())
     roles: set[Role] = set()
     prepay = skip_finance = False
+    allocation: Literal["split", "single_warehouse"] | None = None
+    lot_order: Literal["fifo", "fefo"] | None = None
     fired: list[str] = []
     for rule in rules.rules:
         try:
@@ -112,7 +118,9 @@ def review(rules: RuleSet, facts: OrderFacts) -> Review:
             roles.add(rule.require_approval)
         prepay = prepay or rule.prepay
         skip_finance = skip_finance or rule.skip_finance
+        allocation = rule.allocation or allocation
+        lot_order = rule.lot_order or lot_order
     if skip_finance:
         roles -= FINANCE_ROLES
     ordered = tuple(sorted(roles, key=lambda role: (ROLE_SENIORITY.get(role, 1), role.value)))
-    return Review(ordered, prepay, skip_finance, tuple(fired))
+    return Review(ordered, prepay, skip_finance, tuple(fired), allocation, lot_order)

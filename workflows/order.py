@@ -41,6 +41,7 @@ with workflow.unsafe.imports_passed_through():
         DispatchRecord,
         FulfillmentInput,
         FulfillmentResult,
+        LotOrder,
         NotifyInput,
         OrderRef,
         OrderState,
@@ -109,6 +110,9 @@ class OrderFulfillment:
         self.decided_at_seq = 0
         self.cancel_request: CancelInput | None = None
         self.restock_requested = False
+        self.allow_split = True
+        self.lot_order: LotOrder = "fifo"
+        self.allocation_attempts = 0
         self.allocations: list[AllocatedLot] = []
         self.pick_lists_issued = False
         self.awaiting_dispatch: list[str] = []
@@ -140,6 +144,8 @@ class OrderFulfillment:
             ReviewActivities.review_order, ReviewInput(order=order, customer_new=validation.customer_new)
         )
         self.policy = review.policy
+        self.allow_split = self.policy.allow_split if review.allocation is None else review.allocation == "split"
+        self.lot_order = review.lot_order or self.policy.lot_order
         prepay = review.prepay_required or order.payment.method == PaymentMethod.PREPAID
         levels = [_Level(i, role) for i, role in enumerate(review.approval_roles, start=1)]
         if not review.skip_finance and not prepay:
@@ -247,7 +253,8 @@ class OrderFulfillment:
             order_no=order.order_no,
             ship_to_region=order.ship_to.region,
             lines=[(i, line.sku, line.qty) for i, line in enumerate(order.lines, start=1)],
-            allow_split=self.policy.allow_split,
+            allow_split=self.allow_split,
+            lot_order=self.lot_order,
         )
         give_up = workflow.now() + self.policy.backorder_deadline
         while True:
@@ -255,6 +262,7 @@ class OrderFulfillment:
             # backorder is still being recorded) triggers another look.
             self.restock_requested = False
             outcome = await self._act(InventoryActivities.allocate_stock, request)
+            self.allocation_attempts += 1
             self._checkpoint()
             if outcome.allocations:
                 self.allocations = outcome.allocations
@@ -473,6 +481,7 @@ class OrderFulfillment:
             awaiting_dispatch=list(self.awaiting_dispatch),
             shipments=list(self.parcels.values()),
             reasons=list(self.reasons),
+            allocation_attempts=self.allocation_attempts,
         )
 
     @workflow.update

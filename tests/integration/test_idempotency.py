@@ -222,13 +222,14 @@ async def test_lock_retried_after_commit_takes_stock_once(
 
     sku, qty = "SKU-1016", 500  # more than any one warehouse holds: several lots in two warehouses
     number = order_no("RETRY")
-    # A sample order skips finance, so it goes straight to allocation.
-    order = make_order(number, [(sku, qty, "39.00")], order_type="sample")
+    order = make_order(number, [(sku, qty, "39.00")])  # 19,500: finance approves first
     before = reserved(engine, sku)
     async with running_worker_with(
         client, engine, settings, task_queue, replace={"allocate_stock": allocate_then_lose_the_answer}
     ):
         handle = await orders.start(order, task_queue)
+        await wait_for_status(handle, OrderStatus.AWAITING_APPROVAL)
+        await orders_client.decide(client, engine, number, user="fiona", decision="approve", comment="")
         state = await wait_for_status(handle, OrderStatus.PICKING)
         assert len(state.awaiting_dispatch) == 2
         assert [a for a, _ in attempts] == [1, 2]  # it really was retried

@@ -5,6 +5,7 @@ Example tests pin the policy; property tests check the invariants against an ind
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
@@ -370,8 +371,21 @@ def test_split_properties(scenario: tuple[list[LineRequest], list[LotStock], lis
         if covering:  # a single warehouse covers: the nearest such one ships everything
             assert {a.warehouse for a in plan.allocations} == {covering[0]}
             check_drained_before_used(plan, lots, [covering[0]])
-        else:
-            check_drained_before_used(plan, lots, rank)
+        else:  # the fewest warehouses that cover, nearest first among groups of that size
+            group = fewest_covering_group(lines, lots, rank)
+            assert {a.warehouse for a in plan.allocations} == set(group)
+            check_drained_before_used(plan, lots, list(group))
+
+
+def fewest_covering_group(lines: list[LineRequest], lots: list[LotStock], rank: list[str]) -> tuple[str, ...]:
+    """Independent of the code under test: smallest covering group, ties broken by sorted rank positions."""
+    demand = demand_by_sku(lines)
+    for size in range(1, len(rank) + 1):
+        groups = sorted(itertools.combinations(rank, size), key=lambda g: sorted(rank.index(c) for c in g))
+        for group in groups:
+            if not missing(demand, supply_by_sku(lots, list(group))):
+                return group
+    raise AssertionError("no group covers, yet the plan is complete")
 
 
 @settings(max_examples=200, deadline=None)

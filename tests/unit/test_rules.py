@@ -43,7 +43,13 @@ def write_rules(tmp_path: Path, body: str) -> Path:
 class TestDefaultRules:
     def test_the_shipped_file_loads(self, rules: RuleSet) -> None:
         names = [rule.name for rule in rules.rules]
-        assert names == ["finance_over_10k", "director_over_50k", "new_customer_prepays", "samples_skip_finance"]
+        assert names == [
+            "finance_over_10k",
+            "director_over_50k",
+            "new_customer_prepays",
+            "samples_skip_finance",
+            "samples_ship_as_one_parcel",
+        ]
 
     def test_small_order_needs_nothing(self, rules: RuleSet) -> None:
         outcome = review(rules, facts("9999.99"))
@@ -97,12 +103,13 @@ class TestDefaultRules:
         assert outcome.approval_roles == ()
         # The finance rules still fired (audit shows why); their roles were removed.
         assert "finance_over_10k" in outcome.fired
-        assert outcome.fired[-1] == "samples_skip_finance"
+        assert "samples_skip_finance" in outcome.fired
+        assert outcome.allocation == "single_warehouse"  # and a sample ships as one parcel
 
     def test_small_sample_skips_finance(self, rules: RuleSet) -> None:
         outcome = review(rules, facts("10", order_type="sample"))
         assert outcome.skip_finance
-        assert outcome.fired == ("samples_skip_finance",)
+        assert outcome.fired == ("samples_skip_finance", "samples_ship_as_one_parcel")
 
     def test_sample_from_new_customer_still_prepays(self, rules: RuleSet) -> None:
         outcome = review(rules, facts("20000", order_type="sample", customer_new=True))
