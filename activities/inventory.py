@@ -60,6 +60,12 @@ class InventoryActivities(DbActivities):
             if is_postgres(self.engine):
                 lot_query = lot_query.with_for_update()
             lots = session.exec(lot_query).all()
+            if is_postgres(self.engine):
+                # A duplicate of this very call may have committed while we waited for the locks: look again
+                # (READ COMMITTED: this statement sees it) and return its rows instead of planning anew.
+                existing = self._existing(session, inp.order_no)
+                if existing:
+                    return AllocateOutcome(allocations=existing)
             reserved = dict(
                 session.exec(
                     select(Reservation.lot_id, func.sum(Reservation.qty))
@@ -131,7 +137,10 @@ class InventoryActivities(DbActivities):
         the larger quantity instead of duplicated. Purchasing (ops) hears about each new one."""
         for need in needs:
             open_key = f"{need.sku}:{need.warehouse}"
-            existing = session.exec(select(PurchaseRequisition).where(PurchaseRequisition.open_key == open_key)).first()
+            query = select(PurchaseRequisition).where(PurchaseRequisition.open_key == open_key)
+            if is_postgres(self.engine):
+                query = query.with_for_update()  # two shortfalls must not overwrite each other's quantity
+            existing = session.exec(query).first()
             if existing is not None:
                 if need.qty > existing.qty:
                     existing.qty = need.qty

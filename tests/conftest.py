@@ -20,6 +20,7 @@ from core.db import make_engine
 from core.migrate import upgrade
 from core.search_attributes_admin import register_search_attributes
 from core.seed import seed
+from tests.support.postgres import PG_POOL_SIZE, pg_cluster, pg_engine, pg_url  # noqa: F401  (fixtures)
 from tests.support.simulator import running_simulator
 
 VENV_BIN = Path(sys.executable).parent
@@ -53,6 +54,22 @@ def task_queue() -> str:
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     engine = make_engine(f"sqlite:///{tmp_path / 'orderflow.db'}")
+    upgrade(engine)
+    seed(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """The same test on both databases: a fresh SQLite file, and a fresh database on the session's Postgres.
+
+    Both pools hold PG_POOL_SIZE connections (plus as many overflow), enough for the concurrency tests' threads.
+    """
+    if request.param == "postgres":
+        yield request.getfixturevalue("pg_engine")
+        return
+    engine = make_engine(f"sqlite:///{tmp_path / 'orderflow.db'}", pool_size=PG_POOL_SIZE)
     upgrade(engine)
     seed(engine)
     yield engine

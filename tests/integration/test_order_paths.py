@@ -449,7 +449,8 @@ async def test_cancel_after_dispatch_is_refused(
         handle = await orders.start(make_order(number, [("SKU-1001", 1, "199.00")]), task_queue)
         await wait_for_status(handle, OrderStatus.PICKING)
         await orders_client.dispatch(client, number, warehouse="WH-SH", carrier="sim", tracking_no=tracking_no())
-        with pytest.raises(Refused, match="can no longer be cancelled"):
+        # Refused while in transit, or as closed if the (quick) simulated parcel was already delivered.
+        with pytest.raises(Refused, match="can no longer be cancelled|is closed"):
             await orders_client.cancel(client, number, reason="too late", by="alice")
         result = await handle.result()
     assert result.status == OrderStatus.COMPLETED
