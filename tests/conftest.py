@@ -20,6 +20,7 @@ from core.db import make_engine
 from core.migrate import upgrade
 from core.search_attributes_admin import register_search_attributes
 from core.seed import seed
+from tests.support.cleanup import StartedOrders
 from tests.support.postgres import PG_POOL_SIZE, pg_cluster, pg_engine, pg_url  # noqa: F401  (fixtures)
 from tests.support.simulator import running_simulator
 
@@ -102,3 +103,12 @@ def settings(tmp_path: Path, simulator_url: str) -> Settings:
 @pytest.fixture
 def client(time_env: WorkflowEnvironment) -> Client:
     return time_env.client
+
+
+@pytest.fixture
+async def orders(client: Client) -> AsyncIterator[StartedOrders]:
+    """Start orders through this; whatever a test leaves running is terminated, so the shared time-skipping
+    server is never blocked by a parked workflow."""
+    started = StartedOrders(client)
+    yield started
+    await started.terminate_running()

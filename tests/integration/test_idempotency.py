@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -36,13 +35,6 @@ from tests.support.waiting import wait_for_status
 from tests.support.workers import running_worker_with
 from worker import running_worker
 from workflows.order import OrderFulfillment
-
-
-@pytest.fixture
-async def orders(client: Client) -> AsyncIterator[StartedOrders]:
-    started = StartedOrders(client)
-    yield started
-    await started.terminate_running()
 
 
 def order_no(prefix: str) -> str:

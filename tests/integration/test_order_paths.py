@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,14 +41,6 @@ from tests.support.orders import SHANGHAI, make_order
 from tests.support.waiting import wait_for_status
 from tests.support.workers import running_worker_with
 from worker import running_worker
-
-
-@pytest.fixture
-async def orders(client: Client) -> AsyncIterator[StartedOrders]:
-    started = StartedOrders(client)
-    yield started
-    await started.terminate_running()
-
 
 # --- helpers --------------------------------------------------------------------------------------
 

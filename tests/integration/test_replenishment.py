@@ -4,7 +4,6 @@ waiting orders oldest first. Real workflows on the time-skipping server, real SQ
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 from sqlalchemy import Engine
@@ -23,13 +22,6 @@ from tests.support.waiting import wait_for_status
 from worker import running_worker
 
 SCARCE = "SKU-1024"  # seeded: 10 units, all in WH-GZ; reorder level 50
-
-
-@pytest.fixture
-async def orders(client: Client) -> AsyncIterator[StartedOrders]:
-    started = StartedOrders(client)
-    yield started
-    await started.terminate_running()
 
 
 def number(prefix: str) -> str:
