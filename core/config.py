@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     simulator_port: int = 8081
+    api_port: int = 8000
 
     # Carriers: base URL of the carrier simulator (carrier code `sim`).
     carrier_sim_url: str = "http://127.0.0.1:8081"

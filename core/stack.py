@@ -62,7 +62,12 @@ class Service:
 
 # Names and markers are fixed so `down`/`status` work without resolving binaries.
 MARKERS: Final[Mapping[str, str]] = MappingProxyType(
-    {"temporal": "start-dev", "simulator": "integrations.carriers.simulator", "worker": "worker.py"}
+    {
+        "temporal": "start-dev",
+        "simulator": "integrations.carriers.simulator",
+        "worker": "worker.py",
+        "api": "integrations.api.app:app",
+    }
 )
 SERVICE_NAMES: Final = tuple(MARKERS)  # start order
 
@@ -139,6 +144,13 @@ def services(settings: Settings) -> list[Service]:
             lambda: _http_ok(f"{sim_url}/healthz"),
         ),
         Service("worker", (sys.executable, str(PROJECT_ROOT / "worker.py")), MARKERS["worker"]),
+        Service(
+            "api",
+            (sys.executable, "-m", "uvicorn", MARKERS["api"], "--host", LOOPBACK, "--port", str(settings.api_port)),
+            MARKERS["api"],
+            (PortClaim(settings.api_port, "orderflow API", "ORDERFLOW_API_PORT"),),
+            lambda: _http_ok(f"http://{LOOPBACK}:{settings.api_port}/healthz"),
+        ),
     ]
 
 
@@ -205,6 +217,7 @@ def up(settings: Settings | None = None, *, echo: Callable[[str], None] = print,
         raise
     echo(f"Temporal at {LOOPBACK}:{settings.temporal_port}")
     echo(f"Temporal UI: http://{LOOPBACK}:{settings.temporal_ui_port}")
+    echo(f"API: http://{LOOPBACK}:{settings.api_port} (docs at /docs)")
 
 
 def down(

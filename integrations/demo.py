@@ -225,6 +225,7 @@ async def run_demo(
     console.print(summary_table(engine, items))
     ui = f"http://127.0.0.1:{settings.temporal_ui_port}/namespaces/{settings.temporal_namespace}/workflows"
     console.print(f"Temporal UI: {ui}")
+    console.print(f"API: http://127.0.0.1:{settings.api_port}/docs")
     console.print(f"Order views: orderflow status {items[0].order.order_no}   KPIs: orderflow report")
     missed = [item for item in items if item.status != item.scenario.expected]
     if missed:

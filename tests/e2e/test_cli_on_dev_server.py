@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.orders import make_order
@@ -37,6 +38,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         "ORDERFLOW_TEMPORAL_PORT": str(temporal_port),
         "ORDERFLOW_TEMPORAL_UI_PORT": str(free_port()),
         "ORDERFLOW_SIMULATOR_PORT": str(free_port()),
+        "ORDERFLOW_API_PORT": str(free_port()),
         "ORDERFLOW_SIMULATOR_STEP_SECONDS": "0.3",
         "ORDERFLOW_TRACKING_POLL_INTERVAL": "PT0.5S",
         "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
@@ -120,6 +122,8 @@ def test_order_through_the_cli(stack: dict[str, str], tmp_path: Path) -> None:
     assert [a["by"] for a in approvals if "refused" not in a] == ["fiona"]
     assert {a["by"] for a in approvals if "refused" in a} == {"alice", "wang"}  # refusals are audited too
 
+    api = f"http://127.0.0.1:{env['ORDERFLOW_API_PORT']}"
+    assert httpx.get(f"{api}/inventory/SKU-1018", timeout=10).json()["reserved"] == 0  # the stack serves the API
     inventory = ok(env, "inventory", "SKU-1018")
     assert inventory["reserved"] == 0 and inventory["available"] == inventory["on_hand"]
     receipt = ok(env, "receive", "SKU-1018", "--warehouse", "WH-SH", "--qty", "5", "--lot", "L-E2E-1")

@@ -1,0 +1,76 @@
+"""The HTTP API's inventory slice, in-process (ASGI) against the real database and time-skipping server."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+from temporalio.client import Client
+
+from core.config import Settings
+from core.db import unit_of_work
+from core.seed import add_user
+from integrations.api.app import create_app
+from models.status import OrderStatus, Role
+from tests.support.cleanup import StartedOrders
+from tests.support.orders import make_order
+from tests.support.waiting import wait_for_status
+from worker import running_worker
+
+
+@pytest.fixture
+async def api(engine: Engine, client: Client, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, engine=engine, client=client)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+        yield http
+
+
+def token(engine: Engine, role: Role) -> dict[str, str]:
+    with unit_of_work(engine) as session:
+        secret = add_user(session, f"{role.value}-{uuid.uuid4().hex[:6]}", role)
+    return {"Authorization": f"Bearer {secret}"}
+
+
+async def test_inventory_products_customers_are_served(api: httpx.AsyncClient) -> None:
+    view = (await api.get("/inventory/SKU-1024")).json()
+    assert [w["warehouse"] for w in view["warehouses"]] == ["WH-BJ", "WH-GZ", "WH-SH"]
+    assert (view["on_hand"], view["reserved"], view["available"], view["incoming"]) == (10, 0, 10, 0)
+    unknown = await api.get("/inventory/SKU-NOPE")
+    assert unknown.status_code == 404 and "unknown SKU" in unknown.json()["detail"]
+    assert len((await api.get("/products")).json()) >= 20
+    assert {c["customer_id"] for c in (await api.get("/customers")).json()} >= {"C-1005", "C-2001"}
+
+
+async def test_receipts_need_a_warehouse_token_and_valid_input(api: httpx.AsyncClient, engine: Engine) -> None:
+    body = {"sku": "SKU-1024", "warehouse": "WH-GZ", "qty": 5, "lot": "L-API-1"}
+    assert (await api.post("/inventory/receipts", json=body)).status_code == 401
+    forged = {"Authorization": "Bearer of_not-a-real-token"}
+    assert (await api.post("/inventory/receipts", json=body, headers=forged)).status_code == 401
+    assert (await api.post("/inventory/receipts", json=body, headers=token(engine, Role.SALES))).status_code == 403
+    warehouse = token(engine, Role.WAREHOUSE)
+    bad = await api.post("/inventory/receipts", json={**body, "qty": 0, "lot": ""}, headers=warehouse)
+    assert bad.status_code == 422 and {e["loc"][-1] for e in bad.json()["detail"]} == {"qty", "lot"}
+    unknown = await api.post("/inventory/receipts", json={**body, "warehouse": "WH-X"}, headers=warehouse)
+    assert unknown.status_code == 422 and "unknown warehouse" in unknown.json()["detail"]
+    assert (await api.get("/inventory/SKU-1024")).json()["on_hand"] == 10  # refusals changed nothing
+
+
+async def test_a_receipt_wakes_the_backordered_order(
+    api: httpx.AsyncClient, engine: Engine, client: Client, settings: Settings, task_queue: str, orders: StartedOrders
+) -> None:
+    number = f"T-API-{uuid.uuid4().hex[:8]}"
+    async with running_worker(client, engine, settings, task_queue):
+        handle = await orders.start(make_order(number, [("SKU-1024", 14, "299.00")]), task_queue)
+        await wait_for_status(handle, OrderStatus.BACKORDERED)
+        answer = await api.post(
+            "/inventory/receipts",
+            json={"sku": "SKU-1024", "warehouse": "WH-GZ", "qty": 4, "lot": "L-API-2"},
+            headers=token(engine, Role.WAREHOUSE),
+        )
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["backordered_orders"] == [number]
+        assert answer.json()["allocated_orders"] == [number]
+        await wait_for_status(handle, OrderStatus.PICKING)
