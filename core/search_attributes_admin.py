@@ -6,7 +6,6 @@ from __future__ import annotations
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.common import SearchAttributeIndexedValueType
 from temporalio.service import RPCError, RPCStatusCode
 
 from workflows import search_attributes as sa
@@ -22,5 +21,3 @@ async def register_search_attributes(client: Client) -> None:
         if exc.status != RPCStatusCode.ALREADY_EXISTS:
             raise
 
-
-_ = SearchAttributeIndexedValueType
