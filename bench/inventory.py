@@ -66,6 +66,7 @@ from sqlalchemy import Engine, event, text
 from temporalio.testing import ActivityEnvironment
 
 from activities.inventory import InventoryActivities
+from bench.procstat import machine_cpu_fields, process_cpu
 from core.config import Settings
 from core.db import make_engine, unit_of_work
 from core.logging import configure_logging
@@ -259,21 +260,10 @@ class PostgresBackend(Backend):
 
 # --- measuring ----------------------------------------------------------------------------------------------
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of one process (all its threads); 0 when it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
 
 def machine_cpu() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine since boot; iowait counts as idle."""
-    values = [int(v) / _TICK for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    values = machine_cpu_fields()
     total = sum(values[:8])
     return total - values[3] - values[4], total
 

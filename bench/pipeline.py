@@ -53,6 +53,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
 from bench.floor import NOTIFY_ENV, STEP_ACTIVITY, STEP_CHILD, STEP_UPDATE, STEP_UPSERT, FloorWorkflow
+from bench.procstat import machine_cpu_fields, process_cpu
 from core.config import PROJECT_ROOT, Settings
 from core.db import make_engine, unit_of_work
 from core.migrate import upgrade
@@ -244,20 +245,9 @@ async def connect_when_ready(settings: Settings) -> Client:
 
 # --- CPU accounting -----------------------------------------------------------------------------------
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def process_cpu(pid: int) -> float:
-    """User + system CPU seconds of one process (all its threads)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
 
 def machine_cpu() -> dict[str, float]:
-    values = [int(v) / _TICK for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    values = machine_cpu_fields()
     names = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"]
     return dict(zip(names, values, strict=False))
 
