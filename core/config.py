@@ -42,6 +42,20 @@ class Settings(BaseSettings):
     carrier_sim_url: str = "http://127.0.0.1:8081"
     # Seconds between status steps of a simulated parcel: a parcel is signed for ~5 steps after dispatch.
     simulator_step_seconds: float = 3.0
+    # Carrier aggregators (carrier codes `kuaidi100`, `17track`, `aftership`). An empty URL means the carrier
+    # simulator's route for that API under carrier_sim_url (/kuaidi100, /track17/track/v2.2, /aftership/v4).
+    # The credential defaults are the simulator's; real ones come from the environment.
+    carrier_kuaidi100_url: str = ""
+    carrier_kuaidi100_customer: str = "SIMCUSTOMER"
+    carrier_kuaidi100_key: str = "sim-kuaidi100-key"
+    carrier_kuaidi100_salt: str = "sim-kuaidi100-salt"  # we choose it; signs Kuaidi100's pushes
+    carrier_kuaidi100_company: str = "shunfeng"  # default company code `com`; `com:number` overrides per parcel
+    carrier_17track_url: str = ""
+    carrier_17track_key: str = "sim-17track-key"  # the 17token header; also signs pushes
+    carrier_aftership_url: str = ""
+    carrier_aftership_key: str = "sim-aftership-key"  # the as-api-key header
+    carrier_aftership_webhook_secret: str = "sim-aftership-secret"
+    carrier_aftership_slug: str = "sf-express"  # default courier slug; `slug:number` overrides per parcel
 
     # Business policy handed to each workflow by the review activity (so workflows stay deterministic).
     price_tolerance: Decimal = Decimal("0.05")

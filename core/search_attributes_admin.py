@@ -20,4 +20,3 @@ async def register_search_attributes(client: Client) -> None:
     except RPCError as exc:
         if exc.status != RPCStatusCode.ALREADY_EXISTS:
             raise
-

@@ -19,3 +19,13 @@ class CarrierClient(Protocol):
     code: str
 
     async def track(self, tracking_no: str) -> TrackingSnapshot: ...
+
+
+class CarrierUnavailable(CarrierError):
+    """The carrier could not answer: transport error, timeout, 5xx, or 429. `retry_after` (seconds) is the
+    carrier's own Retry-After, for the poller to honour."""
+
+    def __init__(self, message: str, *, status_code: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.retry_after = retry_after

@@ -7,15 +7,63 @@ from collections.abc import Callable
 import httpx
 
 from core.config import Settings
+from integrations.carriers.aftership import AfterShipClient
 from integrations.carriers.base import CarrierClient
+from integrations.carriers.kuaidi100 import Kuaidi100Client
 from integrations.carriers.sim import SimCarrierClient
+from integrations.carriers.track17 import Track17Client
+
+# Where each aggregator lives on the carrier simulator, when its own URL setting is empty.
+SIMULATOR_ROUTES: dict[str, str] = {
+    "kuaidi100": "/kuaidi100",
+    "17track": "/track17/track/v2.2",
+    "aftership": "/aftership/v4",
+}
+
+
+def carrier_base_url(code: str, settings: Settings) -> str:
+    configured = {
+        "kuaidi100": settings.carrier_kuaidi100_url,
+        "17track": settings.carrier_17track_url,
+        "aftership": settings.carrier_aftership_url,
+    }.get(code, "")
+    return configured or settings.carrier_sim_url.rstrip("/") + SIMULATOR_ROUTES[code]
 
 
 def _sim(http: httpx.AsyncClient, settings: Settings) -> CarrierClient:
     return SimCarrierClient(http, settings.carrier_sim_url)
 
 
-_FACTORIES: dict[str, Callable[[httpx.AsyncClient, Settings], CarrierClient]] = {"sim": _sim}
+def _kuaidi100(http: httpx.AsyncClient, settings: Settings) -> CarrierClient:
+    return Kuaidi100Client(
+        http,
+        carrier_base_url("kuaidi100", settings),
+        customer=settings.carrier_kuaidi100_customer,
+        key=settings.carrier_kuaidi100_key,
+        company=settings.carrier_kuaidi100_company,
+        salt=settings.carrier_kuaidi100_salt,
+    )
+
+
+def _track17(http: httpx.AsyncClient, settings: Settings) -> CarrierClient:
+    return Track17Client(http, carrier_base_url("17track", settings), key=settings.carrier_17track_key)
+
+
+def _aftership(http: httpx.AsyncClient, settings: Settings) -> CarrierClient:
+    return AfterShipClient(
+        http,
+        carrier_base_url("aftership", settings),
+        api_key=settings.carrier_aftership_key,
+        slug=settings.carrier_aftership_slug,
+    )
+
+
+_FACTORIES: dict[str, Callable[[httpx.AsyncClient, Settings], CarrierClient]] = {
+    "sim": _sim,
+    "kuaidi100": _kuaidi100,
+    "17track": _track17,
+    "aftership": _aftership,
+}
 
 KNOWN_CARRIERS: frozenset[str] = frozenset(_FACTORIES)
 

@@ -1,8 +1,15 @@
-"""Carrier simulator: a real HTTP server answering for carrier code `sim`.
+"""Carrier simulator: a real HTTP server answering for carrier code `sim`, and in the shapes of the three
+aggregators (`kuaidi100` under /kuaidi100, `17track` under /track17/track/v2.2, `aftership` under /aftership/v4).
 
 Parcels appear on first sight and walk INFO_RECEIVED → … → DELIVERED, either one step per
 `step_seconds` of wall-clock time ("time") or one step per GET ("query": deterministic, for tests
-on a time-skipping Temporal server where wall-clock time means nothing).
+on a time-skipping Temporal server where wall-clock time means nothing). A 17TRACK query and an AfterShip GET
+only know parcels already seen (registered/created, or queried through another route), like the real APIs.
+
+Faults per parcel: POST /sim/faults {"tracking_no", "kind", "times"} makes the next `times` answers about that
+parcel (or all, with times null, until DELETE /sim/faults/{tracking_no}) a 5xx, a 429 with Retry-After, a
+timeout (a 504 after `delay_seconds`), malformed JSON, or the carrier's "unknown number". A faulted answer does
+not move the parcel.
 
     python -m integrations.carriers.simulator --port 8081 --step-seconds 5 --advance time
 """
@@ -10,19 +17,31 @@ on a time-skipping Temporal server where wall-clock time means nothing).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import hashlib
+import hmac
+import json
+import re
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Annotated, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
+from urllib.parse import parse_qs
 
 import uvicorn
-from fastapi import FastAPI, Path, Response
-from pydantic import BaseModel, Field
+from fastapi import FastAPI, Path, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
+from integrations.carriers import kuaidi100, track17
+from integrations.carriers.aftership import AfterShipCheckpoint, AfterShipTracking
+from integrations.carriers.mapping import CHINA_TIME
 from integrations.carriers.sim import SimEvent, SimTrackResponse
 from models.status import TrackingStatus
+
+if TYPE_CHECKING:
+    from core.config import Settings
 
 ADVANCE_MODES: Final = ("time", "query")
 
@@ -36,7 +55,66 @@ STEPS: Final[tuple[tuple[TrackingStatus, str, str], ...]] = (
 )
 SIGNERS: Final = ("张伟", "王芳", "李娜", "刘洋", "陈静", "杨磊", "赵敏", "黄强")
 
-TrackingNo = Annotated[str, Path(pattern=r"^[A-Za-z0-9_-]{1,64}$")]
+TRACKING_NO_PATTERN: Final = r"^[A-Za-z0-9_-]{1,64}$"
+TrackingNo = Annotated[str, Path(pattern=TRACKING_NO_PATTERN)]
+_TRACKING_NO: Final = re.compile(TRACKING_NO_PATTERN)
+
+
+@dataclass(frozen=True)
+class CarrierWords:
+    """How each aggregator says one simulated step."""
+
+    kuaidi100_code: str
+    kuaidi100_name: str
+    kuaidi100_context: str  # {location}, {signer}
+    track17_status: str
+    track17_sub_status: str
+    track17_stage: str | None
+    aftership_tag: str
+    aftership_subtag: str
+
+
+CARRIER_WORDS: Final[dict[TrackingStatus, CarrierWords]] = {
+    TrackingStatus.INFO_RECEIVED: CarrierWords(
+        "101", "已下单", "【{location}】商家已下单，等待快递员揽收",
+        "InfoReceived", "InfoReceived", "InfoReceived", "InfoReceived", "InfoReceived_001",
+    ),
+    TrackingStatus.PICKED_UP: CarrierWords(
+        "103", "已揽收", "【{location}】快递员已揽件",
+        "InTransit", "InTransit_PickedUp", "PickedUp", "InTransit", "InTransit_002",
+    ),
+    TrackingStatus.IN_TRANSIT: CarrierWords(
+        "1002", "干线", "快件已到达【{location}】，正发往下一站",
+        "InTransit", "InTransit_Other", None, "InTransit", "InTransit_007",
+    ),
+    TrackingStatus.OUT_FOR_DELIVERY: CarrierWords(
+        "5", "派件", "【{location}】快递员正在为您派件",
+        "OutForDelivery", "OutForDelivery_Other", "OutForDelivery", "OutForDelivery", "OutForDelivery_001",
+    ),
+    TrackingStatus.DELIVERED: CarrierWords(
+        "301", "本人签收", "快件已签收，签收人是{signer}，感谢使用",
+        "Delivered", "Delivered_Other", "Delivered", "Delivered", "Delivered_003",
+    ),
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SimCredentials:
+    """What the aggregator routes accept. The defaults are Settings' defaults (a test checks they agree)."""
+
+    kuaidi100_customer: str = "SIMCUSTOMER"
+    kuaidi100_key: str = "sim-kuaidi100-key"
+    track17_key: str = "sim-17track-key"
+    aftership_key: str = "sim-aftership-key"
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SimCredentials:
+        return cls(
+            kuaidi100_customer=settings.carrier_kuaidi100_customer,
+            kuaidi100_key=settings.carrier_kuaidi100_key,
+            track17_key=settings.carrier_17track_key,
+            aftership_key=settings.carrier_aftership_key,
+        )
 
 
 def signer_for(tracking_no: str) -> str:
@@ -78,6 +156,10 @@ class ParcelBook:
             parcel = self._get_or_create(tracking_no)
             self._catch_up(parcel)
             return self._view(parcel), created
+
+    def known(self, tracking_no: str) -> bool:
+        with self._lock:
+            return tracking_no in self._parcels
 
     def query(self, tracking_no: str) -> SimTrackResponse:
         with self._lock:
@@ -129,20 +211,236 @@ class ParcelBook:
 
 
 class RegisterParcel(BaseModel):
-    tracking_no: str = Field(pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    tracking_no: str = Field(pattern=TRACKING_NO_PATTERN)
 
 
-def create_app(step_seconds: float, advance: str = "time", *, clock: Callable[[], datetime] = _utcnow) -> FastAPI:
+# --- faults ----------------------------------------------------------------------------------------------
+FaultKind = Literal["server_error", "rate_limit", "timeout", "malformed", "unknown"]
+
+
+class FaultSpec(BaseModel):
+    """POST /sim/faults. `times`: how many answers about the parcel it spoils (null: until deleted)."""
+
+    tracking_no: str = Field(pattern=TRACKING_NO_PATTERN)
+    kind: FaultKind
+    times: int | None = Field(1, ge=1)
+    status_code: int = Field(503, ge=500, le=599)  # server_error
+    retry_after: int | None = Field(30, ge=0)  # rate_limit: the Retry-After header in seconds (null: none)
+    delay_seconds: float = Field(5.0, ge=0, le=60)  # timeout: the answer is a 504, this late
+
+
+class FaultBook:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: dict[str, FaultSpec] = {}
+        self._left: dict[str, int | None] = {}
+
+    def set(self, spec: FaultSpec) -> None:
+        with self._lock:
+            self._faults[spec.tracking_no] = spec
+            self._left[spec.tracking_no] = spec.times
+
+    def clear(self, tracking_no: str) -> bool:
+        with self._lock:
+            self._left.pop(tracking_no, None)
+            return self._faults.pop(tracking_no, None) is not None
+
+    def take(self, tracking_no: str) -> FaultSpec | None:
+        """The parcel's fault for this answer, used up by one."""
+        with self._lock:
+            spec = self._faults.get(tracking_no)
+            if spec is None:
+                return None
+            left = self._left[tracking_no]
+            if left is not None:
+                if left <= 1:
+                    self._faults.pop(tracking_no)
+                    self._left.pop(tracking_no)
+                else:
+                    self._left[tracking_no] = left - 1
+            return spec
+
+
+async def _http_fault(spec: FaultSpec) -> Response:
+    if spec.kind == "server_error":
+        return JSONResponse({"message": "simulated server error"}, status_code=spec.status_code)
+    if spec.kind == "rate_limit":
+        headers = {"Retry-After": str(spec.retry_after)} if spec.retry_after is not None else None
+        return JSONResponse({"message": "Too Many Requests"}, status_code=429, headers=headers)
+    if spec.kind == "timeout":
+        await asyncio.sleep(spec.delay_seconds)
+        return JSONResponse({"message": "upstream timed out"}, status_code=504)
+    return Response(content=b'{"message": "ok", "data": [{"time": ', media_type="application/json")  # malformed
+
+
+async def _faults_for(book: FaultBook, numbers: Sequence[str]) -> tuple[Response | None, set[str]]:
+    """An HTTP-level fault answer (the first one among `numbers`), and the numbers to report as unknown."""
+    answer: Response | None = None
+    unknown: set[str] = set()
+    for number in numbers:
+        spec = book.take(number)
+        if spec is None:
+            continue
+        if spec.kind == "unknown":
+            unknown.add(number)
+        elif answer is None:
+            answer = await _http_fault(spec)
+    return answer, unknown
+
+
+# --- the aggregators' shapes -----------------------------------------------------------------------------
+def _china_time(at: datetime) -> str:
+    return at.astimezone(CHINA_TIME).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def kuaidi100_answer(view: SimTrackResponse, company: str, *, ascending: bool) -> kuaidi100.Kuaidi100Answer:
+    traces = [
+        kuaidi100.Kuaidi100Trace(
+            time=_china_time(event.at),
+            ftime=_china_time(event.at),
+            context=CARRIER_WORDS[event.status].kuaidi100_context.format(
+                location=event.location, signer=view.signed_by or ""
+            ),
+            location=event.location,
+            areaName=event.location,
+            status=CARRIER_WORDS[event.status].kuaidi100_name,
+            statusCode=CARRIER_WORDS[event.status].kuaidi100_code,
+        )
+        for event in view.events
+    ]
+    return kuaidi100.Kuaidi100Answer(
+        message="ok",
+        nu=view.tracking_no,
+        com=company,
+        ischeck="1" if view.status is TrackingStatus.DELIVERED else "0",
+        condition="F00",
+        status="200",
+        state=CARRIER_WORDS[view.status].kuaidi100_code,
+        data=traces if ascending else traces[::-1],
+    )
+
+
+def _track17_event(view: SimTrackResponse, event: SimEvent) -> track17.Track17Event:
+    words = CARRIER_WORDS[event.status]
+    description = event.description
+    if event.status is TrackingStatus.DELIVERED and view.signed_by:
+        description = f"Delivered, signed for by {view.signed_by}"
+    return track17.Track17Event(
+        time_iso=event.at.astimezone(CHINA_TIME).isoformat(timespec="seconds"),
+        time_utc=event.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        description=description,
+        location=event.location,
+        stage=words.track17_stage,
+        sub_status=words.track17_sub_status,
+    )
+
+
+def track17_accepted(view: SimTrackResponse) -> track17.Track17Accepted:
+    events = [_track17_event(view, event) for event in reversed(view.events)]  # newest first
+    words = CARRIER_WORDS[view.status]
+    return track17.Track17Accepted(
+        number=view.tracking_no,
+        carrier=3011,
+        track_info=track17.Track17TrackInfo(
+            latest_status=track17.Track17LatestStatus(status=words.track17_status, sub_status=words.track17_sub_status),
+            latest_event=events[0] if events else None,
+            tracking=track17.Track17Tracking(
+                providers=[track17.Track17Provider(provider={"key": 3011, "name": "orderflow sim"}, events=events)]
+            ),
+        ),
+    )
+
+
+def aftership_tracking(view: SimTrackResponse, slug: str) -> AfterShipTracking:
+    words = CARRIER_WORDS[view.status]
+    return AfterShipTracking(
+        id=hashlib.sha256(f"{slug}/{view.tracking_no}".encode()).hexdigest()[:24],
+        slug=slug,
+        tracking_number=view.tracking_no,
+        tag=words.aftership_tag,
+        subtag=words.aftership_subtag,
+        subtag_message=view.events[-1].description,
+        signed_by=view.signed_by,
+        shipment_delivery_date=view.signed_at.isoformat(timespec="seconds") if view.signed_at else None,
+        checkpoints=[
+            AfterShipCheckpoint(
+                checkpoint_time=event.at.astimezone(CHINA_TIME).isoformat(timespec="seconds"),
+                created_at=event.at.astimezone(UTC).isoformat(timespec="seconds"),
+                message=event.description,
+                location=event.location,
+                tag=CARRIER_WORDS[event.status].aftership_tag,
+                subtag=CARRIER_WORDS[event.status].aftership_subtag,
+            )
+            for event in view.events
+        ],
+    )
+
+
+def _form(raw: bytes) -> dict[str, str]:
+    try:
+        return {key: values[0] for key, values in parse_qs(raw.decode(), keep_blank_values=True).items()}
+    except UnicodeDecodeError:
+        return {}
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _kuaidi100_fail(code: str, message: str) -> JSONResponse:
+    return JSONResponse({"result": False, "returnCode": code, "message": message})
+
+
+def _track17_fail(http_status: int, code: int, message: str) -> JSONResponse:
+    return JSONResponse(
+        {"code": code, "data": {"errors": [{"code": code, "message": message}]}}, status_code=http_status
+    )
+
+
+def _aftership_meta(http_status: int, code: int, message: str, type_: str, data: object = None) -> JSONResponse:
+    return JSONResponse(
+        {"meta": {"code": code, "message": message, "type": type_}, "data": data or {}}, status_code=http_status
+    )
+
+
+class _Track17Number(BaseModel):
+    number: str
+
+
+_TRACK17_NUMBERS: Final = TypeAdapter(list[_Track17Number])
+
+
+def create_app(
+    step_seconds: float,
+    advance: str = "time",
+    *,
+    clock: Callable[[], datetime] = _utcnow,
+    credentials: SimCredentials | None = None,
+) -> FastAPI:
     book = ParcelBook(step_seconds, advance, clock)
+    faults = FaultBook()
+    creds = credentials or SimCredentials()
+    subscriptions: dict[str, str] = {}  # kuaidi100 number → callback URL
     app = FastAPI(title="orderflow carrier simulator", version="1")
     app.state.book = book
+    app.state.faults = faults
+    app.state.subscriptions = subscriptions
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str | float]:
         return {"status": "ok", "advance": book.advance, "step_seconds": book.step_seconds}
 
-    @app.get("/sim/v1/track/{tracking_no}")
-    async def track(tracking_no: TrackingNo) -> SimTrackResponse:
+    @app.get("/sim/v1/track/{tracking_no}", response_model=SimTrackResponse)
+    async def track(tracking_no: TrackingNo) -> Response | SimTrackResponse:
+        fault, unknown = await _faults_for(faults, [tracking_no])
+        if fault is not None:
+            return fault
+        if unknown:
+            return JSONResponse({"detail": "unknown parcel"}, status_code=404)
         return book.query(tracking_no)
 
     @app.post("/sim/parcels", status_code=201)
@@ -151,6 +449,143 @@ def create_app(step_seconds: float, advance: str = "time", *, clock: Callable[[]
         if not created:
             response.status_code = 200
         return view
+
+    @app.post("/sim/faults", status_code=201)
+    async def set_fault(spec: FaultSpec) -> FaultSpec:
+        faults.set(spec)
+        return spec
+
+    @app.delete("/sim/faults/{tracking_no}", status_code=204)
+    async def clear_fault(tracking_no: TrackingNo) -> Response:
+        faults.clear(tracking_no)
+        return Response(status_code=204)
+
+    # --- Kuaidi100: form posts, answers always HTTP 200 (failures say result=false) ---
+    @app.post("/kuaidi100" + kuaidi100.QUERY_PATH)
+    async def kuaidi100_query(request: Request) -> Response:
+        form = _form(await request.body())
+        param = form.get("param", "")
+        expected = kuaidi100.query_sign(param, creds.kuaidi100_key, creds.kuaidi100_customer)
+        if form.get("customer") != creds.kuaidi100_customer or not hmac.compare_digest(
+            form.get("sign", "").encode(), expected.encode()
+        ):
+            return _kuaidi100_fail("503", "验证签名失败")
+        query = _json_object(param)
+        number, company = str(query.get("num", "")), str(query.get("com", ""))
+        if not company or not _TRACKING_NO.match(number):
+            return _kuaidi100_fail("400", "提交的数据不完整，或者贵公司没授权")
+        fault, unknown = await _faults_for(faults, [number])
+        if fault is not None:
+            return fault
+        if unknown:
+            return _kuaidi100_fail(kuaidi100.NO_RESULT, "查询无结果，请隔段时间再查")
+        view = book.query(number)
+        answer = kuaidi100_answer(view, company, ascending=query.get("order") == "asc")
+        return JSONResponse(answer.model_dump(mode="json", exclude_none=True))
+
+    @app.post("/kuaidi100" + kuaidi100.SUBSCRIBE_PATH)
+    async def kuaidi100_subscribe(request: Request) -> Response:
+        param = _json_object(_form(await request.body()).get("param", ""))
+        if param.get("key") != creds.kuaidi100_key:
+            return _kuaidi100_fail("600", "您不是合法的订阅者（即授权Key出错）")
+        number = str(param.get("number", ""))
+        parameters = param.get("parameters")
+        callback = str(parameters.get("callbackurl", "")) if isinstance(parameters, dict) else ""
+        if not _TRACKING_NO.match(number) or not callback:
+            return _kuaidi100_fail("700", "订阅方的订阅数据存在错误")
+        if number in subscriptions:
+            return _kuaidi100_fail("501", "重复订阅")
+        subscriptions[number] = callback
+        book.register(number)
+        return JSONResponse({"result": True, "returnCode": "200", "message": "提交成功"})
+
+    # --- 17TRACK: JSON lists of at most 40 numbers, 17token header ---
+    async def _track17_numbers(request: Request) -> list[str] | JSONResponse:
+        if not hmac.compare_digest(request.headers.get("17token", "").encode(), creds.track17_key.encode()):
+            return _track17_fail(401, -18010002, "Invalid security key.")
+        try:
+            items = _TRACK17_NUMBERS.validate_json(await request.body())
+        except ValidationError:
+            return _track17_fail(200, -18010001, "The request body is invalid.")
+        if len(items) > track17.BATCH_LIMIT:
+            return _track17_fail(200, -18010013, f"At most {track17.BATCH_LIMIT} numbers per request.")
+        return [item.number for item in items]
+
+    def _rejected(number: str, code: int, message: str) -> dict[str, object]:
+        return {"number": number, "error": {"code": code, "message": message}}
+
+    @app.post("/track17/track/v2.2/register")
+    async def track17_register(request: Request) -> Response:
+        numbers = await _track17_numbers(request)
+        if isinstance(numbers, JSONResponse):
+            return numbers
+        fault, unknown = await _faults_for(faults, numbers)
+        if fault is not None:
+            return fault
+        accepted: list[dict[str, object]] = []
+        rejected: list[dict[str, object]] = []
+        for number in numbers:
+            if number in unknown or not _TRACKING_NO.match(number):
+                rejected.append(_rejected(number, track17.INVALID_NUMBER, f"The format of '{number}' is invalid."))
+            elif book.known(number):
+                rejected.append(_rejected(number, track17.ALREADY_REGISTERED, f"'{number}' is already registered."))
+            else:
+                book.register(number)
+                accepted.append({"origin": 1, "number": number, "carrier": 3011})
+        return JSONResponse({"code": 0, "data": {"accepted": accepted, "rejected": rejected}})
+
+    @app.post("/track17/track/v2.2/gettrackinfo")
+    async def track17_gettrackinfo(request: Request) -> Response:
+        numbers = await _track17_numbers(request)
+        if isinstance(numbers, JSONResponse):
+            return numbers
+        fault, unknown = await _faults_for(faults, numbers)
+        if fault is not None:
+            return fault
+        accepted: list[dict[str, Any]] = []
+        rejected: list[dict[str, object]] = []
+        for number in numbers:
+            if number in unknown or not book.known(number):
+                rejected.append(_rejected(number, track17.NOT_REGISTERED, f"'{number}' is not registered."))
+            else:
+                accepted.append(track17_accepted(book.query(number)).model_dump(mode="json", exclude_none=True))
+        return JSONResponse({"code": 0, "data": {"accepted": accepted, "rejected": rejected}})
+
+    # --- AfterShip: as-api-key header, meta/data envelope ---
+    def _aftership_denied(request: Request) -> JSONResponse | None:
+        if hmac.compare_digest(request.headers.get("as-api-key", "").encode(), creds.aftership_key.encode()):
+            return None
+        return _aftership_meta(401, 401, "Invalid API key.", "Unauthorized")
+
+    @app.get("/aftership/v4/trackings/{slug}/{tracking_no}")
+    async def aftership_get(request: Request, slug: str, tracking_no: TrackingNo) -> Response:
+        if (denied := _aftership_denied(request)) is not None:
+            return denied
+        fault, unknown = await _faults_for(faults, [tracking_no])
+        if fault is not None:
+            return fault
+        if unknown or not book.known(tracking_no):
+            return _aftership_meta(404, 4004, "Tracking does not exist.", "NotFound")
+        tracking = aftership_tracking(book.query(tracking_no), slug)
+        return _aftership_meta(200, 200, "", "Success", {"tracking": tracking.model_dump(mode="json")})
+
+    @app.post("/aftership/v4/trackings")
+    async def aftership_create(request: Request) -> Response:
+        if (denied := _aftership_denied(request)) is not None:
+            return denied
+        body = _json_object((await request.body()).decode(errors="replace")).get("tracking")
+        slug = str(body.get("slug", "")) if isinstance(body, dict) else ""
+        number = str(body.get("tracking_number", "")) if isinstance(body, dict) else ""
+        fault, unknown = await _faults_for(faults, [number])
+        if fault is not None:
+            return fault
+        if unknown or not slug or not _TRACKING_NO.match(number):
+            return _aftership_meta(400, 4005, "The value of `tracking_number` is invalid.", "BadRequest")
+        view, created = book.register(number)
+        tracking = {"tracking": aftership_tracking(view, slug).model_dump(mode="json")}
+        if not created:
+            return _aftership_meta(400, 4003, "Tracking already exists.", "BadRequest", tracking)
+        return _aftership_meta(201, 201, "", "Created", tracking)
 
     return app
 
@@ -166,7 +601,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--advance", choices=ADVANCE_MODES, default="time")
     parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
-    app = create_app(args.step_seconds, args.advance)
+    app = create_app(args.step_seconds, args.advance, credentials=SimCredentials.from_settings(settings))
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
 
 
