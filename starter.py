@@ -214,10 +214,21 @@ async def receive(
     lot: Annotated[str, typer.Option(help="Lot number (more of an existing lot adds to it).")],
     bin_code: Annotated[str, typer.Option("--bin", help="Bin the lot is put away in.")] = "RECV-01",
     expires: Annotated[str | None, typer.Option(help="Lot expiry, ISO 8601 with zone (FEFO).")] = None,
+    receipt_no: Annotated[
+        str | None, typer.Option("--receipt-no", help="Delivery note number: the same one again books nothing.")
+    ] = None,
 ) -> None:
     """Book a goods receipt, close the requisitions it answers, and wake backordered orders oldest first."""
     receipt = Receipt.model_validate(
-        {"sku": sku, "warehouse": warehouse, "qty": qty, "lot": lot, "bin": bin_code, "expires_at": expires}
+        {
+            "sku": sku,
+            "warehouse": warehouse,
+            "qty": qty,
+            "lot": lot,
+            "bin": bin_code,
+            "expires_at": expires,
+            "receipt_no": receipt_no,
+        }
     )
     engine = _engine()
     booked = stock.receive(engine, receipt)
@@ -229,7 +240,10 @@ async def receive(
         except CliError as exc:
             booked["note"] = f"{exc}; waiting orders re-check stock by themselves"
         else:
-            booked["allocated_orders"] = await orders_client.notify_restock(client, waiting, [sku])
+            try:
+                booked["allocated_orders"] = await orders_client.notify_restock(client, waiting, [sku])
+            except RPCError as exc:  # booked already: never make the user book it twice
+                booked["note"] = f"waiting orders not woken now ({exc.message}); they re-check later"
     emit(booked)
 
 

@@ -12,11 +12,8 @@ from activities.base import DbActivities
 from domain.credit import check_credit
 from models.contracts import CreditInput, CreditOutcome
 from models.order import PaymentMethod
-from models.status import TERMINAL_STATUSES, OrderStatus
+from models.status import NEVER_BILLED
 from models.tables import Customer, SalesOrder
-
-# Orders whose value is already in receivables (shipped) or that will never be billed.
-NOT_OPEN = {*TERMINAL_STATUSES, OrderStatus.DELIVERED}
 
 
 class CreditActivities(DbActivities):
@@ -32,7 +29,7 @@ class CreditActivities(DbActivities):
                 select(col(SalesOrder.total)).where(
                     SalesOrder.customer_id == inp.customer_id,
                     SalesOrder.order_no != inp.order_no,
-                    col(SalesOrder.status).not_in([s.value for s in NOT_OPEN]),
+                    col(SalesOrder.status).not_in([s.value for s in NEVER_BILLED]),
                     SalesOrder.payment_method != PaymentMethod.PREPAID.value,
                     col(SalesOrder.paid).is_(False),
                 )

@@ -54,6 +54,9 @@ class InventoryActivities(DbActivities):
             existing = self._existing(session, inp.order_no)
             if existing:
                 return AllocateOutcome(allocations=existing)
+            if self._released(session, inp.order_no):
+                # The order was cancelled and its stock given back: a stale attempt must not lock again.
+                return AllocateOutcome(allocations=[], shortages={})
 
             skus = sorted({sku for _, sku, _ in inp.lines})
             # Master data first: the less work done while holding lot locks, the more orders per second.
@@ -127,6 +130,17 @@ class InventoryActivities(DbActivities):
             result = [AllocatedLot(**alloc.__dict__) for alloc in plan.allocations]
         self.log.info("locked", reservations=len(result))
         return AllocateOutcome(allocations=result)
+
+    @staticmethod
+    def _released(session: Session, order_no: str) -> bool:
+        return (
+            session.exec(
+                select(Reservation.id).where(
+                    Reservation.order_no == order_no, Reservation.state == ReservationState.RELEASED
+                )
+            ).first()
+            is not None
+        )
 
     @staticmethod
     def _reorder_levels(session: Session, skus: list[str]) -> dict[str, int]:

@@ -21,7 +21,9 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
         # reopened (re-running the PRAGMAs) under load.
         engine = create_engine(
             url,
-            connect_args={"check_same_thread": False, "timeout": 60},
+            # Below the activities' 30 s start-to-close: an attempt gives up waiting for the write lock before
+            # Temporal retries it, so a stale attempt cannot commit behind its own retry.
+            connect_args={"check_same_thread": False, "timeout": 20},
             pool_size=pool_size,
             max_overflow=pool_size,
         )
@@ -43,7 +45,7 @@ def _sqlite_immediate_transactions(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.execute("PRAGMA busy_timeout=20000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

@@ -199,7 +199,9 @@ async def run_demo(
     client: Client, engine: Engine, settings: Settings, count: int, *, give_up_after: float = 600.0
 ) -> bool:
     console = Console() if sys.stdout.isatty() else Console(width=160)
-    seed(engine)
+    tokens = seed(engine).tokens
+    if tokens:  # a fresh database: these API tokens are shown once
+        console.print("API tokens of the demo users: " + ", ".join(f"{u}={t}" for u, t in tokens.items()))
     run_tag = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     items = build_orders(max(count, 1), run_tag)
     for item in items:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from models.status import TERMINAL_STATUSES, OrderStatus
+from models.status import NEVER_BILLED, OrderStatus
 from models.tables import (
     ApprovalRecord,
     Customer,
@@ -158,7 +158,11 @@ def inventory_view(session: Session, sku: str) -> dict[str, Any]:
 
 
 def products_view(session: Session) -> list[dict[str, Any]]:
-    on_hand = dict(session.exec(select(StockLot.sku, func.sum(StockLot.on_hand)).group_by(StockLot.sku)).all())
+    now = utcnow()
+    on_hand: dict[str, int] = defaultdict(int)  # promisable stock: expired lots left out, as in inventory_view
+    for sku, qty, expires_at in session.exec(select(StockLot.sku, StockLot.on_hand, StockLot.expires_at)).all():
+        if expires_at is None or expires_at > now:
+            on_hand[sku] += qty
     reserved = dict(
         session.exec(
             select(Reservation.sku, func.sum(Reservation.qty))
@@ -180,10 +184,12 @@ def products_view(session: Session) -> list[dict[str, Any]]:
 
 def customers_view(session: Session) -> list[dict[str, Any]]:
     open_totals: dict[str, Decimal] = defaultdict(lambda: Decimal("0.00"))
-    closed = [s.value for s in (*TERMINAL_STATUSES, OrderStatus.DELIVERED)]
+    # The same exposure the credit check computes (activities/credit.py): unpaid, not prepaid, billable.
     for customer_id, total in session.exec(
         select(SalesOrder.customer_id, col(SalesOrder.total)).where(
-            col(SalesOrder.status).not_in(closed), col(SalesOrder.paid).is_(False)
+            col(SalesOrder.status).not_in([s.value for s in NEVER_BILLED]),
+            col(SalesOrder.paid).is_(False),
+            SalesOrder.payment_method != "prepaid",
         )
     ).all():
         open_totals[customer_id] += total

@@ -7,8 +7,10 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+# Money is stored as integer cents in a BIGINT; orders are capped far below that.
+MAX_ORDER_TOTAL = Decimal("999999999999.99")
 Money = Annotated[Decimal, Field(max_digits=14, decimal_places=2, ge=0)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
@@ -71,6 +73,12 @@ class Order(BaseModel):
     payment: Payment = Payment()
     ship_to: Address
     lines: list[OrderLine] = Field(min_length=1, max_length=500)
+
+    @model_validator(mode="after")
+    def _total_fits(self) -> Order:
+        if self.total > MAX_ORDER_TOTAL:
+            raise ValueError(f"order total {self.total} exceeds the maximum of {MAX_ORDER_TOTAL}")
+        return self
 
     @property
     def workflow_id(self) -> str:

@@ -26,6 +26,9 @@ class OrderStatus(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({OrderStatus.REJECTED, OrderStatus.COMPLETED, OrderStatus.CANCELLED, OrderStatus.FAILED})
+# Orders the customer will never owe anything for: the rest (unless prepaid or paid) count as credit
+# exposure — delivered and completed ones too, until receivables are booked from an invoicing system.
+NEVER_BILLED = frozenset({OrderStatus.REJECTED, OrderStatus.CANCELLED, OrderStatus.FAILED})
 # Orders in these statuses can still be cancelled (nothing has left a warehouse yet).
 CANCELLABLE_STATUSES = frozenset(
     {

@@ -117,6 +117,22 @@ class PurchaseRequisition(SQLModel, table=True):
     closed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
+class StockReceipt(SQLModel, table=True):
+    """Every goods receipt booked; `receipt_no` (the caller's idempotency key) makes a retry book nothing."""
+
+    __tablename__ = "stock_receipts"
+    id: int | None = Field(default=None, primary_key=True)
+    receipt_no: str | None = Field(default=None, unique=True, max_length=100)
+    sku: str = Field(foreign_key="products.sku", index=True, max_length=64)
+    warehouse: str = Field(foreign_key="warehouses.code", max_length=32)
+    lot_id: int = Field(foreign_key="stock_lots.id")
+    lot: str = Field(max_length=64)
+    qty: int = Field(gt=0)
+    received_by: str = Field(default="", max_length=64)
+    requisitions_closed: list[int] = Field(default_factory=list, sa_type=JSON)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
 class User(SQLModel, table=True):
     __tablename__ = "users"
     name: str = Field(primary_key=True, max_length=64)

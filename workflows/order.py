@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.credit import CreditActivities
@@ -132,6 +132,14 @@ class OrderFulfillment:
             await self._fulfil(inp)
         except _Stop as stop:
             await self._compensate(stop)
+        except asyncio.CancelledError:
+            # Cancelled from Temporal itself (UI, CLI): compensate like any cancel, then end normally.
+            await self._compensate(_Stop(OrderStatus.CANCELLED, "cancelled in Temporal by an operator"))
+        except ActivityError as err:
+            if isinstance(err.cause, CancelledError):  # the activity was cancelled with the workflow
+                await self._compensate(_Stop(OrderStatus.CANCELLED, "cancelled in Temporal by an operator"))
+            else:  # a step failed for good (non-retryable): give back what the order holds, record why
+                await self._compensate(_Stop(OrderStatus.FAILED, f"step failed: {err.cause or err}"))
         await workflow.wait_condition(workflow.all_handlers_finished)
         return FulfillmentResult(order_no=self.order.order_no, status=self.status, reasons=self.reasons)
 
@@ -396,7 +404,7 @@ class OrderFulfillment:
             # Release even when nothing is known to be allocated: a lock may have committed just before a
             # cancel was seen. Releasing nothing is a no-op.
             await self._act(InventoryActivities.release_stock, OrderRef(order_no=self.order.order_no))
-        if self.paid and stop.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
+        if (self.paid or self.payment is not None) and stop.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
             await self._notify("refund", "role", role=Role.FINANCE, reason=stop.reason)
         self.reasons.extend(stop.reasons)
         await self._transition(stop.status, stop.reason, reasons=self.reasons)
@@ -579,5 +587,8 @@ class OrderFulfillment:
     @workflow.signal(name=PROGRESS_SIGNAL)
     def shipment_progress(self, progress: ShipmentProgress) -> None:
         known = self.parcels.get(progress.tracking_no)
-        if known is None or known.status != progress.status:
+        if known is None:
+            workflow.logger.warning("progress for unknown parcel %s ignored", progress.tracking_no)
+            return
+        if known.status != progress.status:
             self.parcels[progress.tracking_no] = progress

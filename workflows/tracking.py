@@ -9,7 +9,7 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.tracking import TrackingActivities
-    from domain.tracking import FINAL_TRACKING_STATUSES
+    from domain.tracking import FINAL_TRACKING_STATUSES, is_newer
     from models.contracts import (
         PollInput,
         ShipmentProgress,
@@ -45,7 +45,9 @@ class ShipmentTracking:
                     non_retryable_error_types=["UnknownCarrier"],
                 ),
             )
-            status, known_events = snapshot.status, len(snapshot.events)
+            # Carriers are not monotonic: a stale status never replaces a newer one.
+            status = snapshot.status if is_newer(status, snapshot.status) else status
+            known_events = len(snapshot.events)
             progress = ShipmentProgress(
                 carrier=inp.carrier,
                 tracking_no=inp.tracking_no,

@@ -10,9 +10,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, HTTPException, Request, status
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 from temporalio.client import Client
+from temporalio.service import RPCError
 
 from core.config import Settings, get_settings
 from core.db import make_engine, unit_of_work
@@ -21,7 +23,7 @@ from core.temporal import connect
 from integrations import orders_client, stock, views
 from integrations.api.auth import engine_of, requires
 from integrations.orders_client import CommandError
-from integrations.stock import Receipt
+from integrations.stock import Receipt, ReceiptConflict
 from integrations.views import NotFound
 from models.status import Role
 from models.tables import User
@@ -82,21 +84,33 @@ def create_app(
     async def receive(
         receipt: Receipt,
         request: Request,
+        response: Response,
         user: Annotated[User, Depends(requires(Role.WAREHOUSE, Role.OPS))],
         engine: EngineDep,
+        idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
     ) -> dict[str, Any]:
         """Book a goods receipt, then wake the orders waiting for the SKU, oldest first."""
+        if receipt.receipt_no is None and idempotency_key:
+            receipt = receipt.model_copy(update={"receipt_no": idempotency_key})
         try:
-            booked = stock.receive(engine, receipt)
+            booked = await run_in_threadpool(stock.receive, engine, receipt, user.name)
+        except ReceiptConflict as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         except CommandError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
-        booked["received_by"] = user.name
-        waiting = stock.backordered_orders(engine, receipt.sku)
+        if booked["duplicate"]:
+            response.status_code = status.HTTP_200_OK
+        waiting = await run_in_threadpool(stock.backordered_orders, engine, receipt.sku)
         booked["backordered_orders"] = waiting
         if waiting:
-            booked["allocated_orders"] = await orders_client.notify_restock(
-                await temporal(request), waiting, [receipt.sku]
-            )
+            # The receipt is booked whatever happens next: waking the orders is best effort (they also
+            # re-check by themselves), so a Temporal outage must not make the caller book it again.
+            try:
+                booked["allocated_orders"] = await orders_client.notify_restock(
+                    await temporal(request), waiting, [receipt.sku]
+                )
+            except (HTTPException, RPCError, CommandError) as exc:
+                booked["note"] = f"waiting orders not woken now ({getattr(exc, 'detail', exc)}); they re-check later"
         return booked
 
     return app

@@ -74,3 +74,15 @@ async def test_a_receipt_wakes_the_backordered_order(
         assert answer.json()["backordered_orders"] == [number]
         assert answer.json()["allocated_orders"] == [number]
         await wait_for_status(handle, OrderStatus.PICKING)
+
+
+async def test_a_retried_receipt_books_once(api: httpx.AsyncClient, engine: Engine) -> None:
+    warehouse = {**token(engine, Role.WAREHOUSE), "Idempotency-Key": "DN-2026-0042"}
+    body = {"sku": "SKU-1024", "warehouse": "WH-GZ", "qty": 40, "lot": "L-DN-42"}
+    first = await api.post("/inventory/receipts", json=body, headers=warehouse)
+    again = await api.post("/inventory/receipts", json=body, headers=warehouse)
+    assert (first.status_code, again.status_code) == (201, 200)
+    assert again.json()["duplicate"] and again.json()["receipt_id"] == first.json()["receipt_id"]
+    assert (await api.get("/inventory/SKU-1024")).json()["on_hand"] == 10 + 40  # booked once
+    other = await api.post("/inventory/receipts", json={**body, "qty": 41}, headers=warehouse)
+    assert other.status_code == 409 and "other content" in other.json()["detail"]

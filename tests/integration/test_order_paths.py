@@ -605,3 +605,23 @@ async def test_tracking_number_of_another_order_and_unknown_carrier_are_refused(
         await orders_client.dispatch(client, second, warehouse="WH-SH", carrier="sim", tracking_no=tracking_no())
         assert (await handle_a.result()).status == OrderStatus.COMPLETED
         assert (await handle_b.result()).status == OrderStatus.COMPLETED
+
+
+async def test_cancel_from_temporal_compensates_like_any_cancel(
+    client: Client, engine: Engine, settings: Settings, task_queue: str, orders: StartedOrders
+) -> None:
+    """An operator cancels the workflow in the Temporal UI/CLI: stock is released and the order CANCELLED."""
+    number = order_no("TCANCEL")
+    before = available(engine, "SKU-1001")
+    async with running_worker(client, engine, settings, task_queue):
+        handle = await orders.start(make_order(number, [("SKU-1001", 2, "199.00")]), task_queue)
+        await wait_for_status(handle, OrderStatus.PICKING)
+        assert available(engine, "SKU-1001") == before - 2
+        await handle.cancel()
+        result = await handle.result()
+    assert result.status == OrderStatus.CANCELLED
+    assert available(engine, "SKU-1001") == before
+    assert timeline(engine, number)[-1] == "CANCELLED"
+    with Session(engine) as session:
+        picks = session.exec(select(PickList).where(PickList.order_no == number)).all()
+    assert [p.state for p in picks] == ["voided"]
