@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+
+import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 from temporalio.client import Client
@@ -62,3 +65,24 @@ async def test_approval_deadline_cancels_after_days(
     assert ("approval_reminder", "fiona") in recipients  # after a day
     assert ("approval_escalated", "derek") in recipients  # the finance director hears about it too
     assert ("cancelled", "buyer@xingchen.example") in recipients
+
+
+@pytest.mark.parametrize("carrier", ["kuaidi100", "17track", "aftership"])
+async def test_parcels_are_followed_through_each_carrier_adapter(
+    carrier: str, client: Client, engine: Engine, settings: Settings, task_queue: str
+) -> None:
+    """The same order journey with each aggregator's API shape (served by the carrier simulator)."""
+    order = make_order(f"T-CARRIER-{carrier}-{uuid.uuid4().hex[:6]}")
+    tracking_no = f"{carrier.upper()}{uuid.uuid4().hex[:10].upper()}"
+    async with running_worker(client, engine, settings, task_queue):
+        handle = await orders_client.start(client, order, task_queue)
+        await wait_for_status(handle, OrderStatus.PICKING)
+        await orders_client.dispatch(
+            client, order.order_no, warehouse="WH-SH", carrier=carrier, tracking_no=tracking_no
+        )
+        result = await handle.result()
+    assert result.status == OrderStatus.COMPLETED
+    with Session(engine) as session:
+        [shipment] = order_view(session, order.order_no)["shipments"]
+    assert (shipment["carrier"], shipment["status"]) == (carrier, "DELIVERED")
+    assert shipment["signed_by"] and shipment["signed_at"]
