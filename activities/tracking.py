@@ -4,6 +4,7 @@ its retry policy is the poll interval), record new events, and move the shipment
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import httpx
 from sqlalchemy import Engine
@@ -37,7 +38,13 @@ class TrackingActivities:
         except ValueError as exc:  # unknown carrier code: retrying cannot help
             raise ApplicationError(str(exc), type="UnknownCarrier", non_retryable=True) from exc
         except CarrierError as exc:
-            raise ApplicationError(f"carrier {inp.carrier} unavailable: {exc}", type="CarrierUnavailable") from exc
+            # The carrier's own Retry-After (429, 503) replaces the poll interval for the next attempt.
+            retry_after = getattr(exc, "retry_after", None)
+            raise ApplicationError(
+                f"carrier {inp.carrier} unavailable: {exc}",
+                type="CarrierUnavailable",
+                next_retry_delay=timedelta(seconds=retry_after) if retry_after else None,
+            ) from exc
         if not is_newer(inp.known_status, snapshot.status) and len(snapshot.events) <= inp.known_events:
             # BENIGN: "nothing new yet" is the poll's normal answer, not a failure worth a logged traceback.
             raise ApplicationError(

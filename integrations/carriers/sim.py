@@ -6,12 +6,14 @@ simulator imports them to answer in exactly that shape.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from urllib.parse import quote
 
 import httpx
 from pydantic import AwareDatetime, BaseModel, ValidationError
 
 from integrations.carriers.base import CarrierError, UnknownParcel
+from integrations.carriers.mapping import raise_if_unavailable
 from models.status import TrackingStatus
 from models.tracking import TrackingEventIn, TrackingSnapshot
 
@@ -55,6 +57,7 @@ class SimCarrierClient:
             raise CarrierError(f"sim: {url} unreachable: {exc!r}") from exc
         if response.status_code == 404:
             raise UnknownParcel(f"sim: unknown parcel {tracking_no!r}")
+        raise_if_unavailable("sim", response, datetime.now(UTC))  # 429 / 5xx, with the Retry-After
         if response.status_code != 200:
             raise CarrierError(f"sim: {url} answered HTTP {response.status_code}")
         try:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from datetime import datetime, timedelta
 
+import httpx
 import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, select
@@ -86,3 +88,24 @@ async def test_parcels_are_followed_through_each_carrier_adapter(
         [shipment] = order_view(session, order.order_no)["shipments"]
     assert (shipment["carrier"], shipment["status"]) == (carrier, "DELIVERED")
     assert shipment["signed_by"] and shipment["signed_at"]
+
+
+async def test_a_carrier_429_with_retry_after_delays_the_next_poll(
+    client: Client, engine: Engine, settings: Settings, simulator_url: str, task_queue: str
+) -> None:
+    """The first poll is refused with 429 + Retry-After 3 h: the next poll waits 3 h, not the 30 min interval."""
+    order = make_order(f"T-RETRYAFTER-{uuid.uuid4().hex[:6]}")
+    tracking_no = f"SIMRA{uuid.uuid4().hex[:10].upper()}"
+    fault = {"tracking_no": tracking_no, "kind": "rate_limit", "times": 1, "retry_after": 3 * 3600}
+    async with httpx.AsyncClient(timeout=5) as http:
+        assert (await http.post(f"{simulator_url}/sim/faults", json=fault)).status_code in (200, 201, 204)
+    async with running_worker(client, engine, settings, task_queue):
+        handle = await orders_client.start(client, order, task_queue)
+        await wait_for_status(handle, OrderStatus.PICKING)
+        await orders_client.dispatch(client, order.order_no, warehouse="WH-SH", carrier="sim", tracking_no=tracking_no)
+        assert (await handle.result()).status == OrderStatus.COMPLETED
+    with Session(engine) as session:
+        timeline = {step["status"]: step["at"] for step in order_view(session, order.order_no)["timeline"]}
+    dispatched, in_transit = (datetime.fromisoformat(timeline[s]) for s in ("DISPATCHED", "IN_TRANSIT"))
+    # 429 → +3 h → INFO_RECEIVED → +30 min → PICKED_UP (IN_TRANSIT). Without Retry-After it would be ~1 h.
+    assert in_transit - dispatched >= timedelta(hours=3)
