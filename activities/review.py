@@ -28,6 +28,8 @@ class ReviewActivities(DbActivities):
             backorder_recheck=s.backorder_recheck,
             backorder_deadline=s.backorder_deadline,
             tracking_poll_interval=s.tracking_poll_interval,
+            tracking_stall_after=s.tracking_stall_after,
+            tracking_give_up_after=s.tracking_give_up_after,
             lot_order=s.lot_order,
         )
 

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     backorder_recheck: timedelta = timedelta(hours=6)
     backorder_deadline: timedelta = timedelta(days=14)
     tracking_poll_interval: timedelta = timedelta(hours=1)
+    tracking_stall_after: timedelta = timedelta(days=3)  # no carrier news this long: DELIVERY_EXCEPTION + ops
+    tracking_give_up_after: timedelta = timedelta(days=30)  # no news this long: the parcel is EXPIRED
 
     worker_activity_threads: int = 16
 

@@ -42,6 +42,8 @@ class Policy(Contract):
     backorder_recheck: timedelta = timedelta(hours=6)
     backorder_deadline: timedelta = timedelta(days=14)
     tracking_poll_interval: timedelta = timedelta(hours=1)
+    tracking_stall_after: timedelta = timedelta(days=3)
+    tracking_give_up_after: timedelta = timedelta(days=30)
     lot_order: LotOrder = "fifo"
 
 
@@ -208,6 +210,8 @@ class TrackingInput(Contract):
     carrier: str
     tracking_no: str
     poll_interval: timedelta
+    stall_after: timedelta = timedelta(days=3)
+    give_up_after: timedelta = timedelta(days=30)
     known_status: TrackingStatus = TrackingStatus.PENDING
     known_events: int = 0
 

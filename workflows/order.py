@@ -326,6 +326,8 @@ class OrderFulfillment:
                         carrier=request.carrier,
                         tracking_no=request.tracking_no,
                         poll_interval=self.policy.tracking_poll_interval,
+                        stall_after=self.policy.tracking_stall_after,
+                        give_up_after=self.policy.tracking_give_up_after,
                     ),
                     id=f"track-{request.carrier}-{request.tracking_no}",
                 )
@@ -391,6 +393,11 @@ class OrderFulfillment:
             return
         signers = ", ".join(p.signed_by for p in self.parcels.values() if p.signed_by)
         tracking = ", ".join(self.parcels)
+        if shown == OrderStatus.DELIVERY_EXCEPTION:  # ops must look at it, not only the customer
+            await self._notify(
+                f"ops_alert:{self.seq}", "role", role=Role.OPS, kind="delivery_exception", tracking_no=tracking,
+                status=self._parcel_summary(),
+            )  # fmt: skip
         await self._notify(
             f"{kind}:{self.seq}", "customer", kind=kind, tracking_no=tracking, signed_by=signers, status=shown.value
         )

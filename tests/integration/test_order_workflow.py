@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -17,6 +18,7 @@ from integrations import orders_client
 from integrations.views import inventory_view, order_view
 from models.status import OrderStatus
 from models.tables import Notification
+from tests.conftest import make_settings
 from tests.support.orders import make_order
 from tests.support.waiting import wait_for_status
 from worker import running_worker
@@ -109,3 +111,58 @@ async def test_a_carrier_429_with_retry_after_delays_the_next_poll(
     dispatched, in_transit = (datetime.fromisoformat(timeline[s]) for s in ("DISPATCHED", "IN_TRANSIT"))
     # 429 → +3 h → INFO_RECEIVED → +30 min → PICKED_UP (IN_TRANSIT). Without Retry-After it would be ~1 h.
     assert in_transit - dispatched >= timedelta(hours=3)
+
+
+async def _carrier_forgets(simulator_url: str, tracking_no: str) -> None:
+    """From now on the carrier answers 'unknown parcel' for this number, until the fault is cleared."""
+    fault = {"tracking_no": tracking_no, "kind": "unknown", "times": None}
+    async with httpx.AsyncClient(timeout=5) as http:
+        assert (await http.post(f"{simulator_url}/sim/faults", json=fault)).status_code in (200, 201, 204)
+
+
+async def test_a_stalled_parcel_flags_the_order_then_recovers(
+    time_env: WorkflowEnvironment,
+    client: Client,
+    engine: Engine,
+    settings: Settings,
+    simulator_url: str,
+    task_queue: str,
+) -> None:
+    order = make_order(f"T-STALL-{uuid.uuid4().hex[:6]}")
+    tracking_no = f"SIMST{uuid.uuid4().hex[:10].upper()}"
+    await _carrier_forgets(simulator_url, tracking_no)
+    async with running_worker(client, engine, settings, task_queue):
+        handle = await orders_client.start(client, order, task_queue)
+        await wait_for_status(handle, OrderStatus.PICKING)
+        await orders_client.dispatch(client, order.order_no, warehouse="WH-SH", carrier="sim", tracking_no=tracking_no)
+        await time_env.sleep(timedelta(days=3, hours=2))  # past the 3-day stall window, no carrier news
+        await wait_for_status(handle, OrderStatus.DELIVERY_EXCEPTION)
+        async with httpx.AsyncClient(timeout=5) as http:
+            await http.delete(f"{simulator_url}/sim/faults/{tracking_no}")  # the carrier finds the parcel
+        assert (await handle.result()).status == OrderStatus.COMPLETED
+    with Session(engine) as session:
+        statuses = [step["status"] for step in order_view(session, order.order_no)["timeline"]]
+        alerts = session.exec(
+            select(Notification).where(Notification.order_no == order.order_no, Notification.recipient == "olga")
+        ).all()
+    assert statuses.index("DELIVERY_EXCEPTION") < statuses.index("IN_TRANSIT") < statuses.index("DELIVERED")
+    assert [a.kind for a in alerts] == ["delivery_exception"]  # ops heard about the stall, once
+
+
+async def test_a_parcel_with_no_news_for_30_days_expires_and_the_order_fails(
+    client: Client, engine: Engine, simulator_url: str, tmp_path: Path, task_queue: str
+) -> None:
+    settings = make_settings(tmp_path, simulator_url, tracking_poll_interval=timedelta(hours=6))
+    order = make_order(f"T-EXPIRE-{uuid.uuid4().hex[:6]}")
+    tracking_no = f"SIMEX{uuid.uuid4().hex[:10].upper()}"
+    await _carrier_forgets(simulator_url, tracking_no)
+    async with running_worker(client, engine, settings, task_queue):
+        handle = await orders_client.start(client, order, task_queue)
+        await wait_for_status(handle, OrderStatus.PICKING)
+        await orders_client.dispatch(client, order.order_no, warehouse="WH-SH", carrier="sim", tracking_no=tracking_no)
+        result = await handle.result()  # time skips through ten stall windows
+    assert result.status == OrderStatus.FAILED and "EXPIRED" in result.reasons[-1]
+    with Session(engine) as session:
+        view = order_view(session, order.order_no)
+    assert [step["status"] for step in view["timeline"]][-2:] == ["DELIVERY_EXCEPTION", "FAILED"]
+    assert all(a["state"] == "consumed" for a in view["allocations"])  # the goods left: nothing to release
