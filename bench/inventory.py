@@ -43,7 +43,6 @@ import os
 import platform
 import random
 import shutil
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -51,14 +50,12 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import pytest
@@ -66,6 +63,7 @@ from sqlalchemy import Engine, event, text
 from temporalio.testing import ActivityEnvironment
 
 from activities.inventory import InventoryActivities
+from bench.deadline import hard_deadline
 from bench.procstat import machine_cpu_fields, process_cpu
 from core.config import Settings
 from core.db import make_engine, unit_of_work
@@ -773,24 +771,6 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-@contextmanager
-def hard_deadline(seconds: float, cleanup: Callable[[], None]) -> Iterator[None]:
-    """Whatever hangs: stop the Postgres cluster and exit."""
-
-    def fire(_signum: int, _frame: FrameType | None) -> None:
-        cleanup()
-        print(f"bench.inventory: hard deadline of {seconds:.0f}s passed", file=sys.stderr)
-        os._exit(3)
-
-    previous = signal.signal(signal.SIGALRM, fire)
-    signal.alarm(int(seconds))
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     def ints(value: str) -> list[int]:
         return [int(v) for v in value.split(",") if v]
@@ -846,7 +826,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     status = 0
     try:
-        with hard_deadline(args.timeout, lambda: held[0].close()):
+        with hard_deadline(args.timeout, lambda: held[0].close(), "bench.inventory"):
             result = bench(args, tmp, log, hold)
         print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else render(result))
         if result["oversold_lots_total"] or any(

@@ -37,11 +37,10 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from sqlmodel import select
@@ -52,6 +51,7 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.service import RPCError
 
+from bench.deadline import hard_deadline
 from bench.floor import NOTIFY_ENV, STEP_ACTIVITY, STEP_CHILD, STEP_UPDATE, STEP_UPSERT, FloorWorkflow
 from bench.procstat import machine_cpu_fields, process_cpu
 from core.config import PROJECT_ROOT, Settings
@@ -924,24 +924,6 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
-@contextlib.contextmanager
-def hard_deadline(seconds: float) -> Iterator[None]:
-    """Behind asyncio's timeout: whatever hangs, the children die and the process exits."""
-
-    def fire(_signum: int, _frame: FrameType | None) -> None:
-        kill_children_now()
-        print(f"bench: hard deadline of {seconds:.0f}s passed; killed the children", file=sys.stderr)
-        os._exit(3)
-
-    previous = signal.signal(signal.SIGALRM, fire)
-    signal.alarm(int(seconds))
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
-
-
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.pipeline", description=__doc__.split("\n")[0])
     parser.add_argument("--orders", type=int, default=200, help="orders (and floor workflows) measured")
@@ -979,7 +961,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     status = 0
     try:
-        with hard_deadline(args.timeout + 60):
+        with hard_deadline(args.timeout + 60, kill_children_now, "bench"):
 
             async def bounded() -> dict[str, Any]:
                 async with asyncio.timeout(args.timeout):
