@@ -1,33 +1,29 @@
-"""Notices to customers and staff, written once to the outbox (unique key) whatever the retries."""
+"""Notices to customers and staff, written once to the outbox (unique key) whatever the retries.
+
+The text comes from the notice templates (integrations/notify/templates.yaml, or notify_templates_file),
+loaded and checked when the activities are built, i.e. when the worker starts. Sending is not done here:
+the outbox relay (integrations/notify/relay.py) sends what this writes, after the transaction commits.
+"""
 
 from __future__ import annotations
 
-from string import Template
-
+from sqlalchemy import Engine
 from sqlmodel import select
 from temporalio import activity
 
 from activities.base import DbActivities
+from core.config import Settings
+from integrations.notify.templates import load_templates
 from models.contracts import NotifyInput
 from models.tables import Customer, Notification, SalesOrder, User
 
-TEMPLATES: dict[str, str] = {
-    "approval_needed": "Order $order_no ($total $currency) awaits your $role decision.",
-    "approval_reminder": "Reminder: order $order_no has waited $waited for a $role decision.",
-    "approval_escalated": "Escalation: order $order_no has waited $waited for a $level_role decision.",
-    "payment_requested": "Dear $customer_name, order $order_no awaits prepayment of $total $currency.",
-    "backordered": "Order $order_no is short of stock: $shortages. Please replenish.",
-    "refund": "Order $order_no was cancelled after payment: refund $total $currency ($reason).",
-    "cancelled": "Dear $customer_name, your order $order_no was cancelled: $reason.",
-    "rejected": "Dear $customer_name, we could not accept order $order_no: $reason.",
-    "dispatched": "Dear $customer_name, order $order_no is on its way with $carrier, tracking number $tracking_no.",
-    "out_for_delivery": "Dear $customer_name, order $order_no ($tracking_no) is out for delivery today.",
-    "delivery_exception": "Order $order_no ($tracking_no) has a delivery problem: $status.",
-    "delivered": "Dear $customer_name, order $order_no was delivered and signed for by $signed_by.",
-}
-
 
 class NotifyActivities(DbActivities):
+    def __init__(self, engine: Engine, settings: Settings) -> None:
+        super().__init__(engine, settings)
+        # A broken templates file stops the worker here, at start-up (TemplateError names kind and field).
+        self.templates = load_templates(settings.notify_templates_file)
+
     @activity.defn
     def notify(self, inp: NotifyInput) -> int:
         """Queue the notice for each recipient; returns how many outbox rows this call added."""
@@ -50,7 +46,7 @@ class NotifyActivities(DbActivities):
             elif inp.role is not None:
                 names = session.exec(select(User.name).where(User.role == inp.role.value)).all()
                 recipients.extend(("internal", name) for name in names)
-            body = Template(TEMPLATES.get(inp.kind, "$order_no: $kind")).safe_substitute(variables, kind=inp.kind)
+            notice = self.templates.render(inp.kind, variables)
             added = 0
             for channel, recipient in recipients:
                 key = f"{inp.key}:{channel}:{recipient}"
@@ -58,7 +54,13 @@ class NotifyActivities(DbActivities):
                     continue
                 session.add(
                     Notification(
-                        key=key, order_no=inp.order_no, kind=inp.kind, channel=channel, recipient=recipient, body=body
+                        key=key,
+                        order_no=inp.order_no,
+                        kind=inp.kind,
+                        channel=channel,
+                        recipient=recipient,
+                        subject=notice.subject,
+                        body=notice.text_for(channel),
                     )
                 )
                 added += 1

@@ -36,6 +36,7 @@ class Settings(BaseSettings):
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     simulator_port: int = 8081
+    smtp_sink_port: int = 8025  # the embedded stack's loopback mail sink (served by the simulator process)
     api_port: int = 8000
 
     # Carriers: base URL of the carrier simulator (carrier code `sim`).
@@ -69,8 +70,28 @@ class Settings(BaseSettings):
     tracking_poll_interval: timedelta = timedelta(hours=1)
     tracking_stall_after: timedelta = timedelta(days=3)  # no carrier news this long: DELIVERY_EXCEPTION + ops
     tracking_give_up_after: timedelta = timedelta(days=30)  # no news this long: the parcel is EXPIRED
+    # Carriers polled in batches by one CarrierPoller per carrier (their batch query, e.g. 40 numbers a call)
+    # instead of one poll per parcel. Only carriers with a batch API count; [] turns batching off.
+    tracking_batch_carriers: list[str] = ["17track"]
 
     worker_activity_threads: int = 16
+
+    # Notifications (integrations/notify): each worker's outbox relay sends queued notices every
+    # notify_relay_interval seconds: e-mail over SMTP, SMS through an HTTP gateway (MessageBird's API shape; the
+    # carrier simulator serves one under /sms). An empty smtp_host or sms_gateway_url leaves that channel
+    # unconfigured: its notices stay in the outbox as 'unsent', never 'sent', until it is configured.
+    smtp_host: str = ""
+    smtp_port: int = 587
+    smtp_from: str = "orderflow <noreply@orderflow.example>"
+    smtp_username: str = ""  # empty: no AUTH
+    smtp_password: str = ""
+    smtp_starttls: bool = True  # upgrade with STARTTLS before AUTH (false only for a local relay or a test sink)
+    sms_gateway_url: str = ""  # base URL; notices are POSTed to {sms_gateway_url}/messages
+    sms_gateway_key: str = "sim-sms-key"  # sent as `Authorization: AccessKey <key>`; the default is the simulator's
+    sms_originator: str = "orderflow"  # the SMS sender id (a number, or at most 11 letters and digits)
+    notify_templates_file: Path = PROJECT_ROOT / "integrations" / "notify" / "templates.yaml"
+    notify_relay_interval: float = Field(5.0, gt=0)  # seconds between outbox sweeps
+    notify_max_attempts: int = Field(8, ge=1)  # then the row is 'failed' (retries back off 30 s, 1 min, … 1 h)
 
     @property
     def effective_database_url(self) -> str:

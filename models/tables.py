@@ -7,7 +7,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, UniqueConstraint
+from sqlalchemy import JSON, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.sqltypes import MoneyCents, UTCDateTime
@@ -231,16 +231,38 @@ class TrackingEvent(SQLModel, table=True):
     description: str = Field(default="", max_length=500)
 
 
+class NotificationStatus(StrEnum):
+    """Where an outbox row is on its way out (integrations/notify/relay.py moves it)."""
+
+    QUEUED = "queued"  # due at next_attempt_at (new rows: at once; after a failed attempt: after a backoff)
+    SENDING = "sending"  # claimed by a relay until next_attempt_at (the lease); due again after it (at-least-once)
+    SENT = "sent"  # accepted by the SMTP server / the SMS gateway (sent_at)
+    DELIVERED = "delivered"  # 'internal' notices: shown in-app, nothing to send
+    UNSENT = "unsent"  # its channel is not configured (last_error says which setting); sent once it is
+    FAILED = "failed"  # refused for good, or notify_max_attempts used up (last_error)
+    SKIPPED = "skipped"  # written before delivery existed (migration 0004): never sent
+
+
 class Notification(SQLModel, table=True):
-    """Outbox of notices to customers and staff; `key` makes a retried activity write it once."""
+    """Outbox of notices to customers and staff; `key` makes a retried activity write it once.
+
+    The relay (integrations/notify/relay.py) sends what is due: ix_notifications_due finds it.
+    """
 
     __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_due", "status", "next_attempt_at"),)
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(unique=True, max_length=200)
     order_no: str = Field(index=True, max_length=64)
     kind: str = Field(max_length=64)
     channel: str = Field(max_length=16)  # email | sms | internal
     recipient: str = Field(max_length=200)
+    subject: str = Field(default="", max_length=200, sa_column_kwargs={"server_default": ""})
     body: str = Field(max_length=4000)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     sent_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    status: str = Field(default=NotificationStatus.QUEUED, max_length=16, sa_column_kwargs={"server_default": "queued"})
+    attempts: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    # When the row is next due: a queued row's next try, a sending row's lease end; None once it is settled.
+    next_attempt_at: datetime | None = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    last_error: str | None = Field(default=None, max_length=1000)
