@@ -29,16 +29,19 @@ from core.db import make_engine
 from core.logging import configure_logging
 from core.migrate import upgrade
 from core.temporal import connect
+from integrations.notify.relay import running_relay
+from workflows.carrier_poller import CarrierPoller
 from workflows.order import OrderFulfillment
 from workflows.tracking import ShipmentTracking
 
-WORKFLOWS = [OrderFulfillment, ShipmentTracking]
+WORKFLOWS = [OrderFulfillment, ShipmentTracking, CarrierPoller]
 
 
 def activity_functions(engine: Engine, settings: Settings, http: httpx.AsyncClient) -> list[Callable[..., Any]]:
     records = RecordActivities(engine, settings)
     inventory = InventoryActivities(engine, settings)
     picking = PickingActivities(engine, settings)
+    tracking = TrackingActivities(engine, settings, http)
     return [
         records.register_order,
         records.record_transition,
@@ -52,7 +55,9 @@ def activity_functions(engine: Engine, settings: Settings, http: httpx.AsyncClie
         picking.void_pick_lists,
         ShippingActivities(engine, settings).record_dispatch,
         NotifyActivities(engine, settings).notify,
-        TrackingActivities(engine, settings, http).poll_parcel,
+        tracking.poll_parcel,
+        tracking.sweep_carrier,
+        tracking.ensure_carrier_poller,
     ]
 
 
@@ -86,7 +91,7 @@ async def main() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with running_worker(client, engine, settings):
+    async with running_worker(client, engine, settings), running_relay(engine, settings):
         log.info("worker started", task_queue=settings.task_queue, address=settings.temporal_address)
         await stop.wait()
     log.info("worker stopped")

@@ -9,6 +9,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.base import DbActivities
 from core.logging import bind_activity
+from integrations.carriers.registry import BATCH_CARRIERS
 from models.contracts import Policy, ReviewInput, ReviewOutcome
 from rules.engine import OrderFacts, RuleError, RuleSet, load_rules, review
 
@@ -30,6 +31,7 @@ class ReviewActivities(DbActivities):
             tracking_poll_interval=s.tracking_poll_interval,
             tracking_stall_after=s.tracking_stall_after,
             tracking_give_up_after=s.tracking_give_up_after,
+            tracking_batch_carriers=[c for c in s.tracking_batch_carriers if c in BATCH_CARRIERS],
             lot_order=s.lot_order,
         )
 

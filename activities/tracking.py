@@ -1,27 +1,45 @@
-"""Poll a carrier for a parcel (the infrequent-poll pattern: when nothing is new this activity fails and
-its retry policy is the poll interval), record new events, and move the shipment forward only."""
+"""Ask carriers about parcels and keep what they say.
+
+`poll_parcel`: one parcel (the infrequent-poll pattern: when nothing is new this activity fails and its retry
+policy is the poll interval). `sweep_carrier`: every open parcel of a batch carrier in its batch query, news
+signalled to each parcel's ShipmentTracking. Both record new events and move the shipment forward only.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import httpx
 from sqlalchemy import Engine
 from sqlmodel import select
 from temporalio import activity
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
+from temporalio.service import RPCError, RPCStatusCode
 
 from core.config import Settings
 from core.db import unit_of_work
 from core.logging import bind_activity
-from domain.tracking import is_newer
-from integrations.carriers.base import CarrierError
-from integrations.carriers.registry import carrier_client
-from models.contracts import PollInput
+from domain.tracking import FINAL_TRACKING_STATUSES, is_newer
+from integrations.carriers.base import CarrierError, CarrierUnavailable
+from integrations.carriers.registry import batch_carrier_client, carrier_client
+from models.contracts import EnsurePollerInput, PollerInput, PollInput, SweepInput, SweepOutcome
 from models.status import TrackingStatus
 from models.tables import Shipment, TrackingEvent
 from models.tracking import TrackingSnapshot
+
+# Names shared with the workflows (they import this module, not the other way round).
+NEWS_SIGNAL = "parcel_news"
+PARCEL_OPENED_SIGNAL = "parcel_opened"
+
+
+def tracking_workflow_id(carrier: str, tracking_no: str) -> str:
+    return f"track-{carrier}-{tracking_no}"
+
+
+def poller_workflow_id(carrier: str, task_queue: str) -> str:
+    return f"carrier-poller-{carrier}-{task_queue}"
 
 
 class TrackingActivities:
@@ -29,6 +47,108 @@ class TrackingActivities:
         self.engine = engine
         self.settings = settings
         self.http = http
+
+    @activity.defn
+    async def ensure_carrier_poller(self, inp: EnsurePollerInput) -> str:
+        """Make sure the carrier's CarrierPoller runs on this task queue and knows a parcel was opened
+        (signal-with-start: a poller about to finish for lack of parcels sees the signal and keeps going)."""
+        info = activity.info()
+        workflow_id = poller_workflow_id(inp.carrier, info.task_queue)
+        await activity.client().start_workflow(
+            "CarrierPoller",
+            PollerInput(carrier=inp.carrier, interval=inp.interval, give_up_after=inp.give_up_after),
+            id=workflow_id,
+            task_queue=info.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            start_signal=PARCEL_OPENED_SIGNAL,
+            start_signal_args=[info.workflow_id or ""],
+        )
+        return workflow_id
+
+    @activity.defn
+    async def sweep_carrier(self, inp: SweepInput) -> SweepOutcome:
+        """Ask the carrier about every open parcel, `batch_limit` numbers per call; signal news to each parcel's
+        ShipmentTracking (before recording it: a crash in between re-sends, and the workflow drops repeats)."""
+        client = batch_carrier_client(inp.carrier, self.http, self.settings)
+        now = activity.info().current_attempt_scheduled_time  # the server's clock, also on a time-skipping one
+        numbers = await asyncio.to_thread(self._open_parcels, inp.carrier, now - inp.give_up_after)
+        calls = failed = news = 0
+        retry_after: float | None = None
+        temporal = activity.client()
+        for start in range(0, len(numbers), client.batch_limit):
+            chunk = numbers[start : start + client.batch_limit]
+            calls += 1
+            try:
+                snapshots = await client.track_many(chunk)
+            except CarrierUnavailable as exc:
+                failed += 1
+                if exc.retry_after:  # the carrier asked us to back off: the rest waits for the next sweep
+                    retry_after = exc.retry_after
+                    break
+                continue
+            except CarrierError as exc:  # one bad answer must not starve the other parcels
+                activity.logger.warning("sweep %s: %s", inp.carrier, exc)
+                failed += 1
+                continue
+            fresh = await asyncio.to_thread(self._news, inp.carrier, snapshots)
+            for snapshot in fresh:
+                try:
+                    await temporal.get_workflow_handle(tracking_workflow_id(inp.carrier, snapshot.tracking_no)).signal(
+                        NEWS_SIGNAL, snapshot
+                    )
+                except RPCError as exc:
+                    if exc.status != RPCStatusCode.NOT_FOUND:
+                        raise
+                    # Its tracking has ended (or never started): keep the record, nobody to tell.
+                await asyncio.to_thread(record_snapshot, self.engine, snapshot)
+            news += len(fresh)
+            activity.heartbeat(start + len(chunk))
+        return SweepOutcome(parcels=len(numbers), calls=calls, news=news, failed_calls=failed, retry_after=retry_after)
+
+    def _open_parcels(self, carrier: str, dispatched_since: datetime) -> list[str]:
+        with unit_of_work(self.engine) as session:
+            return list(
+                session.exec(
+                    select(Shipment.tracking_no)
+                    .where(
+                        Shipment.carrier == carrier,
+                        Shipment.status.notin_([s.value for s in FINAL_TRACKING_STATUSES]),  # type: ignore[attr-defined]
+                        Shipment.dispatched_at >= dispatched_since,
+                    )
+                    .order_by(Shipment.id)  # type: ignore[arg-type]
+                )
+            )
+
+    def _news(self, carrier: str, snapshots: list[TrackingSnapshot]) -> list[TrackingSnapshot]:
+        """The snapshots that say something the database does not know yet (a newer status or a new event)."""
+        if not snapshots:
+            return []
+        numbers = [s.tracking_no for s in snapshots]
+        with unit_of_work(self.engine) as session:
+            statuses = dict(
+                session.exec(
+                    select(Shipment.tracking_no, Shipment.status).where(
+                        Shipment.carrier == carrier,
+                        Shipment.tracking_no.in_(numbers),  # type: ignore[attr-defined]
+                    )
+                ).all()
+            )
+            seen: set[tuple[str, str, datetime]] = {
+                (event.tracking_no, event.status, event.at)
+                for event in session.exec(
+                    select(TrackingEvent).where(
+                        TrackingEvent.carrier == carrier,
+                        TrackingEvent.tracking_no.in_(numbers),  # type: ignore[attr-defined]
+                    )
+                )
+            }
+        return [
+            s
+            for s in snapshots
+            if is_newer(TrackingStatus(statuses.get(s.tracking_no, TrackingStatus.PENDING)), s.status)
+            or any((s.tracking_no, e.status, e.at) not in seen for e in s.events)
+        ]
 
     @activity.defn
     async def poll_parcel(self, inp: PollInput) -> TrackingSnapshot:
@@ -52,39 +172,45 @@ class TrackingActivities:
                 type="NoNewTrackingEvents",
                 category=ApplicationErrorCategory.BENIGN,
             )
-        await asyncio.to_thread(self._record, inp, snapshot)
+        await asyncio.to_thread(record_snapshot, self.engine, snapshot)
         return snapshot
 
-    def _record(self, inp: PollInput, snapshot: TrackingSnapshot) -> None:
-        with unit_of_work(self.engine) as session:
-            seen = {
-                (event.status, event.at)
-                for event in session.exec(
-                    select(TrackingEvent).where(
-                        TrackingEvent.carrier == inp.carrier, TrackingEvent.tracking_no == inp.tracking_no
-                    )
+
+def record_snapshot(engine: Engine, snapshot: TrackingSnapshot) -> int:
+    """Store the events not yet stored and move the shipment forward only; returns how many events were new.
+    Also used by the carrier webhook route (pushes), hence a plain function."""
+    with unit_of_work(engine) as session:
+        seen = {
+            (event.status, event.at)
+            for event in session.exec(
+                select(TrackingEvent).where(
+                    TrackingEvent.carrier == snapshot.carrier, TrackingEvent.tracking_no == snapshot.tracking_no
                 )
-            }
-            for event in snapshot.events:
-                if (event.status, event.at) in seen:
-                    continue
-                seen.add((event.status, event.at))
-                session.add(
-                    TrackingEvent(
-                        carrier=inp.carrier,
-                        tracking_no=inp.tracking_no,
-                        status=event.status,
-                        at=event.at,
-                        location=event.location[:200],
-                        description=event.description[:500],
-                    )
+            )
+        }
+        added = 0
+        for event in snapshot.events:
+            if (event.status, event.at) in seen:
+                continue
+            seen.add((event.status, event.at))
+            added += 1
+            session.add(
+                TrackingEvent(
+                    carrier=snapshot.carrier,
+                    tracking_no=snapshot.tracking_no,
+                    status=event.status,
+                    at=event.at,
+                    location=event.location[:200],
+                    description=event.description[:500],
                 )
-            shipment = session.exec(
-                select(Shipment).where(Shipment.carrier == inp.carrier, Shipment.tracking_no == inp.tracking_no)
-            ).first()
-            if shipment is not None and is_newer(TrackingStatus(shipment.status), snapshot.status):
-                shipment.status = snapshot.status
-                if snapshot.status == TrackingStatus.DELIVERED:
-                    shipment.signed_by = snapshot.signed_by
-                    shipment.signed_at = snapshot.signed_at
-                session.add(shipment)
+            )
+        shipment = session.exec(
+            select(Shipment).where(Shipment.carrier == snapshot.carrier, Shipment.tracking_no == snapshot.tracking_no)
+        ).first()
+        if shipment is not None and is_newer(TrackingStatus(shipment.status), snapshot.status):
+            shipment.status = snapshot.status
+            if snapshot.status == TrackingStatus.DELIVERED:
+                shipment.signed_by = snapshot.signed_by
+                shipment.signed_at = snapshot.signed_at
+            session.add(shipment)
+    return added

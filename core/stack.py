@@ -138,9 +138,14 @@ def services(settings: Settings) -> list[Service]:
                 str(settings.simulator_port),
                 "--step-seconds",
                 str(settings.simulator_step_seconds),
+                "--smtp-port",
+                str(settings.smtp_sink_port),
             ),  # fmt: skip
             MARKERS["simulator"],
-            (PortClaim(settings.simulator_port, "carrier simulator", "ORDERFLOW_SIMULATOR_PORT"),),
+            (
+                PortClaim(settings.simulator_port, "carrier simulator", "ORDERFLOW_SIMULATOR_PORT"),
+                PortClaim(settings.smtp_sink_port, "mail sink (SMTP)", "ORDERFLOW_SMTP_SINK_PORT"),
+            ),
             lambda: _http_ok(f"{sim_url}/healthz"),
         ),
         Service("worker", (sys.executable, str(PROJECT_ROOT / "worker.py")), MARKERS["worker"]),
@@ -166,6 +171,14 @@ def child_env(settings: Settings) -> dict[str, str]:
         # The embedded stack is for seeing an order through: poll the simulator every few seconds
         # (production polls at carrier pace; an explicit setting wins).
         "ORDERFLOW_TRACKING_POLL_INTERVAL": os.environ.get("ORDERFLOW_TRACKING_POLL_INTERVAL", "PT2S"),
+        # Customer notices go out through the simulator's SMS gateway and mail sink (explicit settings win).
+        "ORDERFLOW_SMTP_HOST": os.environ.get("ORDERFLOW_SMTP_HOST", LOOPBACK),
+        "ORDERFLOW_SMTP_PORT": os.environ.get("ORDERFLOW_SMTP_PORT", str(settings.smtp_sink_port)),
+        "ORDERFLOW_SMTP_STARTTLS": os.environ.get("ORDERFLOW_SMTP_STARTTLS", "false"),
+        "ORDERFLOW_SMS_GATEWAY_URL": os.environ.get(
+            "ORDERFLOW_SMS_GATEWAY_URL", f"http://{LOOPBACK}:{settings.simulator_port}/sms"
+        ),
+        "ORDERFLOW_NOTIFY_RELAY_INTERVAL": os.environ.get("ORDERFLOW_NOTIFY_RELAY_INTERVAL", "1"),
     }
 
 

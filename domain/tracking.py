@@ -54,10 +54,24 @@ ORDER_PROGRESS = [
 ]
 
 
+# Trouble on the way: always news when a carrier reports it, whatever the parcel's progress so far (a failed
+# attempt or a refusal happens at the door, after OUT_FOR_DELIVERY).
+TROUBLE_STATUSES = frozenset(
+    {TrackingStatus.ATTEMPT_FAILED, TrackingStatus.EXCEPTION, TrackingStatus.REFUSED, TrackingStatus.RETURNING}
+)
+
+
 def is_newer(current: TrackingStatus, candidate: TrackingStatus) -> bool:
-    """Should `candidate` replace `current`? Only forward moves (or a change at the same rank) count."""
+    """Should `candidate` replace `current`? Forward moves (or a change at the same rank) and trouble count;
+    a stale scan that would move the parcel back does not."""
     if candidate == current or current in FINAL_TRACKING_STATUSES:
         return False  # a signed-for (or returned) parcel stays so, whatever a carrier says later
+    if current == TrackingStatus.RETURNING:  # on its way back: only the end of that trip is news
+        return candidate in (TrackingStatus.RETURNED, TrackingStatus.DELIVERED)
+    if candidate in TROUBLE_STATUSES:
+        return True
+    if current in TROUBLE_STATUSES:  # moving again after trouble: anything from in-transit on is recovery
+        return PROGRESS_RANK[candidate] >= PROGRESS_RANK[TrackingStatus.IN_TRANSIT]
     return PROGRESS_RANK[candidate] >= PROGRESS_RANK[current]
 
 

@@ -44,6 +44,8 @@ class Policy(Contract):
     tracking_poll_interval: timedelta = timedelta(hours=1)
     tracking_stall_after: timedelta = timedelta(days=3)
     tracking_give_up_after: timedelta = timedelta(days=30)
+    # Carriers whose parcels are polled together by one CarrierPoller sweep (batch queries), not one by one.
+    tracking_batch_carriers: list[str] = []
     lot_order: LotOrder = "fifo"
 
 
@@ -214,6 +216,39 @@ class TrackingInput(Contract):
     give_up_after: timedelta = timedelta(days=30)
     known_status: TrackingStatus = TrackingStatus.PENDING
     known_events: int = 0
+    # True: the carrier's CarrierPoller sweeps this parcel (batched); the workflow only waits for news.
+    batched: bool = False
+    # Time of the last carrier news (carried across continue-as-new so stall and expiry keep counting).
+    last_news_at: datetime | None = None
+    stalled: bool = False
+
+
+class PollerInput(Contract):
+    """CarrierPoller: sweep every open parcel of `carrier` each `interval`, in the carrier's batch query."""
+
+    carrier: str
+    interval: timedelta
+    give_up_after: timedelta = timedelta(days=30)
+    sweeps: int = 0  # sweeps done by earlier runs (continue-as-new), for the logs
+
+
+class SweepInput(Contract):
+    carrier: str
+    give_up_after: timedelta
+
+
+class SweepOutcome(Contract):
+    parcels: int = 0  # open parcels asked about
+    calls: int = 0  # HTTP calls to the carrier
+    news: int = 0  # parcels with news, signalled to their ShipmentTracking
+    failed_calls: int = 0
+    retry_after: float | None = None  # the carrier asked us to back off this many seconds
+
+
+class EnsurePollerInput(Contract):
+    carrier: str
+    interval: timedelta
+    give_up_after: timedelta
 
 
 class TrackingResult(Contract):

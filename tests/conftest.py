@@ -105,6 +105,19 @@ def client(time_env: WorkflowEnvironment) -> Client:
     return time_env.client
 
 
+@pytest.fixture(autouse=True)
+async def _carrier_pollers_stop(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    """A test's carrier poller outlives its worker (it sleeps between sweeps): end it with the test, or its
+    next wake-up would hold a workflow task no worker takes and stop time skipping for every later test."""
+    if not {"client", "task_queue"} <= set(request.fixturenames):
+        yield
+        return
+    cleanup = StartedOrders(request.getfixturevalue("client"))  # set up now: torn down after this fixture
+    cleanup.task_queues.add(request.getfixturevalue("task_queue"))
+    yield
+    await cleanup.terminate_running()
+
+
 @pytest.fixture
 async def orders(client: Client) -> AsyncIterator[StartedOrders]:
     """Start orders through this; whatever a test leaves running is terminated, so the shared time-skipping

@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.records import RecordActivities
     from activities.review import ReviewActivities
     from activities.shipping import ShippingActivities
+    from activities.tracking import tracking_workflow_id
     from activities.validation import ValidationActivities
     from domain.approvals import refusal_reason
     from domain.tracking import ORDER_PROGRESS, order_status_for
@@ -120,6 +121,10 @@ class OrderFulfillment:
         self.dispatch_refusals: dict[str, str] = {}
         self.dispatches_processed: set[str] = set()
         self.parcels: dict[str, ShipmentProgress] = {}
+        # Progress reports, handled one at a time so that no stage is skipped (a failed attempt between two
+        # delivery runs must flag the order even when both reports arrive together). Off in older histories.
+        self.progress_queue: list[ShipmentProgress] = []
+        self.progress_in_order = False
 
     # --- the journey -----------------------------------------------------------------------------
 
@@ -288,6 +293,7 @@ class OrderFulfillment:
 
     async def _await_dispatches(self) -> list[workflow.ChildWorkflowHandle[Any, TrackingResult]]:
         trackers: list[workflow.ChildWorkflowHandle[Any, TrackingResult]] = []
+        self.progress_in_order = workflow.patched("parcel-progress-in-order")
         while self.awaiting_dispatch:
             await self._wait(lambda: bool(self.dispatch_queue), None)
             request = self.dispatch_queue[0]
@@ -328,8 +334,9 @@ class OrderFulfillment:
                         poll_interval=self.policy.tracking_poll_interval,
                         stall_after=self.policy.tracking_stall_after,
                         give_up_after=self.policy.tracking_give_up_after,
+                        batched=request.carrier in self.policy.tracking_batch_carriers,
                     ),
-                    id=f"track-{request.carrier}-{request.tracking_no}",
+                    id=tracking_workflow_id(request.carrier, request.tracking_no),
                 )
             )
             await self._notify(
@@ -348,6 +355,13 @@ class OrderFulfillment:
     async def _follow_parcels(self, trackers: list[workflow.ChildWorkflowHandle[Any, TrackingResult]]) -> None:
         pending = [asyncio.ensure_future(tracker) for tracker in trackers]
         while True:
+            # Decided before acting: a tracker that ends while we record a transition gets its last word read.
+            finished = all(task.done() for task in pending)
+            while self.progress_queue:
+                progress = self.progress_queue.pop(0)
+                if self.parcels[progress.tracking_no].status != progress.status:
+                    self.parcels[progress.tracking_no] = progress
+                    await self._show_parcels()
             for tracking_no, task in zip(list(self.parcels), pending, strict=True):
                 if not task.done():
                     continue
@@ -359,18 +373,26 @@ class OrderFulfillment:
                 result = task.result()  # a finished tracker's result is the parcel's last word
                 if known.status != result.status:
                     self.parcels[tracking_no] = known.model_copy(update=result.model_dump())
-            shown = order_status_for(parcel.status for parcel in self.parcels.values())
-            if shown != self.status and self._moves_forward(shown):
-                await self._transition(shown, self._parcel_summary())
-                await self._notify_parcel_status(shown)
-            if all(task.done() for task in pending):
+            await self._show_parcels()
+            if finished if self.progress_in_order else all(task.done() for task in pending):
                 break
             seen = dict(self.parcels)
             await workflow.wait_condition(
-                lambda seen=seen: self.parcels != seen or all(task.done() for task in pending)  # type: ignore[misc]
+                lambda seen=seen: (
+                    self.parcels != seen  # type: ignore[misc]
+                    or bool(self.progress_queue)
+                    or all(task.done() for task in pending)
+                )
             )
         if self.status != OrderStatus.DELIVERED:
             raise _Stop(OrderStatus.FAILED, "parcel not delivered: " + self._parcel_summary())
+
+    async def _show_parcels(self) -> None:
+        """Move the order to what its parcels say, when that is news, and tell who needs to know."""
+        shown = order_status_for(parcel.status for parcel in self.parcels.values())
+        if shown != self.status and self._moves_forward(shown):
+            await self._transition(shown, self._parcel_summary())
+            await self._notify_parcel_status(shown)
 
     def _moves_forward(self, shown: OrderStatus) -> bool:
         if shown == OrderStatus.DELIVERY_EXCEPTION or self.status == OrderStatus.DELIVERY_EXCEPTION:
@@ -597,5 +619,7 @@ class OrderFulfillment:
         if known is None:
             workflow.logger.warning("progress for unknown parcel %s ignored", progress.tracking_no)
             return
-        if known.status != progress.status:
+        if self.progress_in_order:
+            self.progress_queue.append(progress)
+        elif known.status != progress.status:
             self.parcels[progress.tracking_no] = progress

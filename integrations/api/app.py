@@ -1,5 +1,5 @@
-"""The HTTP API (CONTRACT.md). This first slice serves inventory, products and customers and books goods
-receipts; orders, decisions and webhooks come with the front-door issue.
+"""The HTTP API (CONTRACT.md). This slice serves inventory, products and customers, books goods receipts and
+takes carrier pushes; orders, decisions and channel webhooks come with the front-door issue.
 
     uvicorn integrations.api.app:app --port 8000
 """
@@ -13,20 +13,24 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
+from sqlmodel import select
 from temporalio.client import Client
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
+from activities.tracking import NEWS_SIGNAL, record_snapshot, tracking_workflow_id
 from core.config import Settings, get_settings
 from core.db import make_engine, unit_of_work
 from core.migrate import upgrade
 from core.temporal import connect
 from integrations import orders_client, stock, views
 from integrations.api.auth import engine_of, requires
+from integrations.carriers.base import CarrierError
+from integrations.carriers.push import PushRefused, acknowledgement, read_push
 from integrations.orders_client import CommandError
 from integrations.stock import Receipt, ReceiptConflict
 from integrations.views import NotFound
 from models.status import Role
-from models.tables import User
+from models.tables import Shipment, User
 
 EngineDep = Annotated[Engine, Depends(engine_of)]
 
@@ -113,7 +117,41 @@ def create_app(
                 booked["note"] = f"waiting orders not woken now ({getattr(exc, 'detail', exc)}); they re-check later"
         return booked
 
+    @app.post("/webhooks/carriers/{carrier}")
+    async def carrier_push(carrier: str, request: Request, engine: EngineDep) -> dict[str, Any]:
+        """A carrier's push: signature first (401, nothing changes), then news to the parcel's tracking
+        workflow (signal), then the events into the database. Unknown parcels are acknowledged and ignored,
+        so the carrier stops re-sending them; a Temporal outage answers 503 so the carrier re-sends later."""
+        body = await request.body()
+        try:
+            snapshot = read_push(carrier, body, request.headers, settings)
+        except PushRefused as exc:
+            raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc)) from None
+        except ValueError as exc:  # not a carrier that pushes
+            raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
+        except CarrierError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        answer = acknowledgement(carrier)
+        if snapshot is None or not await run_in_threadpool(shipment_exists, engine, carrier, snapshot.tracking_no):
+            return answer
+        try:
+            handle = (await temporal(request)).get_workflow_handle(tracking_workflow_id(carrier, snapshot.tracking_no))
+            await handle.signal(NEWS_SIGNAL, snapshot)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:  # tracking already ended: keep the record, nobody to tell
+                raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"Temporal unavailable: {exc}") from None
+        await run_in_threadpool(record_snapshot, engine, snapshot)
+        return answer
+
     return app
+
+
+def shipment_exists(engine: Engine, carrier: str, tracking_no: str) -> bool:
+    with unit_of_work(engine) as session:
+        found = session.exec(
+            select(Shipment.id).where(Shipment.carrier == carrier, Shipment.tracking_no == tracking_no)
+        ).first()
+    return found is not None
 
 
 app = create_app()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from models.tracking import TrackingSnapshot
@@ -19,6 +20,16 @@ class CarrierClient(Protocol):
     code: str
 
     async def track(self, tracking_no: str) -> TrackingSnapshot: ...
+
+
+class BatchCarrierClient(CarrierClient, Protocol):
+    """A carrier whose API answers for many parcels in one call (17TRACK: up to 40 numbers)."""
+
+    batch_limit: int
+
+    async def track_many(self, numbers: Sequence[str]) -> list[TrackingSnapshot]:
+        """Snapshots of the numbers the carrier knows (≤ batch_limit per HTTP call); unknown ones are left out."""
+        ...
 
 
 class CarrierUnavailable(CarrierError):

@@ -95,6 +95,17 @@ KUAIDI100_STATE_NAMES: Final[dict[str, TrackingStatus]] = {
     "代签": S.DELIVERED,
     "投柜或站签收": S.DELIVERED,
     "已销单": S.EXCEPTION,
+    # the 疑难 family's advanced names: their text alone would read "派件异常" as 派件, "柜或驿站超时未取" as 驿站
+    "超时未签收": S.EXCEPTION,
+    "超时未更新": S.EXCEPTION,
+    "拒收": S.REFUSED,
+    "派件异常": S.ATTEMPT_FAILED,
+    "柜或驿站超时未取": S.EXCEPTION,
+    "无法联系": S.ATTEMPT_FAILED,
+    "超区": S.EXCEPTION,
+    "滞留": S.EXCEPTION,
+    "破损": S.EXCEPTION,
+    "销单": S.EXCEPTION,
 }
 # Last resort for a trace line with neither code nor name: keywords of the free text, first match wins.
 # Negations and refusals come before the plain "签收" they contain.

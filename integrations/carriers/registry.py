@@ -8,7 +8,7 @@ import httpx
 
 from core.config import Settings
 from integrations.carriers.aftership import AfterShipClient
-from integrations.carriers.base import CarrierClient
+from integrations.carriers.base import BatchCarrierClient, CarrierClient
 from integrations.carriers.kuaidi100 import Kuaidi100Client
 from integrations.carriers.sim import SimCarrierClient
 from integrations.carriers.track17 import Track17Client
@@ -45,7 +45,7 @@ def _kuaidi100(http: httpx.AsyncClient, settings: Settings) -> CarrierClient:
     )
 
 
-def _track17(http: httpx.AsyncClient, settings: Settings) -> CarrierClient:
+def _track17(http: httpx.AsyncClient, settings: Settings) -> Track17Client:
     return Track17Client(http, carrier_base_url("17track", settings), key=settings.carrier_17track_key)
 
 
@@ -73,4 +73,16 @@ def carrier_client(code: str, http: httpx.AsyncClient, settings: Settings) -> Ca
     if factory is None:
         known = ", ".join(sorted(_FACTORIES))
         raise ValueError(f"unknown carrier code {code!r} (known: {known})")
+    return factory(http, settings)
+
+
+# Carriers with a batch query, polled together by one CarrierPoller (workflows/carrier_poller.py).
+_BATCH_FACTORIES: dict[str, Callable[[httpx.AsyncClient, Settings], BatchCarrierClient]] = {"17track": _track17}
+BATCH_CARRIERS: frozenset[str] = frozenset(_BATCH_FACTORIES)
+
+
+def batch_carrier_client(code: str, http: httpx.AsyncClient, settings: Settings) -> BatchCarrierClient:
+    factory = _BATCH_FACTORIES.get(code.strip().lower())
+    if factory is None:
+        raise ValueError(f"carrier {code!r} has no batch query (batch carriers: {', '.join(sorted(BATCH_CARRIERS))})")
     return factory(http, settings)

@@ -11,7 +11,39 @@ parcel (or all, with times null, until DELETE /sim/faults/{tracking_no}) a 5xx, 
 timeout (a 504 after `delay_seconds`), malformed JSON, or the carrier's "unknown number". A faulted answer does
 not move the parcel.
 
-    python -m integrations.carriers.simulator --port 8081 --step-seconds 5 --advance time
+Journeys per parcel: a parcel walks the happy journey above unless told otherwise, before or after it is first
+seen. A journey is a list of steps, each {"status", "hold", "location", "description"}: `hold` is how many answers
+(query mode) / steps of `step_seconds` (time mode) the step stays the newest (default 1; null: forever, only for
+the last step); location and description default to the status's usual wording. With every hold 1 the k-th GET
+shows step k-1, as before. Presets (JOURNEYS), each with one telling step whose hold `hold` sets:
+
+    happy             INFO_RECEIVED → PICKED_UP → IN_TRANSIT → OUT_FOR_DELIVERY → DELIVERED
+    backwards         … OUT_FOR_DELIVERY → IN_TRANSIT* (a sorting-centre scan is the newest event) → DELIVERED
+    stall             … PICKED_UP → IN_TRANSIT* (hold 96 by default) → OUT_FOR_DELIVERY → DELIVERED
+    delivery_failure  … OUT_FOR_DELIVERY → ATTEMPT_FAILED* → OUT_FOR_DELIVERY (next day) → DELIVERED
+    refusal           … OUT_FOR_DELIVERY → REFUSED* → RETURNING → RETURNED
+    return            … IN_TRANSIT → EXCEPTION* (address unknown) → RETURNING → RETURNED
+
+    POST   /sim/journeys {"tracking_no", "journey": <preset>, "hold": n | null}   (hold absent: the preset's)
+    POST   /sim/journeys {"tracking_no", "steps": [{"status", "hold"?, "location"?, "description"?}, ...]}
+           → 201 (200 when it replaced the parcel's journey) with {"tracking_no", "journey", "steps"};
+             422 and nothing changes on an unknown preset or status, a status not every carrier can say
+             (PENDING, EXPIRED), no steps, a hold < 1, a forever hold before the last step, unknown fields
+    GET    /sim/journeys/{tracking_no}   the parcel's journey (happy when none was set)
+    GET    /sim/journeys                 the presets
+    DELETE /sim/journeys/{tracking_no}   back to the happy journey (204, also when there was none)
+
+A journey does not make a parcel seen (a 17TRACK register or AfterShip create still succeeds). A parcel already
+seen keeps the events it has shown and goes on with the new journey's steps after them (by position); the newest
+step's hold counts from when it was reached, so releasing a long stall moves on at the next answer, and in time
+mode nothing is stamped before the change. Every journey status is said in all four shapes (CARRIER_WORDS);
+only a DELIVERED parcel has a signer. Give repeated steps their own description: 17TRACK folds events with the
+same time and text.
+
+It also plays the peers customer notices go through: an SMS gateway under /sms (integrations/notify/
+sms_gateway_sim.py) and, with --smtp-port, a loopback mail server whose catch is listed at GET /mail/messages.
+
+    python -m integrations.carriers.simulator --port 8081 --step-seconds 5 --advance time --smtp-port 8025
 """
 
 from __future__ import annotations
@@ -23,8 +55,9 @@ import hmac
 import json
 import re
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 from urllib.parse import parse_qs
@@ -32,12 +65,14 @@ from urllib.parse import parse_qs
 import uvicorn
 from fastapi import FastAPI, Path, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
 from integrations.carriers import kuaidi100, track17
 from integrations.carriers.aftership import AfterShipCheckpoint, AfterShipTracking
 from integrations.carriers.mapping import CHINA_TIME
 from integrations.carriers.sim import SimEvent, SimTrackResponse
+from integrations.notify.sms_gateway_sim import sms_gateway_router
+from integrations.notify.smtp_sink import SmtpSink
 from models.status import TrackingStatus
 
 if TYPE_CHECKING:
@@ -95,7 +130,191 @@ CARRIER_WORDS: Final[dict[TrackingStatus, CarrierWords]] = {
         "301", "本人签收", "快件已签收，签收人是{signer}，感谢使用",
         "Delivered", "Delivered_Other", "Delivered", "Delivered", "Delivered_003",
     ),
+    # Off the happy path (journeys). Kuaidi100: advanced states of the resultv2=4 answer; 17TRACK v2.2: main
+    # status, sub-status, milestone stage; AfterShip: tag and subtag.
+    TrackingStatus.AVAILABLE_FOR_PICKUP: CarrierWords(
+        "501", "投柜或驿站", "快件已存放至【{location}】，请及时取件",
+        "AvailableForPickup", "AvailableForPickup_Other", "AvailableForPickup",
+        "AvailableForPickup", "AvailableForPickup_001",
+    ),
+    TrackingStatus.ATTEMPT_FAILED: CarrierWords(  # nobody home: tried again the next day
+        "204", "派件异常", "【{location}】快递员派件未成功，收件人不在，将于次日再次派送",
+        "DeliveryFailure", "DeliveryFailure_NoBody", None, "AttemptFail", "AttemptFail_002",
+    ),
+    TrackingStatus.REFUSED: CarrierWords(
+        "14", "拒签", "【{location}】收件人拒签，快件将退回寄件人",
+        "Exception", "Exception_Rejected", None, "Exception", "Exception_003",
+    ),
+    TrackingStatus.RETURNING: CarrierWords(
+        "6", "退回", "快件正在退回寄件人途中，已到达【{location}】",
+        "Exception", "Exception_Returning", "Returning", "Exception", "Exception_010",
+    ),
+    TrackingStatus.RETURNED: CarrierWords(
+        "4", "退签", "【{location}】快件已退回寄件人，退签完成",
+        "Exception", "Exception_Returned", "Returned", "Exception", "Exception_011",
+    ),
+    TrackingStatus.EXCEPTION: CarrierWords(  # the address cannot be found: the parcel waits for the sender
+        "2", "疑难", "【{location}】收件地址不详，快件暂无法派送，等待寄件人确认",
+        "Exception", "Exception_NoBody", None, "Exception", "Exception_007",
+    ),
 }  # fmt: skip
+
+
+# --- journeys --------------------------------------------------------------------------------------------
+# The statuses a journey can use: those every shape (sim, Kuaidi100, 17TRACK, AfterShip) can say. PENDING and
+# EXPIRED cannot be said by Kuaidi100 (no record is "no result"; it has no expiry state) and are refused.
+JOURNEY_STATUSES: Final = frozenset(CARRIER_WORDS)
+MAX_HOLD: Final = 1_000_000
+MAX_STEPS: Final = 64
+# (location, description) of a step that brings none.
+DEFAULT_WORDING: Final[dict[TrackingStatus, tuple[str, str]]] = {status: (loc, text) for status, loc, text in STEPS} | {
+    TrackingStatus.AVAILABLE_FOR_PICKUP: ("杭州 西湖区 菜鸟驿站", "Available for pickup at the parcel station"),
+    TrackingStatus.ATTEMPT_FAILED: ("杭州 西湖派送站", "Delivery attempted: addressee not available"),
+    TrackingStatus.REFUSED: ("杭州 西湖区", "Delivery refused by the addressee"),
+    TrackingStatus.RETURNING: ("杭州 转运中心", "Returning to sender"),
+    TrackingStatus.RETURNED: ("上海 浦东揽收网点", "Returned to sender"),
+    TrackingStatus.EXCEPTION: ("杭州 西湖派送站", "Address unknown: held at the delivery station"),
+}
+
+
+class JourneyStep(BaseModel):
+    """One step of a journey. `hold`: how many answers (query mode) / steps (time mode) it stays the newest;
+    null: forever, so it must be the last step. An empty location or description takes DEFAULT_WORDING's."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    status: TrackingStatus
+    hold: int | None = Field(1, ge=1, le=MAX_HOLD, strict=True)  # a JSON integer: not true, not "3"
+    location: str = Field("", max_length=200)
+    description: str = Field("", max_length=500)
+
+    @field_validator("status")
+    @classmethod
+    def _sayable(cls, status: TrackingStatus) -> TrackingStatus:
+        if status not in JOURNEY_STATUSES:
+            sayable = ", ".join(sorted(JOURNEY_STATUSES))
+            raise ValueError(f"{status} cannot be said in every carrier's words; use one of {sayable}")
+        return status
+
+    def worded(self) -> JourneyStep:
+        location, description = DEFAULT_WORDING[self.status]
+        return self.model_copy(
+            update={"location": self.location or location, "description": self.description or description}
+        )
+
+
+def _step(status: TrackingStatus, hold: int | None = 1, description: str = "", location: str = "") -> JourneyStep:
+    return JourneyStep(status=status, hold=hold, location=location, description=description).worded()
+
+
+@dataclass(frozen=True)
+class Journey:
+    """A parcel's life: its steps in order, the first one being what the parcel shows when first seen. A preset
+    also names its telling step (`pivot`): the one whose hold `POST /sim/journeys {"journey", "hold"}` sets."""
+
+    steps: tuple[JourneyStep, ...]
+    name: str | None = None
+    pivot: int | None = None
+
+    @property
+    def statuses(self) -> list[TrackingStatus]:
+        return [step.status for step in self.steps]
+
+    def with_hold(self, hold: int | None) -> Journey:
+        """The preset with its telling step held `hold` answers/steps; None: forever, later steps dropped."""
+        if self.pivot is None:
+            raise ValueError(f"the {self.name or 'explicit'} journey has no step to hold")
+        steps = list(self.steps)
+        steps[self.pivot] = steps[self.pivot].model_copy(update={"hold": hold})
+        return replace(self, steps=tuple(steps if hold is not None else steps[: self.pivot + 1]))
+
+
+_S = TrackingStatus
+_HAPPY_STEPS: Final = tuple(_step(status) for status, _, _ in STEPS)
+_TO_OUT_FOR_DELIVERY: Final = _HAPPY_STEPS[:4]  # INFO_RECEIVED, PICKED_UP, IN_TRANSIT, OUT_FOR_DELIVERY
+JourneyName = Literal["happy", "backwards", "stall", "delivery_failure", "refusal", "return"]
+STALL_HOLD: Final = 96  # the stall preset's default: four days of hourly polls, past the 3-day stall window
+JOURNEYS: Final[dict[str, Journey]] = {
+    "happy": Journey(_HAPPY_STEPS, "happy"),
+    # out for delivery, then a sorting-centre scan is the newest event, then delivered
+    "backwards": Journey(
+        (
+            *_TO_OUT_FOR_DELIVERY,
+            _step(_S.IN_TRANSIT, description="Arrived at sorting centre (missorted, re-routed)"),
+            _HAPPY_STEPS[4],
+        ),
+        "backwards",
+        pivot=4,
+    ),
+    # no news for STALL_HOLD answers/steps while in transit, then on to delivered
+    "stall": Journey(
+        (*_HAPPY_STEPS[:2], _HAPPY_STEPS[2].model_copy(update={"hold": STALL_HOLD}), *_HAPPY_STEPS[3:]),
+        "stall",
+        pivot=2,
+    ),
+    # nobody home: the next day's second attempt succeeds
+    "delivery_failure": Journey(
+        (
+            *_TO_OUT_FOR_DELIVERY,
+            _step(_S.ATTEMPT_FAILED, description="Delivery attempted: addressee not available, next attempt tomorrow"),
+            _step(_S.OUT_FOR_DELIVERY, description="Out for delivery (second attempt)"),
+            _HAPPY_STEPS[4],
+        ),
+        "delivery_failure",
+        pivot=4,
+    ),
+    "refusal": Journey(
+        (*_TO_OUT_FOR_DELIVERY, _step(_S.REFUSED), _step(_S.RETURNING), _step(_S.RETURNED)),
+        "refusal",
+        pivot=4,
+    ),
+    # the address cannot be found on the way: back to the sender
+    "return": Journey(
+        (*_HAPPY_STEPS[:3], _step(_S.EXCEPTION), _step(_S.RETURNING), _step(_S.RETURNED)),
+        "return",
+        pivot=3,
+    ),
+}
+HAPPY: Final = JOURNEYS["happy"]
+
+
+class JourneySpec(BaseModel):
+    """POST /sim/journeys: either a preset (`journey`, with an optional `hold` for its telling step: absent is the
+    preset's own, null is forever) or explicit `steps`."""
+
+    model_config = ConfigDict(extra="forbid")
+    tracking_no: str = Field(pattern=TRACKING_NO_PATTERN)
+    journey: JourneyName | None = None
+    hold: int | None = Field(None, ge=1, le=MAX_HOLD, strict=True)
+    steps: list[JourneyStep] | None = Field(None, min_length=1, max_length=MAX_STEPS)
+
+    @model_validator(mode="after")
+    def _one_journey(self) -> JourneySpec:
+        if (self.journey is None) == (self.steps is None):
+            raise ValueError("give either `journey` (a preset) or `steps`, not both or neither")
+        if self.steps is not None:
+            if "hold" in self.model_fields_set:
+                raise ValueError("`hold` goes with a preset; each of `steps` has its own")
+            if any(step.hold is None for step in self.steps[:-1]):
+                raise ValueError("only the last step can be held forever (hold null): later ones would never come")
+        elif "hold" in self.model_fields_set and JOURNEYS[str(self.journey)].pivot is None:
+            raise ValueError(f"the {self.journey} journey has no step to hold")
+        return self
+
+    def to_journey(self) -> Journey:
+        if self.steps is not None:
+            return Journey(tuple(step.worded() for step in self.steps))
+        preset = JOURNEYS[str(self.journey)]
+        return preset.with_hold(self.hold) if "hold" in self.model_fields_set else preset
+
+
+class JourneyView(BaseModel):
+    tracking_no: str
+    journey: str | None  # the preset's name; null for explicit steps
+    steps: list[JourneyStep]
+
+    @classmethod
+    def of(cls, tracking_no: str, journey: Journey) -> JourneyView:
+        return cls(tracking_no=tracking_no, journey=journey.name, steps=list(journey.steps))
 
 
 @dataclass(frozen=True)
@@ -131,8 +350,10 @@ def _utcnow() -> datetime:
 class _Parcel:
     tracking_no: str
     first_seen: datetime
+    reached: list[tuple[JourneyStep, datetime]]  # the events shown so far, oldest first, with their times
+    floor: datetime  # time mode: no step is stamped before this (the last journey change)
     gets: int = 0
-    reached: list[datetime] = field(default_factory=list)  # reached[i]: when STEPS[i] happened
+    held: int = 0  # query mode: answers that have shown the newest step
 
 
 class ParcelBook:
@@ -148,6 +369,7 @@ class ParcelBook:
         self._clock = clock
         self._lock = threading.Lock()
         self._parcels: dict[str, _Parcel] = {}
+        self._journeys: dict[str, Journey] = {}
 
     def register(self, tracking_no: str) -> tuple[SimTrackResponse, bool]:
         """Pre-register without moving the parcel; returns (view, created)."""
@@ -165,41 +387,89 @@ class ParcelBook:
         with self._lock:
             parcel = self._get_or_create(tracking_no)
             parcel.gets += 1
-            self._catch_up(parcel)
+            if self.advance == "query":
+                self._answer(parcel)
+            else:
+                self._catch_up(parcel)
             return self._view(parcel)
+
+    def journey(self, tracking_no: str) -> Journey:
+        with self._lock:
+            return self._journeys.get(tracking_no, HAPPY)
+
+    def set_journey(self, tracking_no: str, journey: Journey) -> bool:
+        """Give the parcel (seen or not) a journey; True when it replaced one. A parcel already seen keeps the
+        events it has shown and goes on with the journey's steps after them; its newest step's hold counts from
+        when it was reached, but nothing the new journey brings is stamped before the change."""
+        with self._lock:
+            parcel = self._parcels.get(tracking_no)
+            if parcel is not None:
+                self._catch_up(parcel)  # what the old journey brought until now stays as it was
+                parcel.floor = self._clock()
+            replaced = tracking_no in self._journeys
+            self._journeys[tracking_no] = journey
+            return replaced
+
+    def clear_journey(self, tracking_no: str) -> bool:
+        """Back to the happy journey (same rules as set_journey); True when there was a journey."""
+        with self._lock:
+            if tracking_no not in self._journeys:
+                return False
+            parcel = self._parcels.get(tracking_no)
+            if parcel is not None:
+                self._catch_up(parcel)
+                parcel.floor = self._clock()
+            del self._journeys[tracking_no]
+            return True
 
     def _get_or_create(self, tracking_no: str) -> _Parcel:
         parcel = self._parcels.get(tracking_no)
         if parcel is None:
             now = self._clock()
-            parcel = _Parcel(tracking_no=tracking_no, first_seen=now, reached=[now])
+            first = self._journeys.get(tracking_no, HAPPY).steps[0]
+            parcel = _Parcel(tracking_no=tracking_no, first_seen=now, reached=[(first, now)], floor=now)
             self._parcels[tracking_no] = parcel
         return parcel
 
-    def _catch_up(self, parcel: _Parcel) -> None:
-        last = len(STEPS) - 1
-        if self.advance == "query":
-            # The k-th GET shows step k-1, whether or not the parcel was pre-registered.
-            target = min(max(parcel.gets - 1, 0), last)
-            while len(parcel.reached) <= target:
-                parcel.reached.append(self._clock())
-            return
-        if self.step_seconds == 0:
-            target = last
+    def _next(self, parcel: _Parcel) -> tuple[int | None, JourneyStep | None]:
+        """The newest step's hold under the parcel's journey (None: forever), and the step after it."""
+        steps = self._journeys.get(parcel.tracking_no, HAPPY).steps
+        newest = len(parcel.reached) - 1
+        if newest + 1 >= len(steps):
+            return None, None
+        return steps[newest].hold, steps[newest + 1]
+
+    def _answer(self, parcel: _Parcel) -> None:
+        """Query mode, once per answer: the newest step moves on once it has been shown `hold` times. With the
+        happy journey the k-th GET shows step k-1, whether or not the parcel was pre-registered."""
+        hold, following = self._next(parcel)
+        if following is not None and hold is not None and parcel.held >= hold:
+            parcel.reached.append((following, self._clock()))
+            parcel.held = 1
         else:
-            elapsed = (self._clock() - parcel.first_seen).total_seconds()
-            target = min(int(elapsed / self.step_seconds), last)
+            parcel.held += 1
+
+    def _catch_up(self, parcel: _Parcel) -> None:
+        """Time mode: every step that has come due since, stamped when it was due, not when someone looked."""
+        if self.advance != "time":
+            return
+        now = self._clock()
         step = timedelta(seconds=self.step_seconds)
-        while len(parcel.reached) <= target:
-            # Stamp each step when it was due, not when someone happened to look.
-            parcel.reached.append(parcel.first_seen + step * len(parcel.reached))
+        while True:
+            hold, following = self._next(parcel)
+            if following is None or hold is None:
+                return
+            due = max(parcel.reached[-1][1] + step * hold, parcel.floor)
+            if due > now:
+                return
+            parcel.reached.append((following, due))
 
     def _view(self, parcel: _Parcel) -> SimTrackResponse:
         events = [
-            SimEvent(status=status, at=at, location=location, description=description)
-            for (status, location, description), at in zip(STEPS, parcel.reached, strict=False)
+            SimEvent(status=step.status, at=at, location=step.location, description=step.description)
+            for step, at in parcel.reached
         ]
-        delivered = events[-1].status is TrackingStatus.DELIVERED
+        delivered = events[-1].status is TrackingStatus.DELIVERED  # a refused or returned parcel has no signer
         return SimTrackResponse(
             carrier="sim",
             tracking_no=parcel.tracking_no,
@@ -426,9 +696,26 @@ def create_app(
     creds = credentials or SimCredentials()
     subscriptions: dict[str, str] = {}  # kuaidi100 number → callback URL
     app = FastAPI(title="orderflow carrier simulator", version="1")
+    app.include_router(sms_gateway_router())  # the SMS gateway customers' texts go through: /sms/messages
     app.state.book = book
     app.state.faults = faults
     app.state.subscriptions = subscriptions
+    calls: Counter[str] = Counter()  # carrier API calls per route (not /sim/* control routes), for tests + bench
+    app.state.calls = calls
+
+    @app.middleware("http")
+    async def count_calls(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", request.url.path)
+        if path.startswith(("/kuaidi100", "/track17", "/aftership", "/sim/v1/")):
+            calls[f"{request.method} {path}"] += 1
+        return response
+
+    @app.get("/sim/stats")
+    async def stats() -> dict[str, Any]:
+        """Carrier API calls answered so far, per route (a counter: take differences)."""
+        return {"calls": dict(calls), "total": sum(calls.values())}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str | float]:
@@ -458,6 +745,26 @@ def create_app(
     @app.delete("/sim/faults/{tracking_no}", status_code=204)
     async def clear_fault(tracking_no: TrackingNo) -> Response:
         faults.clear(tracking_no)
+        return Response(status_code=204)
+
+    @app.get("/sim/journeys")
+    async def presets() -> dict[str, list[JourneyStep]]:
+        return {name: list(journey.steps) for name, journey in JOURNEYS.items()}
+
+    @app.post("/sim/journeys", status_code=201)
+    async def set_journey(spec: JourneySpec, response: Response) -> JourneyView:
+        journey = spec.to_journey()
+        if book.set_journey(spec.tracking_no, journey):
+            response.status_code = 200  # replaced the parcel's journey
+        return JourneyView.of(spec.tracking_no, journey)
+
+    @app.get("/sim/journeys/{tracking_no}")
+    async def get_journey(tracking_no: TrackingNo) -> JourneyView:
+        return JourneyView.of(tracking_no, book.journey(tracking_no))
+
+    @app.delete("/sim/journeys/{tracking_no}", status_code=204)
+    async def clear_journey(tracking_no: TrackingNo) -> Response:
+        book.clear_journey(tracking_no)
         return Response(status_code=204)
 
     # --- Kuaidi100: form posts, answers always HTTP 200 (failures say result=false) ---
@@ -600,9 +907,26 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--step-seconds", type=float, default=settings.simulator_step_seconds)
     parser.add_argument("--advance", choices=ADVANCE_MODES, default="time")
     parser.add_argument("--log-level", default="info")
+    parser.add_argument("--smtp-port", type=int, default=0, help="also play the mail server here (0: do not)")
     args = parser.parse_args(argv)
     app = create_app(args.step_seconds, args.advance, credentials=SimCredentials.from_settings(settings))
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    sink = SmtpSink(args.host, args.smtp_port) if args.smtp_port else None
+    if sink is not None:
+        sink.start()
+
+        @app.get("/mail/messages")
+        async def mail_messages() -> list[dict[str, Any]]:
+            """What the mail sink received, oldest first."""
+            return [
+                {"to": list(m.rcpt_tos), "subject": m.subject, "message_id": m.message_id, "text": m.text}
+                for m in sink.messages
+            ]
+
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    finally:
+        if sink is not None:
+            sink.stop()
 
 
 if __name__ == "__main__":

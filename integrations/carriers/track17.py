@@ -199,6 +199,7 @@ def _utcnow() -> datetime:
 
 class Track17Client:
     code: str = CODE
+    batch_limit: int = BATCH_LIMIT
 
     def __init__(
         self, http: httpx.AsyncClient, base_url: str, *, key: str, clock: Callable[[], datetime] = _utcnow

@@ -39,6 +39,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         "ORDERFLOW_TEMPORAL_UI_PORT": str(free_port()),
         "ORDERFLOW_SIMULATOR_PORT": str(free_port()),
         "ORDERFLOW_API_PORT": str(free_port()),
+        "ORDERFLOW_SMTP_SINK_PORT": str(free_port()),
         "ORDERFLOW_SIMULATOR_STEP_SECONDS": "0.3",
         "ORDERFLOW_TRACKING_POLL_INTERVAL": "PT0.5S",
         "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
@@ -121,6 +122,19 @@ def test_order_through_the_cli(stack: dict[str, str], tmp_path: Path) -> None:
     approvals = done["approvals"]
     assert [a["by"] for a in approvals if "refused" not in a] == ["fiona"]
     assert {a["by"] for a in approvals if "refused" in a} == {"alice", "wang"}  # refusals are audited too
+
+    # The customer heard about it: e-mail through the stack's mail sink, SMS through the gateway (relay ~1 s).
+    sim = f"http://127.0.0.1:{env['ORDERFLOW_SIMULATOR_PORT']}"
+    deadline = time.monotonic() + 30
+    while True:
+        mails = [m for m in httpx.get(f"{sim}/mail/messages", timeout=10).json() if "E2E-0001" in m["text"]]
+        texts = [m for m in httpx.get(f"{sim}/sms/messages", timeout=10).json()["items"] if "E2E-0001" in m["body"]]
+        if len(mails) >= 3 and len(texts) >= 3 or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert any("E2E1" in m["text"] for m in mails), mails  # the dispatch notice carries the tracking number
+    assert any("signed" in m["text"] for m in mails), mails
+    assert len(texts) >= 3 and all(t["submissions"] == 1 for t in texts), texts  # each sent once
 
     api = f"http://127.0.0.1:{env['ORDERFLOW_API_PORT']}"
     assert httpx.get(f"{api}/inventory/SKU-1018", timeout=10).json()["reserved"] == 0  # the stack serves the API

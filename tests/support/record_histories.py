@@ -14,11 +14,13 @@ import tempfile
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+import httpx
 from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from activities.tracking import poller_workflow_id
 from core.db import make_engine
 from core.migrate import upgrade
 from core.search_attributes_admin import register_search_attributes
@@ -62,6 +64,26 @@ async def cancelled(client: Client, engine: Engine, order: Order) -> None:
     await handle.result()
 
 
+async def troubled_delivery(client: Client, engine: Engine, order: Order) -> None:
+    """A failed delivery attempt, then delivered: the parcel-progress-in-order patch and trouble news."""
+    await _journey(client, order, "sim", "RECTROUBLE1", "delivery_failure")
+
+
+async def batched_17track(client: Client, engine: Engine, order: Order) -> None:
+    """A 17TRACK parcel followed by the carrier's poller (batched mode) rather than its own polls."""
+    await _journey(client, order, "17track", "REC17BATCH1", "happy")
+
+
+async def _journey(client: Client, order: Order, carrier: str, tracking_no: str, journey: str) -> None:
+    async with httpx.AsyncClient(timeout=5) as http:
+        answer = await http.post(f"{SIM_URL[0]}/sim/journeys", json={"tracking_no": tracking_no, "journey": journey})
+        answer.raise_for_status()
+    handle = await orders_client.start(client, order, TASK_QUEUE)
+    await wait_for_status(handle, OrderStatus.PICKING)
+    await orders_client.dispatch(client, order.order_no, warehouse="WH-SH", carrier=carrier, tracking_no=tracking_no)
+    await handle.result()
+
+
 async def to_the_end(client: Client, engine: Engine, order: Order) -> None:
     handle = await orders_client.start(client, order, TASK_QUEUE)
     await handle.result()  # rejected at validation, or cancelled at the approval deadline (time skips)
@@ -75,7 +97,12 @@ SCENARIOS: list[tuple[str, Order, Callable[[Client, Engine, Order], Awaitable[No
     ("approval_deadline", make_order("H-DEADLINE", [("SKU-1018", 1, "12999.00")]), to_the_end),
     # Recorded after the approval-escalation patch: the reminder is escalated to the finance director.
     ("approval_escalation", make_order("H-ESCALATION", [("SKU-1018", 1, "12999.00")]), to_the_end),
+    # Recorded after issue 4's tracking work: trouble handled in order, batched 17TRACK tracking + its poller.
+    ("troubled_delivery", make_order("H-TROUBLE"), troubled_delivery),
+    ("batched_17track", make_order("H-BATCHED"), batched_17track),
 ]
+POLLERS = {"batched_17track": poller_workflow_id("17track", TASK_QUEUE)}
+SIM_URL: list[str] = []  # the running simulator's URL, for scenarios that set a journey
 
 
 async def main(force: bool) -> None:
@@ -90,6 +117,7 @@ async def main(force: bool) -> None:
             upgrade(engine)
             seed(engine)
             settings = make_settings(Path(tmp), sim_url)
+            SIM_URL[:] = [sim_url]
             async with running_worker(env.client, engine, settings, TASK_QUEUE):
                 for name, order, play in SCENARIOS:
                     if (HISTORIES / f"{name}.json").exists() and not force:
@@ -105,6 +133,12 @@ async def main(force: bool) -> None:
                         suffix = "" if index == 0 else f"_tracking{index}"
                         (HISTORIES / f"{name}{suffix}.json").write_text(history.to_json(), encoding="utf-8")
                         sys.stdout.write(f"recorded {name}{suffix}: {len(history.events)} events\n")
+                    if name in POLLERS:  # it sleeps until its next sweep: stop it, keep what it did so far
+                        poller = env.client.get_workflow_handle(POLLERS[name])
+                        await poller.terminate(reason="recorded")
+                        history = await poller.fetch_history()
+                        (HISTORIES / f"{name}_poller.json").write_text(history.to_json(), encoding="utf-8")
+                        sys.stdout.write(f"recorded {name}_poller: {len(history.events)} events\n")
             engine.dispose()
     finally:
         await env.shutdown()

@@ -102,6 +102,22 @@ def test_kuaidi100_every_top_level_name_maps_like_its_code() -> None:
         assert KUAIDI100_STATE_NAMES[name] is KUAIDI100_STATES[code], name
 
 
+# The documented advanced state names (resultv2=4), the `status` of a trace line that may come without its code.
+KUAIDI100_ADVANCED_NAMES = {
+    "已下单": "101", "待揽收": "102", "已揽收": "103", "到达派件城市": "1001", "干线": "1002", "转递": "1003",
+    "投柜或驿站": "501", "本人签收": "301", "派件异常后签收": "302", "代签": "303", "投柜或站签收": "304",
+    "已销单": "401", "超时未签收": "201", "超时未更新": "202", "拒收": "203", "派件异常": "204",
+    "柜或驿站超时未取": "205", "无法联系": "206", "超区": "207", "滞留": "208", "破损": "209", "销单": "210",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "code"), sorted(KUAIDI100_ADVANCED_NAMES.items()))
+def test_kuaidi100_every_advanced_name_maps_like_its_code(name: str, code: str) -> None:
+    assert KUAIDI100_STATE_NAMES[name] is KUAIDI100_STATES[code]
+    # a trace line naming its state but carrying no code: the name, not its text ("派件异常" is not 派件)
+    assert kuaidi100_event_status(None, name, name) is KUAIDI100_STATES[code]
+
+
 @pytest.mark.parametrize(
     ("code", "name", "context", "expected"),
     [

@@ -9,7 +9,14 @@ from hypothesis import strategies as st
 from domain.allocation import Allocation
 from domain.approvals import refusal_reason
 from domain.picking import PickLine, bin_path_key, pick_lists
-from domain.tracking import EXCEPTION_STATUSES, PROGRESS_RANK, is_newer, order_status_for
+from domain.tracking import (
+    EXCEPTION_STATUSES,
+    FINAL_TRACKING_STATUSES,
+    PROGRESS_RANK,
+    TROUBLE_STATUSES,
+    is_newer,
+    order_status_for,
+)
 from models.status import OrderStatus, Role, TrackingStatus
 
 # --- picking -------------------------------------------------------------------------------------
@@ -245,25 +252,42 @@ class TestIsNewer:
     def test_every_status_is_ranked(self) -> None:
         assert set(PROGRESS_RANK) == set(TrackingStatus)
 
-    @settings(max_examples=200, deadline=None)
+    def test_trouble_at_the_door_is_news(self) -> None:
+        # A failed attempt or a refusal comes after OUT_FOR_DELIVERY: it must not be taken for a stale scan.
+        assert is_newer(TrackingStatus.OUT_FOR_DELIVERY, TrackingStatus.ATTEMPT_FAILED)
+        assert is_newer(TrackingStatus.OUT_FOR_DELIVERY, TrackingStatus.REFUSED)
+        assert is_newer(TrackingStatus.REFUSED, TrackingStatus.RETURNING)
+        assert is_newer(TrackingStatus.RETURNING, TrackingStatus.RETURNED)
+        assert not is_newer(TrackingStatus.RETURNING, TrackingStatus.IN_TRANSIT)  # still on its way back
+        assert not is_newer(TrackingStatus.ATTEMPT_FAILED, TrackingStatus.PICKED_UP)
+
+    @settings(max_examples=300, deadline=None)
     @given(st.sampled_from(ALL_STATUSES), st.sampled_from(ALL_STATUSES))
-    def test_never_moves_backwards(self, current: TrackingStatus, candidate: TrackingStatus) -> None:
-        if is_newer(current, candidate):
-            assert candidate != current
-            assert PROGRESS_RANK[candidate] >= PROGRESS_RANK[current]
-        if PROGRESS_RANK[candidate] > PROGRESS_RANK[current]:
+    def test_progress_never_moves_backwards(self, current: TrackingStatus, candidate: TrackingStatus) -> None:
+        if current in FINAL_TRACKING_STATUSES or candidate == current:
+            assert not is_newer(current, candidate)
+        elif current == TrackingStatus.RETURNING:
+            assert is_newer(current, candidate) == (candidate in (TrackingStatus.RETURNED, TrackingStatus.DELIVERED))
+        elif candidate in TROUBLE_STATUSES:
             assert is_newer(current, candidate)
+        elif current not in TROUBLE_STATUSES:  # plain progress: forward (or same stage) only
+            assert is_newer(current, candidate) == (PROGRESS_RANK[candidate] >= PROGRESS_RANK[current])
+        else:  # recovering from trouble: moving again, never back to before it left the sender
+            assert is_newer(current, candidate) == (
+                PROGRESS_RANK[candidate] >= PROGRESS_RANK[TrackingStatus.IN_TRANSIT]
+            )
 
     @settings(max_examples=200, deadline=None)
     @given(st.lists(st.sampled_from(ALL_STATUSES), max_size=20))
-    def test_a_stream_of_carrier_events_only_moves_forward(self, events: list[TrackingStatus]) -> None:
-        # Out-of-order, duplicated carrier events folded the way the tracking activity does.
+    def test_a_stream_of_carrier_events_ends_where_the_parcel_ended(self, events: list[TrackingStatus]) -> None:
+        # Out-of-order, duplicated carrier events folded the way the tracking workflow does.
         current = TrackingStatus.PENDING
-        ranks = [PROGRESS_RANK[current]]
         for event in events:
+            was = current
             if is_newer(current, event):
                 current = event
-            ranks.append(PROGRESS_RANK[current])
-        assert ranks == sorted(ranks)
-        if events:
-            assert PROGRESS_RANK[current] == max(PROGRESS_RANK[e] for e in [TrackingStatus.PENDING, *events])
+            if was in FINAL_TRACKING_STATUSES:
+                assert current == was  # signed for (or back at the sender) stays so
+        ends = [e for e in events if e in (TrackingStatus.DELIVERED, TrackingStatus.RETURNED)]
+        if ends:
+            assert current in FINAL_TRACKING_STATUSES
