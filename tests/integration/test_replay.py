@@ -28,6 +28,10 @@ def test_histories_are_recorded() -> None:
         "rejected",
         "approval_deadline",  # before the approval-escalation patch
         "approval_escalation",  # after it
+        "troubled_delivery",  # after the parcel-progress-in-order patch: a failed attempt flags the order
+        "troubled_delivery_tracking1",
+        "batched_17track_tracking1",  # a parcel followed by its carrier's poller
+        "batched_17track_poller",
     } <= names
 
 
