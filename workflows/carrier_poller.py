@@ -32,6 +32,7 @@ class CarrierPoller:
     async def run(self, inp: PollerInput) -> int:
         """Returns the number of sweeps made over the poller's whole life (all runs)."""
         sweeps = inp.sweeps
+        first_retry = min(timedelta(seconds=5), inp.interval)  # a failed sweep is retried, at most every interval
         while True:
             self.opened = 0
             outcome = await workflow.execute_activity_method(
@@ -39,7 +40,7 @@ class CarrierPoller:
                 SweepInput(carrier=inp.carrier, give_up_after=inp.give_up_after),
                 start_to_close_timeout=timedelta(minutes=10),
                 heartbeat_timeout=timedelta(minutes=2),
-                retry_policy=RetryPolicy(initial_interval=timedelta(seconds=5), maximum_interval=inp.interval),
+                retry_policy=RetryPolicy(initial_interval=first_retry, maximum_interval=max(inp.interval, first_retry)),
             )
             sweeps += 1
             if outcome.parcels == 0 and self.opened == 0:

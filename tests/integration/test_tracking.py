@@ -78,10 +78,19 @@ async def dispatch_when_picking(
     return handle
 
 
+@pytest.mark.parametrize("interval", [timedelta(minutes=30), timedelta(seconds=2)], ids=["30min", "2s"])
 async def test_batch_carrier_parcels_are_swept_together_not_one_call_each(
-    client: Client, engine: Engine, settings: Settings, simulator_url: str, task_queue: str, orders: StartedOrders
+    interval: timedelta,
+    client: Client,
+    engine: Engine,
+    simulator_url: str,
+    tmp_path: Path,
+    task_queue: str,
+    orders: StartedOrders,
 ) -> None:
-    """Five 17TRACK parcels: one CarrierPoller asks about all of them per sweep; no parcel polls by itself."""
+    """Five 17TRACK parcels: one CarrierPoller asks about all of them per sweep; no parcel polls by itself.
+    Also at the embedded stack's 2-second interval (shorter than the sweep's own retry interval)."""
+    settings = make_settings(tmp_path, simulator_url, tracking_poll_interval=interval)
     numbers = [f"B17{uuid.uuid4().hex[:10].upper()}" for _ in range(5)]
     before = await carrier_calls(simulator_url)
     async with running_worker(client, engine, settings, task_queue):
