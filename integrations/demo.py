@@ -12,10 +12,12 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import httpx
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
-from sqlalchemy import Engine
+from sqlalchemy import Engine, func
+from sqlmodel import select
 from temporalio.client import Client
 
 from core.config import Settings
@@ -26,6 +28,7 @@ from integrations.orders_client import CommandError
 from models.contracts import OrderState
 from models.order import Order
 from models.status import TERMINAL_STATUSES, OrderStatus, Role
+from models.tables import Notification
 
 APPROVERS = {Role.FINANCE: "fiona", Role.FINANCE_DIRECTOR: "derek"}
 WAREHOUSE_USER = "wang"
@@ -56,11 +59,13 @@ class Scenario:
     order_type: str = "standard"
     payment: dict[str, Any] = field(default_factory=lambda: {"method": "credit", "paid": False})
     cancel_when_picking: bool = False
+    carrier: str = "sim"
+    journey: str | None = None  # a carrier-simulator journey other than the happy one (POST /sim/journeys)
 
 
 SCENARIOS: list[Scenario] = [
     Scenario("auto-approved", "C-1001", "华东", [("SKU-1001", 2, "199.00"), ("SKU-1006", 1, "129.00")]),
-    Scenario("auto-approved", "C-1002", "华北", [("SKU-1002", 3, "499.00")], sales_rep="bob"),
+    Scenario("17TRACK, batch-polled", "C-1002", "华北", [("SKU-1002", 3, "499.00")], sales_rep="bob", carrier="17track"),  # noqa: E501
     Scenario("auto-approved", "C-1003", "华南", [("SKU-1013", 2, "459.00"), ("SKU-1016", 10, "39.00")]),
     Scenario("auto-approved", "C-1004", "华中", [("SKU-1005", 1, "1299.00")], channel="crm"),
     Scenario("auto-approved, price within 5%", "C-1001", "华东", [("SKU-1003", 2, "1850.00")]),
@@ -88,11 +93,20 @@ SCENARIOS: list[Scenario] = [
     Scenario(
         "cash on delivery", "C-1003", "华南", [("SKU-1020", 1, "899.00")], payment={"method": "cod", "paid": False}
     ),
-    Scenario("auto-approved", "C-1001", "华东", [("SKU-1004", 2, "359.00"), ("SKU-1015", 10, "89.00")]),
-    Scenario("auto-approved", "C-1004", "华中", [("SKU-1012", 1, "699.00")]),
-    Scenario("auto-approved", "C-1002", "华北", [("SKU-1023", 1, "1799.00")], sales_rep="bob"),
-    Scenario("auto-approved", "C-1003", "华南", [("SKU-1022", 2, "1199.00")]),
-]
+    Scenario(
+        "17TRACK, batch-polled", "C-1001", "华东", [("SKU-1004", 2, "359.00"), ("SKU-1015", 10, "89.00")],
+        carrier="17track",
+    ),
+    Scenario(
+        "Kuaidi100: failed attempt, delivered next run", "C-1004", "华中", [("SKU-1012", 1, "699.00")],
+        carrier="kuaidi100", journey="delivery_failure",
+    ),
+    Scenario("AfterShip", "C-1002", "华北", [("SKU-1023", 1, "1799.00")], sales_rep="bob", carrier="aftership"),
+    Scenario(
+        "refused at the door: parcel returned", "C-1003", "华南", [("SKU-1022", 2, "1199.00")],
+        expected=OrderStatus.FAILED, journey="refusal",
+    ),
+]  # fmt: skip
 
 
 @dataclass
@@ -129,7 +143,18 @@ def build_orders(count: int, run_tag: str) -> list[Tracked]:
     return tracked
 
 
-async def act(client: Client, engine: Engine, item: Tracked, state: OrderState) -> None:
+async def _set_journey(settings: Settings, tracking_no: str, journey: str) -> None:
+    """Tell the carrier simulator how this parcel's trip goes (before the carrier first sees it)."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        answer = await http.post(
+            f"{settings.carrier_sim_url.rstrip('/')}/sim/journeys",
+            json={"tracking_no": tracking_no, "journey": journey},
+        )
+    if answer.status_code not in (200, 201):
+        raise CommandError(f"carrier simulator refused journey {journey!r}: HTTP {answer.status_code}")
+
+
+async def act(client: Client, engine: Engine, settings: Settings, item: Tracked, state: OrderState) -> None:
     """Play the people the order is waiting for."""
     order_no = item.order.order_no
     if state.pending_approval is not None:
@@ -143,12 +168,15 @@ async def act(client: Client, engine: Engine, item: Tracked, state: OrderState) 
         await orders_client.cancel(client, order_no, reason="customer changed their mind", by="alice")
         item.note = "cancelled by the customer"
     elif state.status == OrderStatus.PICKING:
+        carrier = item.scenario.carrier
         for index, warehouse in enumerate(state.awaiting_dispatch, start=1):
-            tracking_no = f"SIM{order_no.replace('-', '')[-9:]}{index}"
+            tracking_no = f"{carrier[:3].upper()}{order_no.replace('-', '')[-9:]}{index}"
+            if item.scenario.journey:
+                await _set_journey(settings, tracking_no, item.scenario.journey)
             await orders_client.dispatch(
-                client, order_no, warehouse=warehouse, carrier="sim", tracking_no=tracking_no, by=WAREHOUSE_USER
+                client, order_no, warehouse=warehouse, carrier=carrier, tracking_no=tracking_no, by=WAREHOUSE_USER
             )
-            item.note = f"dispatched {tracking_no}"
+            item.note = f"dispatched {carrier} {tracking_no}"
 
 
 def progress_table(items: list[Tracked]) -> Table:
@@ -195,6 +223,28 @@ def summary_table(engine: Engine, items: list[Tracked]) -> Table:
     return table
 
 
+def notice_counts(engine: Engine, order_nos: list[str]) -> list[tuple[str, str, int]]:
+    """(channel, status, count) of the notices about these orders."""
+    with unit_of_work(engine) as session:
+        rows = session.exec(
+            select(Notification.channel, Notification.status, func.count())
+            .where(Notification.order_no.in_(order_nos))  # type: ignore[attr-defined]
+            .group_by(Notification.channel, Notification.status)
+        ).all()
+    return sorted((str(channel), str(status), int(count)) for channel, status, count in rows)
+
+
+async def notices_line(engine: Engine, order_nos: list[str], settle: float = 10.0) -> str:
+    """How customers and staff were told; waits a little for the outbox relay to send the last ones."""
+    deadline = time.monotonic() + settle
+    counts = notice_counts(engine, order_nos)
+    while any(status in ("queued", "sending") for _, status, _ in counts) and time.monotonic() < deadline:
+        await asyncio.sleep(0.5)
+        counts = notice_counts(engine, order_nos)
+    parts = [f"{count} {channel} {status}" for channel, status, count in counts]
+    return "Notices: " + (", ".join(parts) if parts else "none")
+
+
 async def run_demo(
     client: Client, engine: Engine, settings: Settings, count: int, *, give_up_after: float = 600.0
 ) -> bool:
@@ -219,12 +269,13 @@ async def run_demo(
                     if item.done:
                         item.finished = time.monotonic()
                         continue
-                    await act(client, engine, item, state)
+                    await act(client, engine, settings, item, state)
                 except CommandError as exc:
                     item.note = str(exc)[:60]  # e.g. a decision raced a status change: try again next tick
             live.update(progress_table(items))
             await asyncio.sleep(0.5)
     console.print(summary_table(engine, items))
+    console.print(await notices_line(engine, [item.order.order_no for item in items]))
     ui = f"http://127.0.0.1:{settings.temporal_ui_port}/namespaces/{settings.temporal_namespace}/workflows"
     console.print(f"Temporal UI: {ui}")
     console.print(f"API: http://127.0.0.1:{settings.api_port}/docs")
