@@ -130,6 +130,14 @@ def _lots() -> list[StockLot]:
     return lots
 
 
+def seeded_stock() -> dict[tuple[str, str], int]:
+    """(sku, warehouse) → units the seed puts there: the demo tops its world back up to these."""
+    levels: dict[tuple[str, str], int] = {}
+    for lot in _lots():
+        levels[(lot.sku, lot.warehouse)] = levels.get((lot.sku, lot.warehouse), 0) + lot.on_hand
+    return levels
+
+
 def seed(engine: Engine) -> SeedReport:
     created: dict[str, int] = {}
     tokens: dict[str, str] = {}

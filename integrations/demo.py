@@ -22,9 +22,10 @@ from temporalio.client import Client
 
 from core.config import Settings
 from core.db import unit_of_work
-from core.seed import seed
-from integrations import orders_client, views
+from core.seed import seed, seeded_stock
+from integrations import orders_client, stock, views
 from integrations.orders_client import CommandError
+from integrations.stock import Receipt
 from models.contracts import OrderState
 from models.order import Order
 from models.status import TERMINAL_STATUSES, OrderStatus, Role
@@ -223,6 +224,27 @@ def summary_table(engine: Engine, items: list[Tracked]) -> Table:
     return table
 
 
+def restock_to_seeded_levels(engine: Engine, run_tag: str) -> int:
+    """Earlier demo runs shipped stock: book goods receipts (as the warehouse would) that bring each SKU and
+    warehouse back to the seeded level, so every run plays the same story. Returns the receipts booked."""
+    booked = 0
+    for (sku, warehouse), level in sorted(seeded_stock().items()):
+        with unit_of_work(engine) as session:
+            row = next(w for w in views.inventory_view(session, sku)["warehouses"] if w["warehouse"] == warehouse)
+        missing = level - int(row["available"])
+        if missing > 0:
+            receipt = Receipt(
+                sku=sku,
+                warehouse=warehouse,
+                qty=missing,
+                lot=f"DEMO-{run_tag}",
+                receipt_no=f"demo-{run_tag}-{sku}-{warehouse}",
+            )
+            stock.receive(engine, receipt, WAREHOUSE_USER)
+            booked += 1
+    return booked
+
+
 def notice_counts(engine: Engine, order_nos: list[str]) -> list[tuple[str, str, int]]:
     """(channel, status, count) of the notices about these orders."""
     with unit_of_work(engine) as session:
@@ -253,6 +275,8 @@ async def run_demo(
     if tokens:  # a fresh database: these API tokens are shown once
         console.print("API tokens of the demo users: " + ", ".join(f"{u}={t}" for u, t in tokens.items()))
     run_tag = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    if restocked := restock_to_seeded_levels(engine, run_tag):
+        console.print(f"Goods received to bring the stock back to the seeded levels: {restocked} receipts")
     items = build_orders(max(count, 1), run_tag)
     for item in items:
         answer = await orders_client.submit(client, item.order, settings.task_queue)
