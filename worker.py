@@ -58,6 +58,8 @@ def activity_functions(engine: Engine, settings: Settings, http: httpx.AsyncClie
         tracking.poll_parcel,
         tracking.sweep_carrier,
         tracking.ensure_carrier_poller,
+        tracking.subscribe_parcel,
+        tracking.close_parcel,
     ]
 
 

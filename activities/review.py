@@ -32,6 +32,7 @@ class ReviewActivities(DbActivities):
             tracking_stall_after=s.tracking_stall_after,
             tracking_give_up_after=s.tracking_give_up_after,
             tracking_batch_carriers=[c for c in s.tracking_batch_carriers if c in BATCH_CARRIERS],
+            tracking_push_base_url=s.public_api_url.rstrip("/"),
             lot_order=s.lot_order,
         )
 

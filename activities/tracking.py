@@ -21,10 +21,18 @@ from temporalio.service import RPCError, RPCStatusCode
 from core.config import Settings
 from core.db import unit_of_work
 from core.logging import bind_activity
-from domain.tracking import FINAL_TRACKING_STATUSES, is_newer
+from domain.tracking import FINAL_TRACKING_STATUSES, is_newer, next_status
 from integrations.carriers.base import CarrierError, CarrierUnavailable
-from integrations.carriers.registry import batch_carrier_client, carrier_client
-from models.contracts import EnsurePollerInput, PollerInput, PollInput, SweepInput, SweepOutcome
+from integrations.carriers.registry import batch_carrier_client, carrier_client, subscribe_parcel
+from models.contracts import (
+    CloseParcelInput,
+    EnsurePollerInput,
+    PollerInput,
+    PollInput,
+    SubscribeInput,
+    SweepInput,
+    SweepOutcome,
+)
 from models.status import TrackingStatus
 from models.tables import Shipment, TrackingEvent
 from models.tracking import TrackingSnapshot
@@ -47,6 +55,15 @@ class TrackingActivities:
         self.engine = engine
         self.settings = settings
         self.http = http
+
+    @activity.defn
+    async def subscribe_parcel(self, inp: SubscribeInput) -> None:
+        """Ask the carrier to push this parcel's news to our webhook (idempotent: re-subscribing is accepted)."""
+        bind_activity("", "subscribe_parcel", activity.info().workflow_id or "")
+        try:
+            await subscribe_parcel(inp.carrier, inp.tracking_no, inp.callback_url, self.http, self.settings)
+        except ValueError as exc:
+            raise ApplicationError(str(exc), type="UnknownCarrier", non_retryable=True) from exc
 
     @activity.defn
     async def ensure_carrier_poller(self, inp: EnsurePollerInput) -> str:
@@ -72,7 +89,8 @@ class TrackingActivities:
         ShipmentTracking (before recording it: a crash in between re-sends, and the workflow drops repeats)."""
         client = batch_carrier_client(inp.carrier, self.http, self.settings)
         now = activity.info().current_attempt_scheduled_time  # the server's clock, also on a time-skipping one
-        numbers = await asyncio.to_thread(self._open_parcels, inp.carrier, now - inp.give_up_after)
+        # Three give-up windows: a parcel with news on day 29 may still be delivered on day 32.
+        numbers = await asyncio.to_thread(self._open_parcels, inp.carrier, now - 3 * inp.give_up_after)
         calls = failed = news = 0
         retry_after: float | None = None
         temporal = activity.client()
@@ -100,13 +118,16 @@ class TrackingActivities:
                 except RPCError as exc:
                     if exc.status != RPCStatusCode.NOT_FOUND:
                         raise
-                    # Its tracking has ended (or never started): keep the record, nobody to tell.
+                    # Its tracking has not started yet (or has ended): not recorded, so the next sweep tells it.
+                    continue
                 await asyncio.to_thread(record_snapshot, self.engine, snapshot)
-            news += len(fresh)
+                news += 1
             activity.heartbeat(start + len(chunk))
         return SweepOutcome(parcels=len(numbers), calls=calls, news=news, failed_calls=failed, retry_after=retry_after)
 
     def _open_parcels(self, carrier: str, dispatched_since: datetime) -> list[str]:
+        """Parcels not at a final status (an expired tracking marks its parcel EXPIRED). The dispatch bound only
+        keeps rows orphaned by a terminated tracking from being asked about forever."""
         with unit_of_work(self.engine) as session:
             return list(
                 session.exec(
@@ -119,6 +140,19 @@ class TrackingActivities:
                     .order_by(Shipment.id)  # type: ignore[arg-type]
                 )
             )
+
+    @activity.defn
+    def close_parcel(self, inp: CloseParcelInput) -> None:
+        """The tracking gave up on the parcel: mark it so (sweeps stop asking about it; views show it)."""
+        with unit_of_work(self.engine) as session:
+            shipment = session.exec(
+                select(Shipment)
+                .where(Shipment.carrier == inp.carrier, Shipment.tracking_no == inp.tracking_no)
+                .with_for_update()
+            ).first()
+            if shipment is not None and TrackingStatus(shipment.status) not in FINAL_TRACKING_STATUSES:
+                shipment.status = inp.status
+                session.add(shipment)
 
     def _news(self, carrier: str, snapshots: list[TrackingSnapshot]) -> list[TrackingSnapshot]:
         """The snapshots that say something the database does not know yet (a newer status or a new event)."""
@@ -188,6 +222,7 @@ def record_snapshot(engine: Engine, snapshot: TrackingSnapshot) -> int:
                 )
             )
         }
+        seen_before = set(seen)
         added = 0
         for event in snapshot.events:
             if (event.status, event.at) in seen:
@@ -205,11 +240,23 @@ def record_snapshot(engine: Engine, snapshot: TrackingSnapshot) -> int:
                 )
             )
         shipment = session.exec(
-            select(Shipment).where(Shipment.carrier == snapshot.carrier, Shipment.tracking_no == snapshot.tracking_no)
+            select(Shipment)
+            .where(Shipment.carrier == snapshot.carrier, Shipment.tracking_no == snapshot.tracking_no)
+            .with_for_update()  # a push and a sweep at once must not move the status back (Postgres)
         ).first()
-        if shipment is not None and is_newer(TrackingStatus(shipment.status), snapshot.status):
-            shipment.status = snapshot.status
-            if snapshot.status == TrackingStatus.DELIVERED:
+        moved = (
+            next_status(
+                TrackingStatus(shipment.status),
+                snapshot.status,
+                last_event_at=max((at for _, at in seen_before), default=None),
+                candidate_at=snapshot.events[-1].at if snapshot.events else None,
+            )
+            if shipment is not None
+            else None
+        )
+        if shipment is not None and moved is not None:
+            shipment.status = moved
+            if moved == TrackingStatus.DELIVERED:
                 shipment.signed_by = snapshot.signed_by
                 shipment.signed_at = snapshot.signed_at
             session.add(shipment)

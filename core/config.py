@@ -73,6 +73,9 @@ class Settings(BaseSettings):
     # Carriers polled in batches by one CarrierPoller per carrier (their batch query, e.g. 40 numbers a call)
     # instead of one poll per parcel. Only carriers with a batch API count; [] turns batching off.
     tracking_batch_carriers: list[str] = ["17track"]
+    # Where carriers reach our webhooks (the API's public base URL). Set: parcels of carriers that take a
+    # per-parcel callback (Kuaidi100) are subscribed at dispatch, so news is pushed; polling stays as backstop.
+    public_api_url: str = ""
 
     worker_activity_threads: int = 16
 

@@ -171,6 +171,10 @@ def child_env(settings: Settings) -> dict[str, str]:
         # The embedded stack is for seeing an order through: poll the simulator every few seconds
         # (production polls at carrier pace; an explicit setting wins).
         "ORDERFLOW_TRACKING_POLL_INTERVAL": os.environ.get("ORDERFLOW_TRACKING_POLL_INTERVAL", "PT2S"),
+        # Carriers that push (the simulator's Kuaidi100) reach our webhooks here.
+        "ORDERFLOW_PUBLIC_API_URL": os.environ.get(
+            "ORDERFLOW_PUBLIC_API_URL", f"http://{LOOPBACK}:{settings.api_port}"
+        ),
         # Customer notices go out through the simulator's SMS gateway and mail sink (explicit settings win).
         "ORDERFLOW_SMTP_HOST": os.environ.get("ORDERFLOW_SMTP_HOST", LOOPBACK),
         "ORDERFLOW_SMTP_PORT": os.environ.get("ORDERFLOW_SMTP_PORT", str(settings.smtp_sink_port)),

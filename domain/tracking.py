@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 
 from models.status import OrderStatus, TrackingStatus
 
@@ -61,18 +62,43 @@ TROUBLE_STATUSES = frozenset(
 )
 
 
+# Once a parcel is refused or on its way back, only the end of that trip counts (scans of the trip back say
+# "in transit", and its "delivered" is the sender signing for the return).
+HOMEWARD_STATUSES = frozenset({TrackingStatus.REFUSED, TrackingStatus.RETURNING})
+
+
 def is_newer(current: TrackingStatus, candidate: TrackingStatus) -> bool:
     """Should `candidate` replace `current`? Forward moves (or a change at the same rank) and trouble count;
     a stale scan that would move the parcel back does not."""
     if candidate == current or current in FINAL_TRACKING_STATUSES:
         return False  # a signed-for (or returned) parcel stays so, whatever a carrier says later
-    if current == TrackingStatus.RETURNING:  # on its way back: only the end of that trip is news
-        return candidate in (TrackingStatus.RETURNED, TrackingStatus.DELIVERED)
+    if current in HOMEWARD_STATUSES:
+        return candidate in (TrackingStatus.RETURNING, TrackingStatus.RETURNED, TrackingStatus.DELIVERED)
     if candidate in TROUBLE_STATUSES:
         return True
     if current in TROUBLE_STATUSES:  # moving again after trouble: anything from in-transit on is recovery
         return PROGRESS_RANK[candidate] >= PROGRESS_RANK[TrackingStatus.IN_TRANSIT]
     return PROGRESS_RANK[candidate] >= PROGRESS_RANK[current]
+
+
+def next_status(
+    current: TrackingStatus,
+    candidate: TrackingStatus,
+    *,
+    last_event_at: datetime | None = None,
+    candidate_at: datetime | None = None,
+) -> TrackingStatus | None:
+    """The parcel's status after a carrier says `candidate` (its newest event, at `candidate_at`), or None when
+    that is no news. Trouble older than the last event we took is a late re-send, not news (a delayed "attempt
+    failed" must not undo the next day's delivery run); "delivered" on the way back is the return arriving."""
+    if not is_newer(current, candidate):
+        return None
+    stale = last_event_at is not None and candidate_at is not None and candidate_at < last_event_at
+    if candidate in TROUBLE_STATUSES and stale:
+        return None
+    if current in HOMEWARD_STATUSES and candidate == TrackingStatus.DELIVERED:
+        return TrackingStatus.RETURNED
+    return candidate
 
 
 def order_status_for(parcels: Iterable[TrackingStatus]) -> OrderStatus:

@@ -46,6 +46,7 @@ class Policy(Contract):
     tracking_give_up_after: timedelta = timedelta(days=30)
     # Carriers whose parcels are polled together by one CarrierPoller sweep (batch queries), not one by one.
     tracking_batch_carriers: list[str] = []
+    tracking_push_base_url: str = ""  # the API's public URL: carriers push to {it}/webhooks/carriers/{carrier}
     lot_order: LotOrder = "fifo"
 
 
@@ -218,8 +219,11 @@ class TrackingInput(Contract):
     known_events: int = 0
     # True: the carrier's CarrierPoller sweeps this parcel (batched); the workflow only waits for news.
     batched: bool = False
+    # Ask the carrier to push news to this URL (carriers with per-parcel subscriptions); None: do not.
+    push_callback: str | None = None
     # Time of the last carrier news (carried across continue-as-new so stall and expiry keep counting).
     last_news_at: datetime | None = None
+    last_event_at: datetime | None = None  # the newest carrier event taken so far (late re-sends are older)
     stalled: bool = False
 
 
@@ -243,6 +247,18 @@ class SweepOutcome(Contract):
     news: int = 0  # parcels with news, signalled to their ShipmentTracking
     failed_calls: int = 0
     retry_after: float | None = None  # the carrier asked us to back off this many seconds
+
+
+class CloseParcelInput(Contract):
+    carrier: str
+    tracking_no: str
+    status: TrackingStatus
+
+
+class SubscribeInput(Contract):
+    carrier: str
+    tracking_no: str
+    callback_url: str
 
 
 class EnsurePollerInput(Contract):

@@ -30,7 +30,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.validation import ValidationActivities
     from domain.approvals import refusal_reason
     from domain.tracking import ORDER_PROGRESS, order_status_for
-    from integrations.carriers.registry import KNOWN_CARRIERS
+    from integrations.carriers.registry import KNOWN_CARRIERS, push_callback_url
     from models.contracts import (
         AllocatedLot,
         AllocateInput,
@@ -335,6 +335,7 @@ class OrderFulfillment:
                         stall_after=self.policy.tracking_stall_after,
                         give_up_after=self.policy.tracking_give_up_after,
                         batched=request.carrier in self.policy.tracking_batch_carriers,
+                        push_callback=push_callback_url(request.carrier, self.policy.tracking_push_base_url),
                     ),
                     id=tracking_workflow_id(request.carrier, request.tracking_no),
                 )

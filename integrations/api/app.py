@@ -22,6 +22,7 @@ from core.config import Settings, get_settings
 from core.db import make_engine, unit_of_work
 from core.migrate import upgrade
 from core.temporal import connect
+from domain.tracking import FINAL_TRACKING_STATUSES
 from integrations import orders_client, stock, views
 from integrations.api.auth import engine_of, requires
 from integrations.carriers.base import CarrierError
@@ -29,7 +30,7 @@ from integrations.carriers.push import PushRefused, acknowledgement, read_push
 from integrations.orders_client import CommandError
 from integrations.stock import Receipt, ReceiptConflict
 from integrations.views import NotFound
-from models.status import Role
+from models.status import Role, TrackingStatus
 from models.tables import Shipment, User
 
 EngineDep = Annotated[Engine, Depends(engine_of)]
@@ -132,26 +133,31 @@ def create_app(
         except CarrierError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
         answer = acknowledgement(carrier)
-        if snapshot is None or not await run_in_threadpool(shipment_exists, engine, carrier, snapshot.tracking_no):
+        if snapshot is None:
             return answer
+        shipment_status = await run_in_threadpool(shipment_status_of, engine, carrier, snapshot.tracking_no)
+        if shipment_status is None or shipment_status in FINAL_TRACKING_STATUSES:
+            return answer  # not our parcel, or its tracking is over: acknowledged so the carrier stops
         try:
             handle = (await temporal(request)).get_workflow_handle(tracking_workflow_id(carrier, snapshot.tracking_no))
             await handle.signal(NEWS_SIGNAL, snapshot)
         except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:  # tracking already ended: keep the record, nobody to tell
-                raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"Temporal unavailable: {exc}") from None
+            # NOT_FOUND: the tracking workflow has not started yet (a push right after dispatch). Either way
+            # nothing is recorded and the carrier re-sends, so the news reaches the workflow.
+            detail = "tracking not started yet" if exc.status == RPCStatusCode.NOT_FOUND else f"Temporal: {exc}"
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"try again later ({detail})") from None
         await run_in_threadpool(record_snapshot, engine, snapshot)
         return answer
 
     return app
 
 
-def shipment_exists(engine: Engine, carrier: str, tracking_no: str) -> bool:
+def shipment_status_of(engine: Engine, carrier: str, tracking_no: str) -> TrackingStatus | None:
     with unit_of_work(engine) as session:
         found = session.exec(
-            select(Shipment.id).where(Shipment.carrier == carrier, Shipment.tracking_no == tracking_no)
+            select(Shipment.status).where(Shipment.carrier == carrier, Shipment.tracking_no == tracking_no)
         ).first()
-    return found is not None
+    return None if found is None else TrackingStatus(found)
 
 
 app = create_app()

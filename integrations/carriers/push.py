@@ -21,21 +21,41 @@ class PushRefused(Exception):
     """The push is not the carrier's: missing or wrong signature. Nothing may change."""
 
 
+# The secrets the carrier simulator signs with (Settings' defaults). Fine against the simulator; against a real
+# carrier they are public knowledge, so pushes "signed" with them are refused.
+SIMULATOR_SECRET_PREFIX = "sim-"
+
+
+def _secret(carrier: str, settings: Settings) -> str:
+    secret, real_url = {
+        "kuaidi100": (settings.carrier_kuaidi100_salt, settings.carrier_kuaidi100_url),
+        "17track": (settings.carrier_17track_key, settings.carrier_17track_url),
+        "aftership": (settings.carrier_aftership_webhook_secret, settings.carrier_aftership_url),
+    }[carrier]
+    if real_url and secret.startswith(SIMULATOR_SECRET_PREFIX):
+        raise PushRefused(f"{carrier}: pushes refused until its webhook secret is configured (it is the simulator's)")
+    return secret
+
+
 def read_push(carrier: str, body: bytes, headers: Mapping[str, str], settings: Settings) -> TrackingSnapshot | None:
     """The pushed snapshot (None: a push without tracking news, e.g. 17TRACK's TRACKING_STOPPED).
-    Raises PushRefused on a bad signature, CarrierError on a malformed payload, ValueError on an unknown carrier."""
+    Raises PushRefused on a bad signature (or a real carrier still on the simulator's secret), CarrierError on a
+    malformed payload, ValueError on an unknown carrier."""
+    if carrier not in PUSH_CARRIERS:
+        raise ValueError(f"carrier {carrier!r} does not push (push carriers: {', '.join(sorted(PUSH_CARRIERS))})")
+    secret = _secret(carrier, settings)
     if carrier == "kuaidi100":
         param, sign = kuaidi100.parse_push_form(body)
-        if not kuaidi100.verify_push_signature(param, sign, settings.carrier_kuaidi100_salt):
+        if not kuaidi100.verify_push_signature(param, sign, secret):
             raise PushRefused("kuaidi100: push signature does not match")
         return kuaidi100.parse_push(param, default_company=settings.carrier_kuaidi100_company)
     if carrier == "17track":
-        if not track17.verify_push_signature(body, headers.get(track17.SIGNATURE_HEADER), settings.carrier_17track_key):
+        if not track17.verify_push_signature(body, headers.get(track17.SIGNATURE_HEADER), secret):
             raise PushRefused("17track: push signature does not match")
         return track17.parse_push(body)
     if carrier == "aftership":
         signature = headers.get(aftership.SIGNATURE_HEADER)
-        if not aftership.verify_webhook_signature(body, signature, settings.carrier_aftership_webhook_secret):
+        if not aftership.verify_webhook_signature(body, signature, secret):
             raise PushRefused("aftership: webhook signature does not match")
         return aftership.parse_webhook(body, default_slug=settings.carrier_aftership_slug)
     raise ValueError(f"carrier {carrier!r} does not push (push carriers: {', '.join(sorted(PUSH_CARRIERS))})")

@@ -34,7 +34,7 @@ def _sim(http: httpx.AsyncClient, settings: Settings) -> CarrierClient:
     return SimCarrierClient(http, settings.carrier_sim_url)
 
 
-def _kuaidi100(http: httpx.AsyncClient, settings: Settings) -> CarrierClient:
+def _kuaidi100(http: httpx.AsyncClient, settings: Settings) -> Kuaidi100Client:
     return Kuaidi100Client(
         http,
         carrier_base_url("kuaidi100", settings),
@@ -86,3 +86,24 @@ def batch_carrier_client(code: str, http: httpx.AsyncClient, settings: Settings)
     if factory is None:
         raise ValueError(f"carrier {code!r} has no batch query (batch carriers: {', '.join(sorted(BATCH_CARRIERS))})")
     return factory(http, settings)
+
+
+# Carriers whose API takes a callback URL per parcel (Kuaidi100's subscribe). 17TRACK and AfterShip push to a
+# webhook configured once for the account, so there is nothing to do per parcel.
+SUBSCRIBE_CARRIERS: frozenset[str] = frozenset({"kuaidi100"})
+
+
+def push_callback_url(carrier: str, base_url: str) -> str | None:
+    """Where `carrier` should push news about a parcel, or None when it takes no per-parcel subscription."""
+    if not base_url or carrier not in SUBSCRIBE_CARRIERS:
+        return None
+    return f"{base_url.rstrip('/')}/webhooks/carriers/{carrier}"
+
+
+async def subscribe_parcel(
+    carrier: str, tracking_no: str, callback_url: str, http: httpx.AsyncClient, settings: Settings
+) -> None:
+    """Ask the carrier to push news about the parcel to `callback_url` (subscribing twice is fine)."""
+    if carrier != "kuaidi100":
+        raise ValueError(f"carrier {carrier!r} takes no per-parcel subscription")
+    await _kuaidi100(http, settings).subscribe(tracking_no, callback_url)

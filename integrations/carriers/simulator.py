@@ -6,6 +6,10 @@ Parcels appear on first sight and walk INFO_RECEIVED → … → DELIVERED, eith
 on a time-skipping Temporal server where wall-clock time means nothing). A 17TRACK query and an AfterShip GET
 only know parcels already seen (registered/created, or queried through another route), like the real APIs.
 
+Kuaidi100 subscriptions (POST /kuaidi100/poll with a callbackurl and salt) are honoured: whenever a subscribed
+parcel moves, the simulator POSTs Kuaidi100's push form (`param`, `sign` = MD5(param + salt)) to the callback,
+re-sending until it answers 200 (GET /sim/stats counts them under "pushes").
+
 Faults per parcel: POST /sim/faults {"tracking_no", "kind", "times"} makes the next `times` answers about that
 parcel (or all, with times null, until DELETE /sim/faults/{tracking_no}) a 5xx, a 429 with Retry-After, a
 timeout (a 504 after `delay_seconds`), malformed JSON, or the carrier's "unknown number". A faulted answer does
@@ -62,6 +66,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Final, Literal
 from urllib.parse import parse_qs
 
+import httpx
 import uvicorn
 from fastapi import FastAPI, Path, Request, Response
 from fastapi.responses import JSONResponse
@@ -590,6 +595,52 @@ def kuaidi100_answer(view: SimTrackResponse, company: str, *, ascending: bool) -
     )
 
 
+def kuaidi100_push_form(view: SimTrackResponse, company: str, salt: str) -> dict[str, str]:
+    """The form Kuaidi100 POSTs to a subscriber's callback: `param` (newest trace first) and, with a salt,
+    `sign` = MD5(param + salt) upper-case."""
+    final = view.status in (TrackingStatus.DELIVERED, TrackingStatus.RETURNED)
+    push = {
+        "status": "shutdown" if final else "polling",
+        "billstatus": "",
+        "message": "",
+        "lastResult": kuaidi100_answer(view, company, ascending=False).model_dump(mode="json", exclude_none=True),
+    }
+    param = json.dumps(push, ensure_ascii=False, separators=(",", ":"))
+    return {"param": param, "sign": kuaidi100.push_sign(param, salt)} if salt else {"param": param}
+
+
+@dataclass
+class _Subscription:
+    """A Kuaidi100 subscription: where to push, signed with which salt, and what was pushed last."""
+
+    callback: str
+    company: str
+    salt: str
+    pushed: tuple[int, TrackingStatus] | None = None
+
+
+async def _push_subscriptions(
+    book: ParcelBook, subscriptions: dict[str, _Subscription], interval: float, stats: Counter[str]
+) -> None:
+    """Kuaidi100's side of a subscription: whenever a subscribed parcel has moved, POST it to the callback
+    (re-sent on the next round until the callback answers 200, as Kuaidi100 re-sends)."""
+    async with httpx.AsyncClient(timeout=5) as http:
+        while True:
+            await asyncio.sleep(interval)
+            for number, sub in list(subscriptions.items()):
+                view, _ = book.register(number)  # its state now, without counting as a query
+                mark = (len(view.events), view.status)
+                if mark == sub.pushed:
+                    continue
+                try:
+                    answer = await http.post(sub.callback, data=kuaidi100_push_form(view, sub.company, sub.salt))
+                except httpx.HTTPError:
+                    continue
+                stats[f"push {answer.status_code}"] += 1
+                if answer.status_code == 200:
+                    sub.pushed = mark
+
+
 def _track17_event(view: SimTrackResponse, event: SimEvent) -> track17.Track17Event:
     words = CARRIER_WORDS[event.status]
     description = event.description
@@ -694,12 +745,14 @@ def create_app(
     book = ParcelBook(step_seconds, advance, clock)
     faults = FaultBook()
     creds = credentials or SimCredentials()
-    subscriptions: dict[str, str] = {}  # kuaidi100 number → callback URL
+    subscriptions: dict[str, _Subscription] = {}  # kuaidi100 number → where its pushes go
     app = FastAPI(title="orderflow carrier simulator", version="1")
     app.include_router(sms_gateway_router())  # the SMS gateway customers' texts go through: /sms/messages
     app.state.book = book
     app.state.faults = faults
     app.state.subscriptions = subscriptions
+    app.state.pusher = None
+    pushes: Counter[str] = Counter()  # pushes sent to subscribers, per answer status
     calls: Counter[str] = Counter()  # carrier API calls per route (not /sim/* control routes), for tests + bench
     app.state.calls = calls
 
@@ -715,7 +768,7 @@ def create_app(
     @app.get("/sim/stats")
     async def stats() -> dict[str, Any]:
         """Carrier API calls answered so far, per route (a counter: take differences)."""
-        return {"calls": dict(calls), "total": sum(calls.values())}
+        return {"calls": dict(calls), "total": sum(calls.values()), "pushes": dict(pushes)}
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str | float]:
@@ -802,8 +855,12 @@ def create_app(
             return _kuaidi100_fail("700", "订阅方的订阅数据存在错误")
         if number in subscriptions:
             return _kuaidi100_fail("501", "重复订阅")
-        subscriptions[number] = callback
+        salt = str(parameters.get("salt", "")) if isinstance(parameters, dict) else ""
+        subscriptions[number] = _Subscription(callback, str(param.get("company", "")), salt)
         book.register(number)
+        if app.state.pusher is None:  # pushes start with the first subscription (in the server's own loop)
+            interval = min(max(book.step_seconds / 2, 0.05), 1.0)
+            app.state.pusher = asyncio.create_task(_push_subscriptions(book, subscriptions, interval, pushes))
         return JSONResponse({"result": True, "returnCode": "200", "message": "提交成功"})
 
     # --- 17TRACK: JSON lists of at most 40 numbers, 17token header ---

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, case, update
+from sqlalchemy import Engine, case, or_, update
 from sqlmodel import col, select
 
 from core.config import Settings
@@ -134,12 +134,14 @@ def _claim(
     engine: Engine, channels: set[str], now: datetime, lease: timedelta, batch: int, result: Sweep
 ) -> list[OutgoingNotice]:
     sendable = channels | {INTERNAL}
+    # No next_attempt_at: written by a worker older than migration 0004 during a rolling deploy. Due now.
+    due = or_(col(Notification.next_attempt_at) <= now, col(Notification.next_attempt_at).is_(None))
     with unit_of_work(engine) as session:
         unconfigured = session.exec(
             update(Notification)
             .where(
                 col(Notification.status).in_([NotificationStatus.QUEUED, NotificationStatus.SENDING]),
-                col(Notification.next_attempt_at) <= now,
+                due,
                 col(Notification.channel).not_in(sendable),
             )
             .values(
@@ -152,7 +154,7 @@ def _claim(
             select(Notification)
             .where(
                 col(Notification.status).in_(CLAIMABLE),
-                col(Notification.next_attempt_at) <= now,
+                due,
                 col(Notification.channel).in_(sendable),
             )
             .order_by(col(Notification.next_attempt_at), col(Notification.id))

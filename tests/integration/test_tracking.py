@@ -4,15 +4,18 @@ simulator's journeys and faults, and history size over long journeys."""
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from sqlalchemy import Engine
 from sqlmodel import Session, select
 from temporalio.api.enums.v1 import EventType
@@ -30,6 +33,7 @@ from tests.conftest import make_settings
 from tests.support.cleanup import StartedOrders
 from tests.support.orders import make_order
 from tests.support.pushes import parcel_view, signed_push
+from tests.support.simulator import running_simulator
 from tests.support.waiting import wait_for_status
 from worker import running_worker
 
@@ -81,6 +85,7 @@ async def dispatch_when_picking(
 @pytest.mark.parametrize("interval", [timedelta(minutes=30), timedelta(seconds=2)], ids=["30min", "2s"])
 async def test_batch_carrier_parcels_are_swept_together_not_one_call_each(
     interval: timedelta,
+    time_env: WorkflowEnvironment,
     client: Client,
     engine: Engine,
     simulator_url: str,
@@ -96,6 +101,10 @@ async def test_batch_carrier_parcels_are_swept_together_not_one_call_each(
     async with running_worker(client, engine, settings, task_queue):
         handles = [await dispatch_when_picking(client, orders, task_queue, "17track", no, "T-BATCH") for no in numbers]
         results = [await h.result() for h in handles]  # one at a time: each result() unlocks time skipping
+        # Nothing is open now: at its next sweep the poller ends by itself (while its worker still runs — a
+        # poller cut off by the teardown with a workflow task pending would lock time skipping for good).
+        await time_env.sleep(interval)
+        assert await client.get_workflow_handle(poller_workflow_id("17track", task_queue)).result() > 1
     assert [r.status for r in results] == [OrderStatus.COMPLETED] * 5
     after = await carrier_calls(simulator_url)
     queries = after.get("POST /track17/track/v2.2/gettrackinfo", 0) - before.get(
@@ -180,6 +189,7 @@ async def test_a_signed_push_delivers_the_order_and_a_forged_one_changes_nothing
         again = await api.post(f"/webhooks/carriers/{carrier}", content=body, headers=headers)  # carriers re-send
         assert again.status_code == 200
         await wait_for_status(handle, OrderStatus.COMPLETED)
+        await handle.result()  # finished here: cut off mid-step by the teardown, it would lock time skipping
     with Session(engine) as session:
         [shipment] = order_view(session, handle.id.removeprefix("order-"))["shipments"]
     assert shipment["status"] == "DELIVERED" and shipment["signed_by"] == delivered.signed_by
@@ -334,8 +344,56 @@ async def test_30_days_without_news_on_a_batch_carrier_expires_with_small_histor
         handle = await dispatch_when_picking(client, orders, task_queue, "17track", number, "T-EXP17")
         result = await handle.result()
     assert result.status == OrderStatus.FAILED and "EXPIRED" in result.reasons[-1]
+    with Session(engine) as session:
+        view = order_view(session, handle.id.removeprefix("order-"))
+    timeline = [step["status"] for step in view["timeline"]]
+    assert timeline[-2:] == ["DELIVERY_EXCEPTION", "FAILED"]  # the stall was flagged first
+    assert view["shipments"][0]["status"] == "EXPIRED"  # so the sweeps stop asking about it
     tracking = await run_histories(client, tracking_workflow_id("17track", number))
     poller = await run_histories(client, poller_workflow_id("17track", task_queue))
     sizes = [len(h.events) for h in [*tracking, *poller]]
     assert all(size < MAX_EVENTS_PER_RUN for size in sizes), sizes
     assert len(poller) > 1  # 120 sweeps over 30 days: the poller continued as new rather than grow
+
+
+@asynccontextmanager
+async def served_api(settings: Settings, engine: Engine, client: Client) -> AsyncIterator[str]:
+    """The real API on a loopback port, in this event loop (it shares the test's Temporal client)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    app = create_app(settings, engine=engine, client=client)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        while not server.started:  # noqa: ASYNC110 (uvicorn offers a flag, not an event)
+            await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+async def test_a_kuaidi100_parcel_is_subscribed_and_followed_by_the_carriers_pushes(
+    client: Client, engine: Engine, tmp_path: Path, task_queue: str, orders: StartedOrders
+) -> None:
+    """With the API's public URL set, the tracking subscribes the parcel at Kuaidi100 with our webhook as the
+    callback; the carrier (the simulator, moving a step every 0.3 s) pushes each change, signed with our salt,
+    and the order completes on pushes alone (the next poll is a day away)."""
+    tracking_no = f"SUB{uuid.uuid4().hex[:10].upper()}"
+    with running_simulator(step_seconds=0.3, advance="time") as carrier_url:
+        settings = make_settings(tmp_path, carrier_url, tracking_poll_interval=timedelta(days=1))
+        async with served_api(settings, engine, client) as api_url:
+            settings = settings.model_copy(update={"public_api_url": api_url})
+            async with running_worker(client, engine, settings, task_queue):
+                handle = await dispatch_when_picking(client, orders, task_queue, "kuaidi100", tracking_no, "T-SUB")
+                await wait_for_status(handle, OrderStatus.COMPLETED, timeout=30)
+                await handle.result()
+            async with httpx.AsyncClient(timeout=5) as http:
+                stats = (await http.get(f"{carrier_url}/sim/stats")).json()
+    [history] = await run_histories(client, tracking_workflow_id("kuaidi100", tracking_no))
+    assert activity_types(history)[0] == "subscribe_parcel"
+    # A poll's retry is a day away: only the pushes can have moved the parcel to DELIVERED within seconds.
+    assert stats["pushes"].get("push 200", 0) >= 3, stats
+    assert events_of(engine, "kuaidi100", tracking_no).count("DELIVERED") == 1

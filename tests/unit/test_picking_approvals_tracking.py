@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -15,6 +17,7 @@ from domain.tracking import (
     PROGRESS_RANK,
     TROUBLE_STATUSES,
     is_newer,
+    next_status,
     order_status_for,
 )
 from models.status import OrderStatus, Role, TrackingStatus
@@ -263,31 +266,50 @@ class TestIsNewer:
 
     @settings(max_examples=300, deadline=None)
     @given(st.sampled_from(ALL_STATUSES), st.sampled_from(ALL_STATUSES))
-    def test_progress_never_moves_backwards(self, current: TrackingStatus, candidate: TrackingStatus) -> None:
-        if current in FINAL_TRACKING_STATUSES or candidate == current:
-            assert not is_newer(current, candidate)
-        elif current == TrackingStatus.RETURNING:
-            assert is_newer(current, candidate) == (candidate in (TrackingStatus.RETURNED, TrackingStatus.DELIVERED))
-        elif candidate in TROUBLE_STATUSES:
-            assert is_newer(current, candidate)
-        elif current not in TROUBLE_STATUSES:  # plain progress: forward (or same stage) only
-            assert is_newer(current, candidate) == (PROGRESS_RANK[candidate] >= PROGRESS_RANK[current])
-        else:  # recovering from trouble: moving again, never back to before it left the sender
-            assert is_newer(current, candidate) == (
-                PROGRESS_RANK[candidate] >= PROGRESS_RANK[TrackingStatus.IN_TRANSIT]
-            )
+    def test_plain_progress_never_moves_back(self, current: TrackingStatus, candidate: TrackingStatus) -> None:
+        plain = set(TrackingStatus) - TROUBLE_STATUSES - FINAL_TRACKING_STATUSES
+        if current in plain and candidate in plain and PROGRESS_RANK[candidate] < PROGRESS_RANK[current]:
+            assert next_status(current, candidate) is None
+        if current in FINAL_TRACKING_STATUSES:
+            assert next_status(current, candidate) is None
 
-    @settings(max_examples=200, deadline=None)
-    @given(st.lists(st.sampled_from(ALL_STATUSES), max_size=20))
-    def test_a_stream_of_carrier_events_ends_where_the_parcel_ended(self, events: list[TrackingStatus]) -> None:
-        # Out-of-order, duplicated carrier events folded the way the tracking workflow does.
-        current = TrackingStatus.PENDING
-        for event in events:
-            was = current
-            if is_newer(current, event):
-                current = event
-            if was in FINAL_TRACKING_STATUSES:
-                assert current == was  # signed for (or back at the sender) stays so
-        ends = [e for e in events if e in (TrackingStatus.DELIVERED, TrackingStatus.RETURNED)]
-        if ends:
-            assert current in FINAL_TRACKING_STATUSES
+    def test_a_late_trouble_report_does_not_undo_a_later_delivery_run(self) -> None:
+        noon, later = datetime(2026, 11, 20, 12, tzinfo=UTC), datetime(2026, 11, 21, 9, tzinfo=UTC)
+        # The attempt failed at noon; the next day's run (09:00) was taken; the noon report arrives again.
+        late = next_status(
+            TrackingStatus.OUT_FOR_DELIVERY, TrackingStatus.ATTEMPT_FAILED, last_event_at=later, candidate_at=noon
+        )
+        assert late is None
+        fresh = next_status(
+            TrackingStatus.OUT_FOR_DELIVERY, TrackingStatus.ATTEMPT_FAILED, last_event_at=noon, candidate_at=later
+        )
+        assert fresh == TrackingStatus.ATTEMPT_FAILED
+
+    def test_a_refused_parcel_only_goes_home(self) -> None:
+        assert next_status(TrackingStatus.REFUSED, TrackingStatus.OUT_FOR_DELIVERY) is None
+        assert next_status(TrackingStatus.REFUSED, TrackingStatus.IN_TRANSIT) is None
+        assert next_status(TrackingStatus.REFUSED, TrackingStatus.RETURNING) == TrackingStatus.RETURNING
+        # "Delivered" on the way back is the sender signing for the return.
+        assert next_status(TrackingStatus.RETURNING, TrackingStatus.DELIVERED) == TrackingStatus.RETURNED
+        assert next_status(TrackingStatus.REFUSED, TrackingStatus.DELIVERED) == TrackingStatus.RETURNED
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.tuples(st.sampled_from(ALL_STATUSES), st.integers(0, 50)), max_size=25))
+    def test_a_stream_of_carrier_reports_never_delivers_a_parcel_that_went_home(
+        self, reports: list[tuple[TrackingStatus, int]]
+    ) -> None:
+        # Out-of-order, repeated reports folded the way the tracking workflow does.
+        start = datetime(2026, 11, 20, tzinfo=UTC)
+        current, last_at, went_home = TrackingStatus.PENDING, None, False
+        for status, hour in reports:
+            at = start + timedelta(hours=hour)
+            moved = next_status(current, status, last_event_at=last_at, candidate_at=at)
+            if moved is None:
+                continue
+            if current in FINAL_TRACKING_STATUSES:
+                raise AssertionError("a final status moved")
+            current, last_at = moved, max(last_at, at) if last_at else at
+            went_home = went_home or current in (TrackingStatus.REFUSED, TrackingStatus.RETURNING)
+        if went_home:
+            assert current != TrackingStatus.DELIVERED
+            assert current in (TrackingStatus.REFUSED, TrackingStatus.RETURNING, TrackingStatus.RETURNED)
