@@ -234,6 +234,8 @@ class PollerInput(Contract):
     interval: timedelta
     give_up_after: timedelta = timedelta(days=30)
     sweeps: int = 0  # sweeps done by earlier runs (continue-as-new), for the logs
+    next_sweep_at: datetime | None = None  # set by a run that continued as new mid-pause
+    max_events_per_run: int | None = None  # None: the poller's own bound (tests lower it)
 
 
 class SweepInput(Contract):

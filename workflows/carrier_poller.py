@@ -6,7 +6,7 @@ signal-with-start; it ends by itself when a sweep finds nothing open and no parc
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
@@ -15,7 +15,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.tracking import PARCEL_OPENED_SIGNAL, TrackingActivities
     from models.contracts import PollerInput, SweepInput
 
-# A run continues as new past this many history events (~11 a sweep, 1 per parcel-opened signal).
+# A run continues as new past this many history events (~11 a sweep, ~2 per parcel-opened signal), checked
+# while it waits too, so a flood of new parcels cannot push one run towards the per-run signal limit.
 MAX_EVENTS_PER_RUN = 500
 
 
@@ -23,6 +24,7 @@ MAX_EVENTS_PER_RUN = 500
 class CarrierPoller:
     def __init__(self) -> None:
         self.opened = 0
+        self.max_events = MAX_EVENTS_PER_RUN
 
     @workflow.signal(name=PARCEL_OPENED_SIGNAL)
     def parcel_opened(self, tracking_workflow_id: str) -> None:
@@ -31,8 +33,11 @@ class CarrierPoller:
     @workflow.run
     async def run(self, inp: PollerInput) -> int:
         """Returns the number of sweeps made over the poller's whole life (all runs)."""
+        self.max_events = inp.max_events_per_run or MAX_EVENTS_PER_RUN
         sweeps = inp.sweeps
         first_retry = min(timedelta(seconds=5), inp.interval)  # a failed sweep is retried, at most every interval
+        if inp.next_sweep_at is not None:  # the previous run continued as new mid-pause: keep the pace
+            await self._pause_until(inp, inp.next_sweep_at, sweeps)
         while True:
             self.opened = 0
             outcome = await workflow.execute_activity_method(
@@ -48,9 +53,21 @@ class CarrierPoller:
             pause = inp.interval
             if outcome.retry_after is not None:  # the carrier's Retry-After wins over our interval
                 pause = max(pause, timedelta(seconds=outcome.retry_after))
-            await workflow.sleep(pause)
-            info = workflow.info()
-            if info.is_continue_as_new_suggested() or info.get_current_history_length() > MAX_EVENTS_PER_RUN:
-                break
+            await self._pause_until(inp, workflow.now() + pause, sweeps)
+
+    async def _pause_until(self, inp: PollerInput, until: datetime, sweeps: int) -> None:
+        """Wait for the next sweep; a run grown long meanwhile (thousands of parcels opened within one interval,
+        each a signal) continues as new at once, so no run nears the server's per-run signal limit (10,000)."""
+        remaining = until - workflow.now()
+        if remaining <= timedelta(0):
+            return
+        try:
+            await workflow.wait_condition(self._run_too_long, timeout=remaining)
+        except TimeoutError:
+            return
         await workflow.wait_condition(workflow.all_handlers_finished)
-        workflow.continue_as_new(inp.model_copy(update={"sweeps": sweeps}))
+        workflow.continue_as_new(inp.model_copy(update={"sweeps": sweeps, "next_sweep_at": until}))
+
+    def _run_too_long(self) -> bool:
+        info = workflow.info()
+        return info.is_continue_as_new_suggested() or info.get_current_history_length() > self.max_events

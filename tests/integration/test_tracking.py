@@ -9,7 +9,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,9 @@ from core.config import Settings
 from integrations import orders_client
 from integrations.api.app import create_app
 from integrations.views import order_view
+from models.contracts import PollerInput
 from models.status import OrderStatus, TrackingStatus
-from models.tables import Notification, TrackingEvent
+from models.tables import Notification, Shipment, TrackingEvent
 from tests.conftest import make_settings
 from tests.support.cleanup import StartedOrders
 from tests.support.orders import make_order
@@ -397,3 +398,40 @@ async def test_a_kuaidi100_parcel_is_subscribed_and_followed_by_the_carriers_pus
     # A poll's retry is a day away: only the pushes can have moved the parcel to DELIVERED within seconds.
     assert stats["pushes"].get("push 200", 0) >= 3, stats
     assert events_of(engine, "kuaidi100", tracking_no).count("DELIVERED") == 1
+
+
+async def test_a_flood_of_new_parcels_rolls_the_poller_over_without_extra_sweeps(
+    time_env: WorkflowEnvironment, client: Client, engine: Engine, settings: Settings, task_queue: str
+) -> None:
+    """Every new batched parcel signals the poller; many within one interval make it continue as new while it
+    waits (so no run nears the server's 10,000-signal limit), and the new run keeps the pace: no extra sweep."""
+    now = datetime.now(UTC)
+    with Session(engine) as session:  # an open parcel, so the poller does not end for lack of work
+        session.add(
+            Shipment(order_no="T-FLOOD", warehouse="WH-SH", carrier="17track", tracking_no="FLOOD1", dispatched_at=now)
+        )
+        session.commit()
+    poller_id = poller_workflow_id("17track", task_queue)
+    async with running_worker(client, engine, settings, task_queue):
+        handle = await client.start_workflow(
+            "CarrierPoller",
+            PollerInput(carrier="17track", interval=timedelta(hours=1), max_events_per_run=60),
+            id=poller_id,
+            task_queue=task_queue,
+        )
+        deadline = time.monotonic() + 20
+        while "sweep_carrier" not in activity_types(await handle.fetch_history()):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        for index in range(40):  # 40 parcels opened within the hour: ~80 history events
+            await handle.signal("parcel_opened", f"track-17track-FLOOD{index}")
+        runs: list[WorkflowHistory] = []
+        while len(runs) < 2 or runs[-1].events[-1].event_type != EventType.EVENT_TYPE_TIMER_STARTED:
+            assert time.monotonic() < deadline + 20, "the poller never continued as new (and went back to sleep)"
+            await asyncio.sleep(0.1)
+            runs = await run_histories(client, poller_id)
+        # Asleep on its timer (no workflow task pending): safe to end without locking time skipping.
+        await client.get_workflow_handle(poller_id).terminate(reason="test over")
+    sweeps = sum(activity_types(run).count("sweep_carrier") for run in runs)
+    assert sweeps == 1  # the new run waits out the first run's hour instead of sweeping again at once
+    assert all(len(run.events) < 200 for run in runs)
