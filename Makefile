@@ -42,6 +42,7 @@ lint: install
 bench: install
 	$(VENV)/python -m bench.pipeline
 	$(VENV)/python -m bench.inventory
+	$(VENV)/python -m bench.tracking
 
 # Re-record the workflow histories that the replay test checks (after an intended workflow change).
 histories: install
