@@ -8,7 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -95,6 +95,46 @@ class Settings(BaseSettings):
     notify_templates_file: Path = PROJECT_ROOT / "integrations" / "notify" / "templates.yaml"
     notify_relay_interval: float = Field(5.0, gt=0)  # seconds between outbox sweeps
     notify_max_attempts: int = Field(8, ge=1)  # then the row is 'failed' (retries back off 30 s, 1 min, … 1 h)
+
+    # Secrets. Empty ones are filled from state_dir/secrets.json (created on first use) unless
+    # local_secrets is false (production: every one comes from the environment, see docker-compose.yml).
+    local_secrets: bool = True
+    # HMAC key the API (and CLI) sign approvers' decisions with; the order workflow's update validator refuses
+    # a decision without a valid signature, so nobody can approve around the API by talking to Temporal.
+    decision_secret: str = ""
+    # AES-256-GCM keys (key id -> base64 of 32 bytes) of the payload codec that encrypts every workflow payload
+    # (customer names, phones, addresses) before it reaches Temporal; pii_key_id encrypts, all keys decrypt
+    # (rotation: add a key, switch pii_key_id, keep the old one while histories need it).
+    pii_keys: dict[str, str] = {}
+    pii_key_id: str = ""
+    # Browser origins allowed to call the codec endpoints (/codec/decode): the Temporal UI's.
+    codec_cors_origins: list[str] = []
+    # Shared secrets that sign the sales channels' order webhooks (/webhooks/channels/{channel}).
+    channel_shopify_secret: str = ""
+    channel_taobao_secret: str = ""
+    channel_jd_secret: str = ""
+    # Who a channel's orders belong to: its customer account and sales rep (platform orders carry neither).
+    channel_customer_ids: dict[str, str] = {"shopify": "C-1001", "taobao": "C-1003", "jd": "C-1002"}
+    channel_sales_reps: dict[str, str] = {"shopify": "bob", "taobao": "bob", "jd": "bob"}
+
+    @model_validator(mode="after")
+    def _fill_local_secrets(self) -> Settings:
+        names = (
+            "decision_secret",
+            "pii_keys",
+            "pii_key_id",
+            "channel_shopify_secret",
+            "channel_taobao_secret",
+            "channel_jd_secret",
+        )
+        if self.local_secrets and any(not getattr(self, name) for name in names):
+            from core.secrets import load_or_create
+
+            stored = load_or_create(self.state_dir)
+            for name in names:
+                if not getattr(self, name):
+                    object.__setattr__(self, name, stored[name])
+        return self
 
     @property
     def effective_database_url(self) -> str:
