@@ -138,7 +138,13 @@ async def approve(
 ) -> None:
     """Approve the order's pending level as USER (role and sales-rep rules are checked by the workflow)."""
     state = await orders_client.decide(
-        await _client(), _engine(), order_no, user=user, decision="approve", comment=comment
+        await _client(),
+        _engine(),
+        order_no,
+        user=user,
+        decision="approve",
+        comment=comment,
+        secret=get_settings().decision_secret,
     )
     emit(_state_json(state))
 
@@ -152,7 +158,13 @@ async def reject(
 ) -> None:
     """Reject the order at its pending level."""
     state = await orders_client.decide(
-        await _client(), _engine(), order_no, user=user, decision="reject", comment=comment
+        await _client(),
+        _engine(),
+        order_no,
+        user=user,
+        decision="reject",
+        comment=comment,
+        secret=get_settings().decision_secret,
     )
     emit(_state_json(state))
 

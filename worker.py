@@ -26,6 +26,7 @@ from activities.tracking import TrackingActivities
 from activities.validation import ValidationActivities
 from core.config import Settings, get_settings
 from core.db import make_engine
+from core.decision_guard import DecisionGuard
 from core.logging import configure_logging
 from core.migrate import upgrade
 from core.temporal import connect
@@ -70,6 +71,7 @@ async def running_worker(
     """A started worker for the duration of the block (used by main() and by the tests)."""
     async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as http:
         with ThreadPoolExecutor(max_workers=settings.worker_activity_threads) as executor:
+            guard = DecisionGuard(settings.decision_secret)
             worker = Worker(
                 client,
                 task_queue=task_queue or settings.task_queue,
@@ -77,8 +79,9 @@ async def running_worker(
                 activities=activity_functions(engine, settings, http),
                 activity_executor=executor,
                 max_concurrent_activities=settings.worker_activity_threads,
+                interceptors=[guard],
             )
-            async with worker:
+            async with guard.auditing(engine), worker:
                 yield worker
 
 

@@ -109,6 +109,17 @@ def add_user(session: Session, name: str, role: Role) -> str:
     return token
 
 
+def reissue_token(session: Session, name: str, role: Role) -> str:
+    """A fresh token for `name` (created with `role` if missing); the old token stops working."""
+    user = session.get(User, name)
+    if user is None:
+        return add_user(session, name, role)
+    token = new_token()
+    user.token_hash = hash_token(token)
+    session.add(user)
+    return token
+
+
 def _lots() -> list[StockLot]:
     lots: list[StockLot] = []
     for index, (sku, _, _) in enumerate(_PRODUCT_NAMES):

@@ -8,6 +8,7 @@ it alone), logging to <state_dir>/logs/<name>.log, with its pid in <state_dir>/r
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import shutil
@@ -103,6 +104,8 @@ def temporal_argv(binary: str, settings: Settings) -> list[str]:
         "--sqlite-pragma", "journal_mode=wal",
         "--sqlite-pragma", "synchronous=normal",
         "--ui-disable-news-fetch",  # offline machines
+        # Payloads are encrypted (core/codec.py): the UI asks our API's codec endpoints to show them decoded.
+        "--ui-codec-endpoint", f"http://{LOOPBACK}:{settings.api_port}/codec",
         "--log-level", "warn",
     ]  # fmt: skip
     for name, kind in SEARCH_ATTRIBUTES.items():
@@ -183,6 +186,11 @@ def child_env(settings: Settings) -> dict[str, str]:
             "ORDERFLOW_SMS_GATEWAY_URL", f"http://{LOOPBACK}:{settings.simulator_port}/sms"
         ),
         "ORDERFLOW_NOTIFY_RELAY_INTERVAL": os.environ.get("ORDERFLOW_NOTIFY_RELAY_INTERVAL", "1"),
+        # The Temporal UI (its origin, whichever host name the browser used) calls the API's codec endpoints.
+        "ORDERFLOW_CODEC_CORS_ORIGINS": os.environ.get(
+            "ORDERFLOW_CODEC_CORS_ORIGINS",
+            json.dumps([f"http://{host}:{settings.temporal_ui_port}" for host in ("localhost", LOOPBACK)]),
+        ),
     }
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import suppress
 from typing import Any
 
 from pydantic import BaseModel
@@ -18,6 +19,8 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.db import unit_of_work
+from core.decision_guard import UNSIGNED
+from domain.decision_signing import sign_decision
 from models.contracts import (
     CancelInput,
     DecisionInput,
@@ -50,7 +53,12 @@ class OrderConflict(CommandError):
 
 
 class Refused(CommandError):
-    pass
+    """The order refused the input. `kind` is the refusal's type: NotAwaiting, Forbidden, Invalid,
+    UnsignedDecision, DispatchRefused, Closed, or ValueError (a state the order cannot take it in)."""
+
+    def __init__(self, message: str, kind: str = "ValueError") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 class SubmitAnswer(BaseModel):
@@ -106,11 +114,12 @@ async def _update(client: Client, order_no: str, update: Any, arg: BaseModel) ->
         return result
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
-        raise Refused(str(getattr(cause, "message", None) or cause or exc)) from None
+        kind = getattr(cause, "type", None) or "ValueError"
+        raise Refused(str(getattr(cause, "message", None) or cause or exc), kind) from None
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             if await _is_closed(handle):
-                raise Refused(f"order {order_no} is closed and takes no more input") from None
+                raise Refused(f"order {order_no} is closed and takes no more input", "Closed") from None
             raise OrderNotFound(f"unknown order {order_no}") from None
         raise
 
@@ -135,40 +144,62 @@ def user_role(engine: Engine, name: str) -> str:
 
 
 async def decide(
-    client: Client, engine: Engine, order_no: str, *, user: str, decision: str, comment: str
+    client: Client,
+    engine: Engine,
+    order_no: str,
+    *,
+    user: str,
+    decision: str,
+    comment: str,
+    secret: str,
+    role: str | None = None,
 ) -> OrderState:
-    """Send an approver's decision. Refusals are audited here, since the workflow never saw them."""
-    role = user_role(engine, user)
+    """Send an approver's decision for the level the order awaits, signed with the decision secret (the
+    worker refuses unsigned ones). `role` is the verified user's role (the API's); else it is looked up.
+    Refusals are audited here, since the workflow's history never sees them."""
+    role = role or user_role(engine, user)
+    pending = None
+    with suppress(CommandError):
+        pending = (await live_state(client, order_no)).pending_approval
+    level = pending.level if pending else 0  # 0: the order awaits no decision; the workflow says why
+    workflow_id = workflow_id_for(order_no)
+    signature = sign_decision(
+        secret, workflow_id=workflow_id, level=level, decision=decision, by=user, role=role, comment=comment
+    )
     try:
-        return await _update(
-            client,
-            order_no,
-            OrderFulfillment.decide,
-            DecisionInput.model_validate({"decision": decision, "by": user, "role": role, "comment": comment}),
+        arg = DecisionInput.model_validate(
+            {"decision": decision, "by": user, "role": role, "comment": comment, "level": level, "signature": signature}
         )
+        return await _update(client, order_no, OrderFulfillment.decide, arg)
     except Refused as refusal:
-        level = 0  # 0: the order was awaiting no decision at all
-        try:
-            pending = (await live_state(client, order_no)).pending_approval
-            level = pending.level if pending else 0
-        except CommandError:
-            pass
-        with unit_of_work(engine) as session:
-            if session.get(SalesOrder, order_no) is not None:
-                session.add(
-                    ApprovalRecord(
-                        order_no=order_no,
-                        level=level,
-                        role=role,
-                        by=user,
-                        decision=decision,
-                        at=utcnow(),
-                        comment=comment,
-                        accepted=False,
-                        refusal_reason=str(refusal)[:500],
-                    )
-                )
+        if refusal.kind == UNSIGNED:
+            raise  # the worker's DecisionGuard audits these itself
+        audit_refused_decision(
+            engine, order_no, level=level, role=role, by=user, decision=decision, comment=comment, why=str(refusal)
+        )
         raise
+
+
+def audit_refused_decision(
+    engine: Engine, order_no: str, *, level: int, role: str, by: str, decision: str, comment: str, why: str
+) -> None:
+    """An audit row for a refused decision (only for orders we know: unknown ones have no trail)."""
+    with unit_of_work(engine) as session:
+        if session.get(SalesOrder, order_no) is None:
+            return
+        session.add(
+            ApprovalRecord(
+                order_no=order_no,
+                level=level,
+                role=role[:32],
+                by=by[:64],
+                decision=decision[:16],
+                at=utcnow(),
+                comment=comment[:2000],
+                accepted=False,
+                refusal_reason=why[:500],
+            )
+        )
 
 
 async def pay(client: Client, order_no: str, *, reference: str, by: str = "") -> OrderState:

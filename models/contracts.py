@@ -175,6 +175,10 @@ class DecisionInput(Contract):
     by: str = Field(min_length=1)
     role: str = Field(min_length=1)
     comment: str = ""
+    # The approval level decided and the API's signature over all of the above (domain.decision_signing);
+    # the worker refuses decisions whose signature does not verify. Level 0: sent before levels were signed.
+    level: int = 0
+    signature: str = ""
 
 
 class PaymentInput(Contract):

@@ -7,11 +7,25 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+    model_validator,
+)
 
 # Money is stored as integer cents in a BIGINT; orders are capped far below that.
 MAX_ORDER_TOTAL = Decimal("999999999999.99")
-Money = Annotated[Decimal, Field(max_digits=14, decimal_places=2, ge=0)]
+# Documented as what the CONTRACT says amounts are, decimal strings (pydantic's generic decimal pattern relies on a
+# lookahead that request generators cannot honour); validation still takes numbers too.
+Money = Annotated[
+    Decimal,
+    Field(max_digits=14, decimal_places=2, ge=0),
+    WithJsonSchema({"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,2})?$", "examples": ["199.00"]}),
+]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
 Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 

@@ -266,3 +266,15 @@ class Notification(SQLModel, table=True):
     # When the row is next due: a queued row's next try, a sending row's lease end; None once it is settled.
     next_attempt_at: datetime | None = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_error: str | None = Field(default=None, max_length=1000)
+
+
+class IntakeKey(SQLModel, table=True):
+    """An `Idempotency-Key` a client sent with POST /orders: the same key again means the same order (scoped per
+    API user, so two integrations cannot collide); reusing it for other content is refused with 409."""
+
+    __tablename__ = "intake_keys"
+    user_name: str = Field(primary_key=True, max_length=64)
+    key: str = Field(primary_key=True, max_length=200)
+    order_no: str = Field(max_length=64)
+    content_hash: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)

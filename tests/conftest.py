@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
+from core.codec import data_converter
 from core.config import Settings
 from core.db import make_engine
 from core.migrate import upgrade
@@ -25,6 +26,13 @@ from tests.support.postgres import PG_POOL_SIZE, pg_cluster, pg_engine, pg_url  
 from tests.support.simulator import running_simulator
 
 VENV_BIN = Path(sys.executable).parent
+# One fixed PII key for the whole test session: the shared time-skipping client, every test's settings and the
+# recorded histories (tests/histories) use it. Not a secret: it only ever encrypts test data.
+TEST_PII_KEYS = {"pii_keys": {"test-1": "dGVzdC1vbmx5LXBpaS1rZXktMzItYnl0ZXMtbG9uZyE="}, "pii_key_id": "test-1"}
+
+
+def session_data_converter() -> DataConverter:
+    return data_converter(Settings.model_validate({**TEST_PII_KEYS, "local_secrets": False}))
 
 
 def binary(name: str) -> str:
@@ -38,7 +46,7 @@ def binary(name: str) -> str:
 @pytest.fixture(scope="session")
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=binary("temporal-test-server"), data_converter=pydantic_data_converter
+        test_server_existing_path=binary("temporal-test-server"), data_converter=session_data_converter()
     )
     try:
         await register_search_attributes(env.client)
@@ -90,6 +98,7 @@ def make_settings(tmp_path: Path, simulator_url: str, **overrides: object) -> Se
         "carrier_sim_url": simulator_url,
         "tracking_poll_interval": timedelta(minutes=30),
         "worker_activity_threads": 4,
+        **TEST_PII_KEYS,
     }
     values.update(overrides)
     return Settings.model_validate(values)

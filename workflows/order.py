@@ -536,13 +536,23 @@ class OrderFulfillment:
 
     @decide.validator
     def _validate_decision(self, decision: DecisionInput) -> None:
+        """Runs after the worker's DecisionGuard verified the API's signature (core/decision_guard.py).
+        Refusal types tell the API which answer to give: NotAwaiting → 409, Forbidden → 403, Invalid → 422."""
         level = self.level
         if level is None or self.status not in (OrderStatus.AWAITING_APPROVAL, OrderStatus.CREDIT_HOLD):
-            raise ValueError(f"order {self.order.order_no} is not awaiting a decision (status {self.status.value})")
+            raise ApplicationError(
+                f"order {self.order.order_no} is not awaiting a decision (status {self.status.value})",
+                type="NotAwaiting",
+            )
         if self.decisions:
-            raise ValueError(f"a decision on level {level.index} is already being processed")
+            raise ApplicationError(f"a decision on level {level.index} is already being processed", type="NotAwaiting")
+        if decision.level and decision.level != level.index:
+            raise ApplicationError(
+                f"the decision is for level {decision.level} but the order awaits level {level.index}",
+                type="NotAwaiting",
+            )
         if decision.decision == "reject" and not decision.comment.strip():
-            raise ValueError("a rejection needs a comment")
+            raise ApplicationError("a rejection needs a comment", type="Invalid")
         why = refusal_reason(
             level_role=level.role,
             decider=decision.by,
@@ -551,7 +561,7 @@ class OrderFulfillment:
             earlier_deciders=self.deciders,
         )
         if why:
-            raise ValueError(why)
+            raise ApplicationError(why, type="Forbidden")
 
     @workflow.update
     async def payment_received(self, payment: PaymentInput) -> OrderState:
@@ -584,7 +594,8 @@ class OrderFulfillment:
         if self.cancel_request is not None:
             raise ValueError(f"order {self.order.order_no} is being cancelled")
         if dispatch.carrier not in KNOWN_CARRIERS:
-            raise ValueError(f"unknown carrier {dispatch.carrier} (known: {', '.join(sorted(KNOWN_CARRIERS))})")
+            known = ", ".join(sorted(KNOWN_CARRIERS))
+            raise ApplicationError(f"unknown carrier {dispatch.carrier} (known: {known})", type="Invalid")
         queued = {request.warehouse for request in self.dispatch_queue}
         if dispatch.warehouse not in self.awaiting_dispatch or dispatch.warehouse in queued:
             waiting = ", ".join(self.awaiting_dispatch) or "none"

@@ -1,5 +1,5 @@
-"""The HTTP API (CONTRACT.md). This slice serves inventory, products and customers, books goods receipts and
-takes carrier pushes; orders, decisions and channel webhooks come with the front-door issue.
+"""The HTTP API (CONTRACT.md): orders and the answers people give them (integrations/api/orders.py), channel
+and carrier webhooks, inventory, products, customers, goods receipts, KPIs and the dashboard.
 
     uvicorn integrations.api.app:app --port 8000
 """
@@ -21,10 +21,14 @@ from activities.tracking import NEWS_SIGNAL, record_snapshot, tracking_workflow_
 from core.config import Settings, get_settings
 from core.db import make_engine, unit_of_work
 from core.migrate import upgrade
-from core.temporal import connect
 from domain.tracking import FINAL_TRACKING_STATUSES
 from integrations import orders_client, stock, views
 from integrations.api.auth import engine_of, requires
+from integrations.api.channels import channels_router
+from integrations.api.codec import add_codec_cors, codec_router
+from integrations.api.dashboard import dashboard_router
+from integrations.api.deps import problems, temporal_client
+from integrations.api.orders import orders_router
 from integrations.carriers.base import CarrierError
 from integrations.carriers.push import PushRefused, acknowledgement, read_push
 from integrations.orders_client import CommandError
@@ -49,25 +53,24 @@ def create_app(
             upgrade(app.state.engine)
         yield
 
-    app = FastAPI(title="orderflow", version="0.1.0", lifespan=lifespan)
+    # 400: a body that cannot even be read as text (FastAPI's own answer), possible on every route with a body.
+    app = FastAPI(title="orderflow", version="0.1.0", lifespan=lifespan, responses=problems(400))
     app.state.engine = engine
     app.state.client = client
     app.state.settings = settings
 
-    async def temporal(request: Request) -> Client:
-        if request.app.state.client is None:
-            try:
-                request.app.state.client = await connect(settings)
-            except RuntimeError as exc:
-                raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"Temporal unavailable: {exc}") from None
-        found: Client = request.app.state.client
-        return found
+    app.include_router(orders_router())
+    app.include_router(dashboard_router())
+    app.include_router(channels_router())
+    app.include_router(codec_router(settings))
+    add_codec_cors(app, settings)
+    temporal = temporal_client
 
     @app.get("/healthz")
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get("/inventory/{sku}")
+    @app.get("/inventory/{sku}", responses=problems(404))
     def inventory(sku: str, engine: EngineDep) -> dict[str, Any]:
         with unit_of_work(engine) as session:
             try:
@@ -85,7 +88,11 @@ def create_app(
         with unit_of_work(engine) as session:
             return views.customers_view(session)
 
-    @app.post("/inventory/receipts", status_code=status.HTTP_201_CREATED)
+    @app.post(
+        "/inventory/receipts",
+        status_code=status.HTTP_201_CREATED,
+        responses={200: {"description": "the same receipt again: booked once"}, **problems(401, 403, 409, 422)},
+    )
     async def receive(
         receipt: Receipt,
         request: Request,
@@ -118,7 +125,7 @@ def create_app(
                 booked["note"] = f"waiting orders not woken now ({getattr(exc, 'detail', exc)}); they re-check later"
         return booked
 
-    @app.post("/webhooks/carriers/{carrier}")
+    @app.post("/webhooks/carriers/{carrier}", responses=problems(401, 404, 422, 503))
     async def carrier_push(carrier: str, request: Request, engine: EngineDep) -> dict[str, Any]:
         """A carrier's push: signature first (401, nothing changes), then news to the parcel's tracking
         workflow (signal), then the events into the database. Unknown parcels are acknowledged and ignored,

@@ -16,7 +16,7 @@ from core.seed import hash_token
 from models.status import Role
 from models.tables import User
 
-_bearer = HTTPBearer(auto_error=False)
+bearer = HTTPBearer(auto_error=False)
 
 
 def engine_of(request: Request) -> Engine:
@@ -25,7 +25,7 @@ def engine_of(request: Request) -> Engine:
 
 
 def current_user(
-    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 ) -> User:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token", {"WWW-Authenticate": "Bearer"})

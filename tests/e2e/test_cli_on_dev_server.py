@@ -4,8 +4,6 @@ simulator as processes), then the `orderflow` command line for every step of an 
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,40 +14,16 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.embedded_stack import embedded_stack
 from tests.support.orders import make_order
 
 ROOT = Path(__file__).resolve().parents[2]
 ORDERFLOW = str(Path(sys.executable).parent / "orderflow")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    state = tmp_path_factory.mktemp("stack")
-    temporal_port = free_port()
-    env = {
-        **os.environ,
-        "ORDERFLOW_STATE_DIR": str(state),
-        "ORDERFLOW_TEMPORAL_PORT": str(temporal_port),
-        "ORDERFLOW_TEMPORAL_UI_PORT": str(free_port()),
-        "ORDERFLOW_SIMULATOR_PORT": str(free_port()),
-        "ORDERFLOW_API_PORT": str(free_port()),
-        "ORDERFLOW_SMTP_SINK_PORT": str(free_port()),
-        "ORDERFLOW_SIMULATOR_STEP_SECONDS": "0.3",
-        "ORDERFLOW_TRACKING_POLL_INTERVAL": "PT0.5S",
-        "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
-    }
-    up = subprocess.run([sys.executable, "-m", "core.stack", "up"], cwd=ROOT, env=env, capture_output=True, text=True)
-    try:
-        assert up.returncode == 0, up.stdout + up.stderr
-        yield env
-    finally:
-        subprocess.run([sys.executable, "-m", "core.stack", "down"], cwd=ROOT, env=env, capture_output=True)
+    yield from embedded_stack(tmp_path_factory)
 
 
 def cli(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:

@@ -32,10 +32,11 @@ import pytest
 from sqlmodel import col, select
 from temporalio.api.enums.v1 import EventType, PendingActivityState
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
+from core.codec import data_converter
+from core.config import Settings
 from core.db import make_engine, unit_of_work
 from core.migrate import upgrade
 from core.seed import seed
@@ -276,7 +277,7 @@ async def test_worker_killed_while_locking_allocates_each_order_once_or_backorde
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=binary("temporal"),
         search_attributes=sa.ALL,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(Settings(state_dir=tmp_path)),  # the worker processes' keys (same state dir)
     )
     clock.mark("dev server up")
     client = env.client

@@ -221,7 +221,9 @@ async def test_lock_retried_after_commit_takes_stock_once(
     ):
         handle = await orders.start(order, task_queue)
         await wait_for_status(handle, OrderStatus.AWAITING_APPROVAL)
-        await orders_client.decide(client, engine, number, user="fiona", decision="approve", comment="")
+        await orders_client.decide(
+            client, engine, number, user="fiona", decision="approve", comment="", secret=settings.decision_secret
+        )
         state = await wait_for_status(handle, OrderStatus.PICKING)
         assert len(state.awaiting_dispatch) == 2
         assert [a for a, _ in attempts] == [1, 2]  # it really was retried

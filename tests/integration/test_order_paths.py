@@ -134,14 +134,30 @@ async def test_finance_level_refuses_own_rep_and_wrong_role_then_finance_approve
         assert (state.pending_approval.level, state.pending_approval.role) == (1, Role.FINANCE)
 
         with pytest.raises(Refused, match="own sales rep"):
-            await orders_client.decide(client, engine, number, user="alice", decision="approve", comment="mine")
+            await orders_client.decide(
+                client,
+                engine,
+                number,
+                user="alice",
+                decision="approve",
+                comment="mine",
+                secret=settings.decision_secret,
+            )
         with pytest.raises(Refused, match="role warehouse cannot decide the finance level"):
-            await orders_client.decide(client, engine, number, user="wang", decision="approve", comment="ok")
+            await orders_client.decide(
+                client, engine, number, user="wang", decision="approve", comment="ok", secret=settings.decision_secret
+            )
         state = await orders_client.live_state(client, number)
         assert state.status == OrderStatus.AWAITING_APPROVAL  # refusals changed nothing
 
         state = await orders_client.decide(
-            client, engine, number, user="fiona", decision="approve", comment="within budget"
+            client,
+            engine,
+            number,
+            user="fiona",
+            decision="approve",
+            comment="within budget",
+            secret=settings.decision_secret,
         )
         assert state.status not in (OrderStatus.AWAITING_APPROVAL, OrderStatus.REJECTED, OrderStatus.CANCELLED)
         await wait_for_status(handle, OrderStatus.PICKING)
@@ -187,22 +203,52 @@ async def test_director_level_after_finance_with_four_eyes(
         # Order 1: fiona decides the finance level, felix (finance) may not decide the director level.
         state = await wait_for_status(handle, OrderStatus.AWAITING_APPROVAL)
         assert state.pending_approval is not None and state.pending_approval.role == Role.FINANCE
-        state = await orders_client.decide(client, engine, two_step, user="fiona", decision="approve", comment="ok")
+        state = await orders_client.decide(
+            client, engine, two_step, user="fiona", decision="approve", comment="ok", secret=settings.decision_secret
+        )
         assert state.status == OrderStatus.AWAITING_APPROVAL
         assert state.pending_approval is not None
         assert (state.pending_approval.level, state.pending_approval.role) == (2, Role.FINANCE_DIRECTOR)
         with pytest.raises(Refused, match="role finance cannot decide the finance_director level"):
-            await orders_client.decide(client, engine, two_step, user="felix", decision="approve", comment="")
+            await orders_client.decide(
+                client, engine, two_step, user="felix", decision="approve", comment="", secret=settings.decision_secret
+            )
         with pytest.raises(Refused, match="four-eyes"):
-            await orders_client.decide(client, engine, two_step, user="fiona", decision="approve", comment="")
-        await orders_client.decide(client, engine, two_step, user="derek", decision="approve", comment="big deal")
+            await orders_client.decide(
+                client, engine, two_step, user="fiona", decision="approve", comment="", secret=settings.decision_secret
+            )
+        await orders_client.decide(
+            client,
+            engine,
+            two_step,
+            user="derek",
+            decision="approve",
+            comment="big deal",
+            secret=settings.decision_secret,
+        )
         await wait_for_status(handle, OrderStatus.PICKING)
 
         # Order 2: derek may decide the finance level, but then not the director level too.
         state = await wait_for_status(other, OrderStatus.AWAITING_APPROVAL)
-        await orders_client.decide(client, engine, same_person, user="derek", decision="approve", comment="fin ok")
+        await orders_client.decide(
+            client,
+            engine,
+            same_person,
+            user="derek",
+            decision="approve",
+            comment="fin ok",
+            secret=settings.decision_secret,
+        )
         with pytest.raises(Refused, match="four-eyes"):
-            await orders_client.decide(client, engine, same_person, user="derek", decision="approve", comment="")
+            await orders_client.decide(
+                client,
+                engine,
+                same_person,
+                user="derek",
+                decision="approve",
+                comment="",
+                secret=settings.decision_secret,
+            )
         state = await orders_client.live_state(client, same_person)
         assert state.status == OrderStatus.AWAITING_APPROVAL
         assert state.pending_approval is not None and state.pending_approval.role == Role.FINANCE_DIRECTOR
@@ -230,9 +276,17 @@ async def test_finance_rejects_with_comment_and_nothing_is_allocated(
         handle = await orders.start(make_order(number, [("SKU-1018", 1, "12999.00")]), task_queue)
         await wait_for_status(handle, OrderStatus.AWAITING_APPROVAL)
         with pytest.raises(Refused, match="needs a comment"):
-            await orders_client.decide(client, engine, number, user="fiona", decision="reject", comment="  ")
+            await orders_client.decide(
+                client, engine, number, user="fiona", decision="reject", comment="  ", secret=settings.decision_secret
+            )
         state = await orders_client.decide(
-            client, engine, number, user="fiona", decision="reject", comment="customer disputes last invoice"
+            client,
+            engine,
+            number,
+            user="fiona",
+            decision="reject",
+            comment="customer disputes last invoice",
+            secret=settings.decision_secret,
         )
         assert state.status == OrderStatus.REJECTED
         result = await handle.result()
@@ -266,8 +320,18 @@ async def test_credit_hold_needs_finance_then_continues(
         assert state.pending_approval.role == Role.FINANCE and state.pending_approval.credit_hold
         assert any("credit hold" in reason for reason in state.reasons)
         with pytest.raises(Refused):
-            await orders_client.decide(client, engine, number, user="bob", decision="approve", comment="")
-        await orders_client.decide(client, engine, number, user="fiona", decision="approve", comment="paid on time")
+            await orders_client.decide(
+                client, engine, number, user="bob", decision="approve", comment="", secret=settings.decision_secret
+            )
+        await orders_client.decide(
+            client,
+            engine,
+            number,
+            user="fiona",
+            decision="approve",
+            comment="paid on time",
+            secret=settings.decision_secret,
+        )
         await wait_for_status(handle, OrderStatus.PICKING)
         assert locked_qty(engine, number) == 3
         await cancel_and_finish(client, handle, number)
@@ -541,7 +605,9 @@ async def test_split_shipment_from_two_warehouses(
     async with running_worker(client, engine, settings, task_queue):
         handle = await orders.start(make_order(number, [(sku, qty, "39.00")]), task_queue)
         await wait_for_status(handle, OrderStatus.AWAITING_APPROVAL)  # 19,500: finance
-        await orders_client.decide(client, engine, number, user="fiona", decision="approve", comment="")
+        await orders_client.decide(
+            client, engine, number, user="fiona", decision="approve", comment="", secret=settings.decision_secret
+        )
         state = await wait_for_status(handle, OrderStatus.PICKING)
         # Ship-to 华东: Shanghai first, then Beijing (1,200 km) before Guangzhou (1,400 km).
         assert state.awaiting_dispatch == ["WH-BJ", "WH-SH"]

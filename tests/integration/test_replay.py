@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from tests.conftest import session_data_converter
 from worker import WORKFLOWS
 
 HISTORIES = sorted((Path(__file__).resolve().parents[1] / "histories").glob("*.json"))
@@ -32,11 +32,12 @@ def test_histories_are_recorded() -> None:
         "troubled_delivery_tracking1",
         "batched_17track_tracking1",  # a parcel followed by its carrier's poller
         "batched_17track_poller",
+        "encrypted_approval",  # every payload AES-GCM encrypted, a signed decision (front door)
     } <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[path.stem for path in HISTORIES])
 async def test_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text(encoding="utf-8"))
-    replayer = Replayer(workflows=WORKFLOWS, data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=WORKFLOWS, data_converter=session_data_converter())
     await replayer.replay_workflow(history)

@@ -17,7 +17,6 @@ from pathlib import Path
 import httpx
 from sqlalchemy import Engine
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from activities.tracking import poller_workflow_id
@@ -28,7 +27,7 @@ from core.seed import seed
 from integrations import orders_client
 from models.order import Order
 from models.status import OrderStatus
-from tests.conftest import binary, make_settings
+from tests.conftest import binary, make_settings, session_data_converter
 from tests.support.orders import make_order
 from tests.support.simulator import running_simulator
 from tests.support.waiting import wait_for_status
@@ -36,6 +35,9 @@ from worker import running_worker
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 TASK_QUEUE = "record-histories"
+
+
+DECISION_SECRET = "recording-only"  # signs the recorded decisions; replay never checks it
 
 
 async def happy(client: Client, engine: Engine, order: Order) -> None:
@@ -48,11 +50,13 @@ async def happy(client: Client, engine: Engine, order: Order) -> None:
 async def finance_then_split(client: Client, engine: Engine, order: Order) -> None:
     handle = await orders_client.start(client, order, TASK_QUEUE)
     await wait_for_status(handle, OrderStatus.AWAITING_APPROVAL)
-    await orders_client.decide(client, engine, order.order_no, user="fiona", decision="approve", comment="ok")
+    await orders_client.decide(
+        client, engine, order.order_no, user="fiona", decision="approve", comment="ok", secret=DECISION_SECRET
+    )
     picking = await wait_for_status(handle, OrderStatus.PICKING)
     for index, warehouse in enumerate(picking.awaiting_dispatch):
         await orders_client.dispatch(
-            client, order.order_no, warehouse=warehouse, carrier="sim", tracking_no=f"REC02{index}"
+            client, order.order_no, warehouse=warehouse, carrier="sim", tracking_no=f"REC-{order.order_no}-{index}"
         )
     await handle.result()
 
@@ -100,6 +104,8 @@ SCENARIOS: list[tuple[str, Order, Callable[[Client, Engine, Order], Awaitable[No
     # Recorded after issue 4's tracking work: trouble handled in order, batched 17TRACK tracking + its poller.
     ("troubled_delivery", make_order("H-TROUBLE"), troubled_delivery),
     ("batched_17track", make_order("H-BATCHED"), batched_17track),
+    # Recorded after the front door: payloads encrypted by the PII codec, the decision signed by the API's secret.
+    ("encrypted_approval", make_order("H-ENCRYPTED", [("SKU-1018", 1, "12999.00")]), finance_then_split),
 ]
 POLLERS = {"batched_17track": poller_workflow_id("17track", TASK_QUEUE)}
 SIM_URL: list[str] = []  # the running simulator's URL, for scenarios that set a journey
@@ -108,7 +114,7 @@ SIM_URL: list[str] = []  # the running simulator's URL, for scenarios that set a
 async def main(force: bool) -> None:
     HISTORIES.mkdir(exist_ok=True)
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=binary("temporal-test-server"), data_converter=pydantic_data_converter
+        test_server_existing_path=binary("temporal-test-server"), data_converter=session_data_converter()
     )
     try:
         await register_search_attributes(env.client)
@@ -116,7 +122,7 @@ async def main(force: bool) -> None:
             engine = make_engine(f"sqlite:///{tmp}/orderflow.db")
             upgrade(engine)
             seed(engine)
-            settings = make_settings(Path(tmp), sim_url)
+            settings = make_settings(Path(tmp), sim_url, decision_secret=DECISION_SECRET)
             SIM_URL[:] = [sim_url]
             async with running_worker(env.client, engine, settings, TASK_QUEUE):
                 for name, order, play in SCENARIOS:

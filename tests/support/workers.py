@@ -13,6 +13,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from core.config import Settings
+from core.decision_guard import DecisionGuard
 from worker import WORKFLOWS, activity_functions
 
 
@@ -37,6 +38,7 @@ async def running_worker_with(
             if unknown:
                 raise ValueError(f"no such activities to replace: {sorted(unknown)}")
             activities = [fn for fn in real if fn.__name__ not in replace] + list(replace.values())
+            guard = DecisionGuard(settings.decision_secret)
             worker = Worker(
                 client,
                 task_queue=task_queue,
@@ -44,6 +46,7 @@ async def running_worker_with(
                 activities=activities,
                 activity_executor=executor,
                 max_concurrent_activities=settings.worker_activity_threads,
+                interceptors=[guard],
             )
-            async with worker:
+            async with guard.auditing(engine), worker:
                 yield worker

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 import sys
@@ -69,6 +70,10 @@ def test_temporal_command_line(settings: Settings) -> None:
     assert ("--sqlite-pragma", "synchronous=normal") in pairs
     registered = dict(v.split("=", 1) for k, v in pairs if k == "--search-attribute")
     assert registered == dict(SEARCH_ATTRIBUTES)
+    # The UI shows encrypted payloads decoded through the API's codec endpoints, which let the UI's origin in.
+    assert ("--ui-codec-endpoint", f"http://127.0.0.1:{settings.api_port}/codec") in pairs
+    origins = json.loads(stack.child_env(settings)["ORDERFLOW_CODEC_CORS_ORIGINS"])
+    assert f"http://localhost:{settings.temporal_ui_port}" in origins
 
 
 def test_children_get_loopback_addresses(settings: Settings) -> None:

@@ -1,0 +1,59 @@
+"""GET /kpis (JSON) and GET /dashboard (one HTML page for managers, refreshing itself; no customer PII)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, select_autoescape
+from sqlalchemy import Engine
+from sqlmodel import col, select
+
+from core.db import unit_of_work
+from integrations import views
+from integrations.api.auth import engine_of
+from models.tables import SalesOrder
+
+EngineDep = Annotated[Engine, Depends(engine_of)]
+
+_PAGE = Environment(autoescape=select_autoescape(default=True)).from_string(
+    """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="10">
+<title>orderflow dashboard</title>
+<style>body{font-family:system-ui,sans-serif;margin:2em}table{border-collapse:collapse;margin:1em 0}
+td,th{border:1px solid #ccc;padding:.3em .8em;text-align:left}th{background:#f4f4f4}</style></head>
+<body><h1>orderflow</h1>
+<p>{{ kpis.completed }} orders completed · lead time p50 {{ kpis.lead_time_seconds.p50 or "–" }} s,
+p90 {{ kpis.lead_time_seconds.p90 or "–" }} s</p>
+<h2>Orders by status</h2><table><tr><th>status</th><th>orders</th></tr>
+{% for name, count in kpis.orders_by_status.items() %}<tr><td>{{ name }}</td><td>{{ count }}</td></tr>{% endfor %}
+</table>
+<h2>Mean seconds per stage (completed orders)</h2><table><tr><th>stage</th><th>seconds</th></tr>
+{% for name, seconds in kpis.mean_stage_seconds.items() %}<tr><td>{{ name }}</td><td>{{ seconds }}</td></tr>{% endfor %}
+</table>
+<h2>Latest orders</h2><table><tr><th>order</th><th>channel</th><th>customer</th><th>total</th><th>status</th>
+<th>updated</th></tr>
+{% for o in latest %}<tr><td>{{ o.order_no }}</td><td>{{ o.channel }}</td><td>{{ o.customer_id }}</td>
+<td>{{ o.currency }} {{ o.total }}</td><td>{{ o.status }}</td><td>{{ o.updated_at.isoformat() }}</td></tr>{% endfor %}
+</table></body></html>"""
+)
+
+
+def dashboard_router() -> APIRouter:
+    router = APIRouter(tags=["reports"])
+
+    @router.get("/kpis")
+    def kpis(engine: EngineDep) -> dict[str, Any]:
+        """Counts by status, lead time intake→completion (p50/p90), mean seconds per stage."""
+        with unit_of_work(engine) as session:
+            return views.kpis(session)
+
+    @router.get("/dashboard", response_class=HTMLResponse)
+    def dashboard(engine: EngineDep) -> str:
+        with unit_of_work(engine) as session:
+            figures = views.kpis(session)
+            latest = session.exec(select(SalesOrder).order_by(col(SalesOrder.updated_at).desc()).limit(20)).all()
+            return _PAGE.render(kpis=figures, latest=latest)
+
+    return router

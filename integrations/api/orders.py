@@ -1,0 +1,274 @@
+"""Order routes (CONTRACT.md): intake, the order view, and the answers people give an order — decisions,
+payment, dispatch, cancel — sent as Temporal updates, so the workflow's validators have the last word."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response, status
+from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Engine
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from core.config import Settings
+from core.db import unit_of_work
+from integrations import orders_client, views
+from integrations.api.auth import bearer, current_user, engine_of, requires
+from integrations.api.deps import problems, settings_of, temporal_client
+from integrations.intake import take_order
+from integrations.orders_client import CommandError, OrderConflict, OrderNotFound, Refused, SubmitAnswer
+from integrations.views import NotFound
+from models.contracts import OrderState
+from models.order import Order
+from models.status import Role
+from models.tables import SalesOrder, User
+
+EngineDep = Annotated[Engine, Depends(engine_of)]
+ClientDep = Annotated[Client, Depends(temporal_client)]
+SettingsDep = Annotated[Settings, Depends(settings_of)]
+Note = Annotated[str, Field(max_length=2000)]
+
+# Which refusal of the workflow is which answer (see OrderFulfillment's validators).
+_REFUSAL_STATUS = {
+    "Forbidden": status.HTTP_403_FORBIDDEN,
+    "Invalid": status.HTTP_422_UNPROCESSABLE_CONTENT,
+    "UnsignedDecision": status.HTTP_503_SERVICE_UNAVAILABLE,  # our own signature refused: secrets differ
+}
+
+
+class Intake(BaseModel):
+    order_no: str
+    workflow_id: str
+    status: str
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["approve", "reject"]
+    comment: Note = ""
+
+
+class PaymentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reference: Annotated[str, Field(max_length=200)] = ""
+
+
+class DispatchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    warehouse: Annotated[str, Field(min_length=1, max_length=64)]
+    carrier: Annotated[str, Field(min_length=1, max_length=64)]
+    tracking_no: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+
+
+class CancelBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+def refusal_to_http(exc: CommandError) -> HTTPException:
+    if isinstance(exc, OrderNotFound):
+        return HTTPException(status.HTTP_404_NOT_FOUND, str(exc))
+    if isinstance(exc, Refused):
+        return HTTPException(_REFUSAL_STATUS.get(exc.kind, status.HTTP_409_CONFLICT), str(exc))
+    return HTTPException(status.HTTP_409_CONFLICT, str(exc))
+
+
+def temporal_down(exc: RPCError) -> HTTPException:
+    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"Temporal: {exc.message}")
+
+
+OrderNo = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", max_length=64)]
+
+
+async def current_view(engine: Engine, client: Client, order_no: str) -> dict[str, Any]:
+    """The read model's view; an order submitted a moment ago is only known to its workflow yet."""
+    try:
+        return await run_in_threadpool(_db_view, engine, order_no)
+    except NotFound:
+        state: OrderState = await orders_client.live_state(client, order_no)
+        return state.model_dump(mode="json")
+
+
+async def view_after(engine: Engine, state: OrderState) -> dict[str, Any]:
+    """The view after an update: the workflow's answer is the truth about status; the read model may lag."""
+    live = state.model_dump(mode="json", include={"status", "pending_approval", "awaiting_dispatch", "reasons"})
+    try:
+        return {**await run_in_threadpool(_db_view, engine, state.order_no), **live}
+    except NotFound:
+        return state.model_dump(mode="json")
+
+
+def _db_view(engine: Engine, order_no: str) -> dict[str, Any]:
+    with unit_of_work(engine) as session:
+        return views.order_view(session, order_no)
+
+
+def orders_router() -> APIRouter:
+    router = APIRouter(tags=["orders"])
+
+    @router.post(
+        "/orders",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=Intake,
+        responses={
+            200: {"model": Intake, "description": "the same order again: the first answer"},
+            **problems(401, 403, 409, 422, 503),
+        },
+    )
+    async def submit(
+        order: Order,
+        request: Request,
+        response: Response,
+        user: Annotated[User, Depends(requires(Role.SALES, Role.OPS))],
+        engine: EngineDep,
+        settings: SettingsDep,
+        idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+    ) -> Intake:
+        """Start the order's workflow once. Same order again (by order_no or Idempotency-Key) → 200 with the
+        same answer; same order_no or key with other content → 409; never a second workflow."""
+        client = await temporal_client(request)
+        try:
+            answer: SubmitAnswer = await take_order(
+                client, engine, order, settings.task_queue, user=user.name, idempotency_key=idempotency_key
+            )
+        except OrderConflict as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        except RPCError as exc:
+            raise temporal_down(exc) from None
+        if not answer.created:
+            response.status_code = status.HTTP_200_OK
+        return Intake(order_no=answer.order_no, workflow_id=answer.workflow_id, status=answer.status)
+
+    @router.get("/orders/{order_no}", responses=problems(401, 404, 503))
+    async def view(
+        order_no: OrderNo, _user: Annotated[User, Depends(current_user)], engine: EngineDep, client: ClientDep
+    ) -> dict[str, Any]:
+        try:
+            return await current_view(engine, client, order_no)
+        except CommandError as exc:
+            raise refusal_to_http(exc) from None
+        except RPCError as exc:
+            raise temporal_down(exc) from None
+
+    @router.post("/orders/{order_no}/decision", responses=problems(401, 403, 404, 409, 422, 503))
+    async def decide(
+        order_no: OrderNo,
+        body: Decision,
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        engine: EngineDep,
+        settings: SettingsDep,
+    ) -> dict[str, Any]:
+        """An approver's decision on the level the order awaits. The API vouches for who decided (token →
+        user and role) by signing the decision; the workflow checks the role, the sales rep and the level."""
+        try:
+            user = current_user(request, credentials)
+        except HTTPException as refusal:
+            who = "(no token)" if credentials is None else "(invalid token)"
+            await run_in_threadpool(
+                orders_client.audit_refused_decision,
+                engine,
+                order_no,
+                level=0,
+                role="",
+                by=who,
+                decision=body.decision,
+                comment=body.comment,
+                why=str(refusal.detail),
+            )
+            raise
+        client = await temporal_client(request)
+        try:
+            state = await orders_client.decide(
+                client,
+                engine,
+                order_no,
+                user=user.name,
+                role=user.role,
+                decision=body.decision,
+                comment=body.comment,
+                secret=settings.decision_secret,
+            )
+            return await view_after(engine, state)
+        except CommandError as exc:
+            raise refusal_to_http(exc) from None
+        except RPCError as exc:
+            raise temporal_down(exc) from None
+
+    @router.post("/orders/{order_no}/payment", responses=problems(401, 403, 404, 409, 503))
+    async def pay(
+        order_no: OrderNo,
+        body: PaymentBody,
+        user: Annotated[User, Depends(requires(Role.FINANCE, Role.FINANCE_DIRECTOR))],
+        engine: EngineDep,
+        client: ClientDep,
+    ) -> dict[str, Any]:
+        try:
+            state = await orders_client.pay(client, order_no, reference=body.reference, by=user.name)
+            return await view_after(engine, state)
+        except CommandError as exc:
+            raise refusal_to_http(exc) from None
+        except RPCError as exc:
+            raise temporal_down(exc) from None
+
+    @router.post("/orders/{order_no}/dispatch", responses=problems(401, 403, 404, 409, 422, 503))
+    async def dispatch(
+        order_no: OrderNo,
+        body: DispatchBody,
+        user: Annotated[User, Depends(requires(Role.WAREHOUSE, Role.OPS))],
+        engine: EngineDep,
+        client: ClientDep,
+    ) -> dict[str, Any]:
+        try:
+            state = await orders_client.dispatch(
+                client,
+                order_no,
+                warehouse=body.warehouse,
+                carrier=body.carrier,
+                tracking_no=body.tracking_no,
+                by=user.name,
+            )
+            return await view_after(engine, state)
+        except CommandError as exc:
+            raise refusal_to_http(exc) from None
+        except RPCError as exc:
+            raise temporal_down(exc) from None
+
+    @router.post("/orders/{order_no}/cancel", responses=problems(401, 403, 404, 409, 503))
+    async def cancel(
+        order_no: OrderNo,
+        body: CancelBody,
+        user: Annotated[User, Depends(requires(Role.SALES, Role.OPS, Role.FINANCE, Role.FINANCE_DIRECTOR))],
+        engine: EngineDep,
+        client: ClientDep,
+    ) -> dict[str, Any]:
+        """Cancel before dispatch. A sales rep may cancel only their own orders."""
+        try:
+            if user.role == Role.SALES.value:
+                await _own_order_only(engine, client, order_no, user.name)
+            state = await orders_client.cancel(client, order_no, reason=body.reason, by=user.name)
+            return await view_after(engine, state)
+        except CommandError as exc:
+            raise refusal_to_http(exc) from None
+        except RPCError as exc:
+            raise temporal_down(exc) from None
+
+    return router
+
+
+async def _own_order_only(engine: Engine, client: Client, order_no: str, user: str) -> None:
+    def sales_rep() -> str | None:
+        with unit_of_work(engine) as session:
+            order = session.get(SalesOrder, order_no)
+            return None if order is None else order.sales_rep
+
+    rep = await run_in_threadpool(sales_rep)
+    if rep is None:
+        await orders_client.live_state(client, order_no)  # OrderNotFound (404) when it does not exist at all
+        raise Refused(f"order {order_no} is not registered yet; try again in a moment")
+    if rep != user:
+        raise Refused(f"{user} may cancel only their own orders ({order_no} is {rep}'s)", "Forbidden")

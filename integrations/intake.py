@@ -1,0 +1,44 @@
+"""Order intake shared by the API's POST /orders and the channel webhooks: once per order, whatever retries."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from temporalio.client import Client
+
+from core.db import unit_of_work
+from integrations import orders_client
+from integrations.orders_client import OrderConflict, SubmitAnswer
+from models.order import Order
+from models.tables import IntakeKey
+
+
+def claim_idempotency_key(engine: Engine, user: str, key: str, order: Order) -> None:
+    """Bind the client's Idempotency-Key to this order the first time; later the same key must carry the same
+    order (else OrderConflict). Two concurrent first uses: the primary key lets one win, the other re-reads."""
+    for _ in range(2):
+        with unit_of_work(engine) as session:
+            known = session.get(IntakeKey, (user, key))
+            if known is not None:
+                if known.order_no != order.order_no or known.content_hash != order.content_hash():
+                    raise OrderConflict(
+                        f"Idempotency-Key {key!r} was already used for order {known.order_no} with other content"
+                    )
+                return
+        try:
+            with unit_of_work(engine) as session:
+                session.add(
+                    IntakeKey(user_name=user, key=key, order_no=order.order_no, content_hash=order.content_hash())
+                )
+            return
+        except IntegrityError:
+            continue  # someone else claimed it between our read and write: compare with theirs
+    raise OrderConflict(f"Idempotency-Key {key!r} is being used concurrently; try again")
+
+
+async def take_order(
+    client: Client, engine: Engine, order: Order, task_queue: str, *, user: str, idempotency_key: str | None
+) -> SubmitAnswer:
+    if idempotency_key:
+        claim_idempotency_key(engine, user, idempotency_key, order)
+    return await orders_client.submit(client, order, task_queue)

@@ -1,0 +1,150 @@
+"""Channel webhooks over HTTP against the real worker and time-skipping server: signed platform payloads become
+orders once; forged, unknown or unusable ones are refused and start nothing."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import Engine
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from core.config import Settings
+from integrations import orders_client
+from integrations.api.app import create_app
+from integrations.channels import sign
+from models.order import workflow_id_for
+from models.status import OrderStatus
+from tests.conftest import make_settings
+from tests.support.cleanup import StartedOrders
+from tests.support.waiting import wait_for_status
+from worker import running_worker
+
+SAMPLES = Path(__file__).resolve().parents[1] / "unit" / "samples" / "channels"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, simulator_url: str, task_queue: str) -> Settings:
+    return make_settings(tmp_path, simulator_url, task_queue=task_queue)
+
+
+@pytest.fixture
+async def api(engine: Engine, client: Client, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings, engine=engine, client=client)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
+        yield http
+
+
+def sample(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((SAMPLES / f"{name}.json").read_text(encoding="utf-8"))
+    return data
+
+
+def shopify_order(**changes: Any) -> dict[str, Any]:
+    order = sample("shopify_orders_create")
+    order["id"] = int(uuid.uuid4().int % 10**13)  # a new platform order id per test run
+    return {**order, **changes}
+
+
+async def post(
+    api: httpx.AsyncClient, settings: Settings, channel: str, data: object, **headers: str
+) -> httpx.Response:
+    body = json.dumps(data, ensure_ascii=False).encode()
+    return await api.post(
+        f"/webhooks/channels/{channel}", content=body, headers={**sign(channel, body, settings), **headers}
+    )
+
+
+async def started(client: Client, order_no: str) -> bool:
+    try:
+        await client.get_workflow_handle(workflow_id_for(order_no)).describe()
+        return True
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+
+
+async def cancel_in_the_warehouse(client: Client, order_no: str) -> None:
+    handle = client.get_workflow_handle(workflow_id_for(order_no))
+    await wait_for_status(handle, OrderStatus.PICKING)
+    await orders_client.cancel(client, order_no, reason="test over")
+    await handle.result()
+
+
+async def test_a_shopify_order_is_taken_once_and_forgeries_change_nothing(
+    api: httpx.AsyncClient, client: Client, engine: Engine, settings: Settings, task_queue: str, orders: StartedOrders
+) -> None:
+    data = shopify_order()
+    number = f"SHOPIFY-{data['id']}"
+    body = json.dumps(data).encode()
+    forged = await api.post(
+        "/webhooks/channels/shopify",
+        content=body,
+        headers={"X-Shopify-Hmac-Sha256": "AAAA", "X-Shopify-Topic": "orders/create"},
+    )
+    assert forged.status_code == 401
+    other_secret = settings.model_copy(update={"channel_shopify_secret": "not-the-shops"})
+    resigned = await api.post("/webhooks/channels/shopify", content=body, headers=sign("shopify", body, other_secret))
+    assert resigned.status_code == 401
+    assert not await started(client, number)
+
+    async with running_worker(client, engine, settings, task_queue):
+        first = await post(api, settings, "shopify", data)
+        assert first.status_code == 202, first.text
+        orders.track(workflow_id_for(number))
+        assert first.json()["order_no"] == number
+        again = await post(api, settings, "shopify", data)
+        assert again.status_code == 200 and again.json()["duplicate"] is True
+        await cancel_in_the_warehouse(client, number)
+
+    unknown = await api.post("/webhooks/channels/pigeon-post", content=body, headers=sign("shopify", body, settings))
+    assert unknown.status_code == 404
+    garbage = await post(api, settings, "shopify", {"id": "x", "line_items": "none"})
+    assert garbage.status_code == 422 and len(garbage.json()["detail"]) >= 2
+    not_json = await api.post(
+        "/webhooks/channels/shopify", content=b"\xff{", headers=sign("shopify", b"\xff{", settings)
+    )
+    assert not_json.status_code == 422
+
+
+async def test_a_pending_shopify_order_waits_for_its_orders_paid_event(
+    api: httpx.AsyncClient, client: Client, engine: Engine, settings: Settings, task_queue: str, orders: StartedOrders
+) -> None:
+    data = shopify_order(financial_status="pending", gateway="bogus", payment_gateway_names=["bogus"])
+    number = f"SHOPIFY-{data['id']}"
+    async with running_worker(client, engine, settings, task_queue):
+        assert (await post(api, settings, "shopify", data)).status_code == 202
+        orders.track(workflow_id_for(number))
+        await wait_for_status(client.get_workflow_handle(workflow_id_for(number)), OrderStatus.AWAITING_PAYMENT)
+        paid = await post(
+            api, settings, "shopify", {**data, "financial_status": "paid"}, **{"X-Shopify-Topic": "orders/paid"}
+        )
+        assert paid.status_code == 200 and "payment is recorded" in paid.json()["note"], paid.text
+        await cancel_in_the_warehouse(client, number)
+
+
+async def test_taobao_trades_become_orders_when_paid(
+    api: httpx.AsyncClient, client: Client, engine: Engine, settings: Settings, task_queue: str, orders: StartedOrders
+) -> None:
+    unpaid = sample("taobao_trade_wait_buyer_pay")
+    ignored = await post(api, settings, "taobao", unpaid)
+    assert ignored.status_code == 200 and ignored.json()["order_no"] is None
+    assert not await started(client, f"TAOBAO-{unpaid['tid']}")
+
+    paid = sample("taobao_trade_paid")
+    trade = paid["trade_fullinfo_get_response"]["trade"]
+    tid = str(uuid.uuid4().int % 10**16)
+    trade["tid"], trade["tid_str"] = int(tid), tid
+    async with running_worker(client, engine, settings, task_queue):
+        taken = await post(api, settings, "taobao", paid)
+        assert taken.status_code == 202, taken.text
+        orders.track(workflow_id_for(f"TAOBAO-{tid}"))
+        assert taken.json()["order_no"] == f"TAOBAO-{tid}"
+        await cancel_in_the_warehouse(client, f"TAOBAO-{tid}")
