@@ -1,6 +1,6 @@
-"""`orderflow demo`: submit varied sample orders and play the approvers and the warehouse until every
-order reaches its end state, through the same client paths as the CLI (submit, decide, pay, dispatch,
-cancel). Live progress with rich; a final table with stage times and the Temporal UI link."""
+"""`orderflow demo`: submit varied sample orders through the API (integrations/demo_intake.py) and play the
+approvers and the warehouse until every order reaches its end state, through the same client paths as the CLI
+(decide, pay, dispatch, cancel). Live progress with rich; a final table with stage times and the Temporal UI link."""
 
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ from core.config import Settings
 from core.db import unit_of_work
 from core.seed import seed, seeded_stock
 from integrations import orders_client, stock, views
+from integrations.demo_intake import DEMO_INTEGRATION_USER, integration_token, send
 from integrations.orders_client import CommandError
 from integrations.stock import Receipt
 from models.contracts import OrderState
@@ -70,8 +71,9 @@ SCENARIOS: list[Scenario] = [
     Scenario("auto-approved", "C-1003", "华南", [("SKU-1013", 2, "459.00"), ("SKU-1016", 10, "39.00")]),
     Scenario("auto-approved", "C-1004", "华中", [("SKU-1005", 1, "1299.00")], channel="crm"),
     Scenario("auto-approved, price within 5%", "C-1001", "华东", [("SKU-1003", 2, "1850.00")]),
-    Scenario("auto-approved", "C-1002", "华北", [("SKU-1014", 4, "599.00")], channel="shopify", sales_rep="bob"),
-    Scenario("auto-approved", "C-1003", "华南", [("SKU-1021", 5, "259.00")], channel="taobao"),
+    # Channel orders arrive as the platform's signed webhook; their customer and rep come from the channel settings.
+    Scenario("Shopify webhook", "C-1001", "华北", [("SKU-1014", 4, "599.00")], channel="shopify", sales_rep="bob"),
+    Scenario("Taobao trade push", "C-1003", "华南", [("SKU-1021", 5, "259.00")], channel="taobao", sales_rep="bob"),
     Scenario("split across warehouses, finance", "C-1001", "华东", [("SKU-1016", 600, "39.00")]),
     Scenario("needs finance", "C-1002", "华北", [("SKU-1018", 1, "12999.00")], sales_rep="bob"),
     Scenario("needs finance", "C-1004", "华中", [("SKU-1010", 5, "4599.00")]),
@@ -160,7 +162,15 @@ async def act(client: Client, engine: Engine, settings: Settings, item: Tracked,
     order_no = item.order.order_no
     if state.pending_approval is not None:
         user = APPROVERS.get(state.pending_approval.role, "fiona")
-        await orders_client.decide(client, engine, order_no, user=user, decision="approve", comment="demo approval")
+        await orders_client.decide(
+            client,
+            engine,
+            order_no,
+            user=user,
+            decision="approve",
+            comment="demo approval",
+            secret=settings.decision_secret,
+        )
         item.note = f"approved by {user}"
     elif state.status == OrderStatus.AWAITING_PAYMENT:
         await orders_client.pay(client, order_no, reference=f"PAY-{order_no}")
@@ -278,9 +288,16 @@ async def run_demo(
     if restocked := restock_to_seeded_levels(engine, run_tag):
         console.print(f"Goods received to bring the stock back to the seeded levels: {restocked} receipts")
     items = build_orders(max(count, 1), run_tag)
-    for item in items:
-        answer = await orders_client.submit(client, item.order, settings.task_queue)
-        item.status = answer.status
+    token = integration_token(engine)
+    digits = int(run_tag.replace("-", ""))
+    async with httpx.AsyncClient(base_url=settings.api_url, timeout=30) as http:
+        for index, item in enumerate(items, start=1):
+            item.order = await send(http, settings, token, item.order, platform_id=digits * 1000 + index)
+            item.status = "RECEIVED"
+    console.print(
+        f"{len(items)} orders submitted through the API at {settings.api_url} (POST /orders as {DEMO_INTEGRATION_USER};"
+        " Shopify and Taobao orders as their platforms' signed webhooks)"
+    )
     deadline = time.monotonic() + give_up_after
     with Live(progress_table(items), console=console, refresh_per_second=4, transient=False) as live:
         while time.monotonic() < deadline and not all(item.done for item in items):

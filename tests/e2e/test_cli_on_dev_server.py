@@ -3,6 +3,7 @@ simulator as processes), then the `orderflow` command line for every step of an 
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import httpx
 import pytest
 
 from tests.support.embedded_stack import embedded_stack
-from tests.support.orders import make_order
+from tests.support.orders import SHANGHAI, make_order
 
 ROOT = Path(__file__).resolve().parents[2]
 ORDERFLOW = str(Path(sys.executable).parent / "orderflow")
@@ -112,6 +113,19 @@ def test_order_through_the_cli(stack: dict[str, str], tmp_path: Path) -> None:
 
     api = f"http://127.0.0.1:{env['ORDERFLOW_API_PORT']}"
     assert httpx.get(f"{api}/inventory/SKU-1018", timeout=10).json()["reserved"] == 0  # the stack serves the API
+
+    # An operator reads the history: encrypted as stored, decoded through the API's codec endpoint.
+    show = [str(Path(sys.executable).parent / "temporal"), "workflow", "show", "-w", "order-E2E-0001",
+            "--output", "json", "--address", env["TEMPORAL_ADDRESS"]]  # fmt: skip
+    stored = subprocess.run(show, capture_output=True, text=True, timeout=60)
+    assert stored.returncode == 0, stored.stderr
+    assert "binary/encrypted" in stored.stdout or "YmluYXJ5L2VuY3J5cHRlZA" in stored.stdout
+    assert SHANGHAI["phone"] not in stored.stdout and SHANGHAI["address"] not in stored.stdout
+    decoded = subprocess.run([*show, "--codec-endpoint", f"{api}/codec"], capture_output=True, text=True, timeout=60)
+    assert decoded.returncode == 0, decoded.stderr
+    [started] = json.loads(decoded.stdout)["events"][0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"]
+    assert base64.b64decode(started["metadata"]["encoding"]) == b"json/plain"
+    assert SHANGHAI["phone"] in base64.b64decode(started["data"]).decode()
     inventory = ok(env, "inventory", "SKU-1018")
     assert inventory["reserved"] == 0 and inventory["available"] == inventory["on_hand"]
     receipt = ok(env, "receive", "SKU-1018", "--warehouse", "WH-SH", "--qty", "5", "--lot", "L-E2E-1")
