@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     pii_key_id: str = ""
     # Browser origins allowed to call the codec endpoints (/codec/decode): the Temporal UI's.
     codec_cors_origins: list[str] = []
+    # The codec endpoints decrypt customer data: they take only ops/admin tokens. The embedded stack turns this
+    # off (its API listens on loopback only and the dev server's UI cannot send a token).
+    codec_requires_token: bool = True
     # Shared secrets that sign the sales channels' order webhooks (/webhooks/channels/{channel}).
     channel_shopify_secret: str = ""
     channel_taobao_secret: str = ""

@@ -8,6 +8,7 @@ update id, so a validator run twice for one update is audited once)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import queue
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 import structlog
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from sqlmodel import select
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
@@ -29,10 +31,14 @@ from core.db import unit_of_work
 from domain.decision_signing import signature_problem
 from models.contracts import DecisionInput
 from models.tables import ApprovalRecord, SalesOrder, utcnow
+from models.text import strip_unstorable
 
 DECIDE_UPDATE = "decide"
 UNSIGNED = "UnsignedDecision"  # the ApplicationError type callers see
 log = structlog.get_logger("decision_guard")
+
+
+MAX_AUDIT_ATTEMPTS = 50  # ~10 s of retries at the drain interval
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class Refusal:
     workflow_id: str
     decision: DecisionInput
     reason: str
+    attempts: int = 0
 
 
 class DecisionGuard(Interceptor):
@@ -97,21 +104,31 @@ class DecisionGuard(Interceptor):
 
     def drain(self, engine: Engine) -> int:
         written = 0
+        retry: list[Refusal] = []
         while True:
             try:
                 refusal = self.refusals.get_nowait()
             except queue.Empty:
-                return written
+                break
             try:
                 written += audit_refusal(engine, refusal)
+            except OperationalError:  # e.g. the database is busy or away: keep it for the next round
+                if refusal.attempts < MAX_AUDIT_ATTEMPTS:
+                    retry.append(dataclasses.replace(refusal, attempts=refusal.attempts + 1))
+                else:
+                    log.exception("could not audit a refused decision", workflow_id=refusal.workflow_id)
             except Exception:  # the audit must not stop the worker; the refusal itself already happened
                 log.exception("could not audit a refused decision", workflow_id=refusal.workflow_id)
+        for refusal in retry:
+            self.refusals.put(refusal)
+        return written
 
 
 def audit_refusal(engine: Engine, refusal: Refusal) -> int:
     order_no = refusal.workflow_id.removeprefix("order-")
-    key = f"refused:{refusal.workflow_id}:{refusal.update_id}"[:200]
+    key = strip_unstorable(f"refused:{refusal.workflow_id}:{refusal.update_id}")[:200]
     decision = refusal.decision
+    level = min(max(decision.level, 0), 2**31 - 1)  # whatever a sender claimed must fit the column
     log.warning("decision refused", order_no=order_no, by=decision.by, role=decision.role, reason=refusal.reason)
     with unit_of_work(engine) as session:
         if session.get(SalesOrder, order_no) is None:
@@ -122,12 +139,12 @@ def audit_refusal(engine: Engine, refusal: Refusal) -> int:
             ApprovalRecord(
                 key=key,
                 order_no=order_no,
-                level=decision.level,
-                role=decision.role[:32],
-                by=decision.by[:64],
+                level=level,
+                role=strip_unstorable(decision.role)[:32],  # as claimed by the sender: unverified
+                by=strip_unstorable(decision.by)[:64],
                 decision=decision.decision,
                 at=utcnow(),
-                comment=decision.comment[:2000],
+                comment=strip_unstorable(decision.comment)[:2000],
                 accepted=False,
                 refusal_reason=refusal.reason[:500],
             )

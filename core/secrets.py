@@ -5,9 +5,13 @@ in the environment instead (docker-compose.yml) and sets ORDERFLOW_LOCAL_SECRETS
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import secrets
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,25 +30,43 @@ def generate() -> dict[str, Any]:
     }
 
 
-def load_or_create(state_dir: Path) -> dict[str, Any]:
-    """The state directory's secrets; created atomically on first use (a concurrent first use keeps one)."""
-    path = state_dir / FILE_NAME
-    if not path.exists():
-        state_dir.mkdir(parents=True, exist_ok=True)
-        fresh = state_dir / f".{FILE_NAME}.{os.getpid()}"
-        fd = os.open(fresh, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(generate(), out, indent=2)
+@contextmanager
+def _locked(state_dir: Path) -> Iterator[None]:
+    """One process at a time creates or completes the file (API and worker often start together)."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    with open(state_dir / f".{FILE_NAME}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            os.link(fresh, path)  # fails if another process got there first: theirs wins
-        except FileExistsError:
-            pass
+            yield
         finally:
-            fresh.unlink()
-    loaded: dict[str, Any] = json.loads(path.read_text())
-    # Files written by an older version may lack newer secrets: add them, keep the rest.
-    missing = {name: value for name, value in generate().items() if name not in loaded}
-    if missing:
-        loaded.update(missing)
-        path.write_text(json.dumps(loaded, indent=2))
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _write(path: Path, values: dict[str, Any]) -> None:
+    """Atomically: a crash leaves the old file or the new one, never a half-written or empty one."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{FILE_NAME}.")  # mode 0600
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(values, out, indent=2)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_or_create(state_dir: Path) -> dict[str, Any]:
+    """The state directory's secrets, created on first use; a file from an older version gains the newer ones."""
+    path = state_dir / FILE_NAME
+    if path.exists():
+        loaded: dict[str, Any] = json.loads(path.read_text())
+        if generate().keys() <= loaded.keys():
+            return loaded
+    with _locked(state_dir):
+        loaded = json.loads(path.read_text()) if path.exists() else {}
+        missing = {name: value for name, value in generate().items() if name not in loaded}
+        if missing:
+            loaded.update(missing)
+            _write(path, loaded)
     return loaded

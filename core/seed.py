@@ -110,12 +110,13 @@ def add_user(session: Session, name: str, role: Role) -> str:
 
 
 def reissue_token(session: Session, name: str, role: Role) -> str:
-    """A fresh token for `name` (created with `role` if missing); the old token stops working."""
+    """A fresh token for `name` with `role` (created if missing); the old token stops working."""
     user = session.get(User, name)
     if user is None:
         return add_user(session, name, role)
     token = new_token()
     user.token_hash = hash_token(token)
+    user.role = role.value
     session.add(user)
     return token
 

@@ -186,7 +186,9 @@ def child_env(settings: Settings) -> dict[str, str]:
             "ORDERFLOW_SMS_GATEWAY_URL", f"http://{LOOPBACK}:{settings.simulator_port}/sms"
         ),
         "ORDERFLOW_NOTIFY_RELAY_INTERVAL": os.environ.get("ORDERFLOW_NOTIFY_RELAY_INTERVAL", "1"),
-        # The Temporal UI (its origin, whichever host name the browser used) calls the API's codec endpoints.
+        # The Temporal UI (its origin, whichever host name the browser used) calls the API's codec endpoints,
+        # without a token (the dev server's UI has no login); the API listens on loopback only.
+        "ORDERFLOW_CODEC_REQUIRES_TOKEN": os.environ.get("ORDERFLOW_CODEC_REQUIRES_TOKEN", "false"),
         "ORDERFLOW_CODEC_CORS_ORIGINS": os.environ.get(
             "ORDERFLOW_CODEC_CORS_ORIGINS",
             json.dumps([f"http://{host}:{settings.temporal_ui_port}" for host in ("localhost", LOOPBACK)]),

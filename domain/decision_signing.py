@@ -34,6 +34,7 @@ def signature_problem(
     expected = sign_decision(
         secret, workflow_id=workflow_id, level=level, decision=decision, by=by, role=role, comment=comment
     )
-    if not hmac.compare_digest(expected, signature):
+    # Bytes, not str: compare_digest refuses non-ASCII str, and a forged signature may be anything.
+    if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "surrogatepass")):
         return "invalid decision signature: decisions are accepted only through the orderflow API or CLI"
     return None

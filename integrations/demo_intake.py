@@ -18,13 +18,13 @@ from integrations.orders_client import CommandError
 from models.order import Order
 from models.status import Role
 
-DEMO_INTEGRATION_USER = "demo-shop"  # the web shop integration the demo plays (role sales)
+DEMO_INTEGRATION_USER = "demo-shop"  # the web shop integration the demo plays (role ops: it submits paid orders)
 
 
 def integration_token(engine: Engine) -> str:
     """The demo shop's token, issued afresh each run (its earlier one stops working)."""
     with unit_of_work(engine) as session:
-        return reissue_token(session, DEMO_INTEGRATION_USER, Role.SALES)
+        return reissue_token(session, DEMO_INTEGRATION_USER, Role.OPS)
 
 
 def shopify_webhook(order: Order, platform_id: int) -> dict[str, Any]:

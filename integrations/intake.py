@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from temporalio.client import Client
@@ -10,7 +12,7 @@ from core.db import unit_of_work
 from integrations import orders_client
 from integrations.orders_client import OrderConflict, SubmitAnswer
 from models.order import Order
-from models.tables import IntakeKey
+from models.tables import IntakeKey, SalesOrder
 
 
 def claim_idempotency_key(engine: Engine, user: str, key: str, order: Order) -> None:
@@ -36,9 +38,24 @@ def claim_idempotency_key(engine: Engine, user: str, key: str, order: Order) -> 
     raise OrderConflict(f"Idempotency-Key {key!r} is being used concurrently; try again")
 
 
+def known_order(engine: Engine, order: Order) -> SubmitAnswer | None:
+    """The answer for an order the read model already holds. Temporal refuses a second workflow with the same
+    id only within the namespace's retention; the read model remembers for good."""
+    with unit_of_work(engine) as session:
+        row = session.get(SalesOrder, order.order_no)
+        if row is None:
+            return None
+        if row.content_hash != order.content_hash():
+            raise OrderConflict(f"order {order.order_no} was already submitted with different content")
+        return SubmitAnswer(order_no=row.order_no, workflow_id=row.workflow_id, status=row.status, created=False)
+
+
 async def take_order(
     client: Client, engine: Engine, order: Order, task_queue: str, *, user: str, idempotency_key: str | None
 ) -> SubmitAnswer:
     if idempotency_key:
-        claim_idempotency_key(engine, user, idempotency_key, order)
+        await asyncio.to_thread(claim_idempotency_key, engine, user, idempotency_key, order)
+    known = await asyncio.to_thread(known_order, engine, order)
+    if known is not None:
+        return known
     return await orders_client.submit(client, order, task_queue)

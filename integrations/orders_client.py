@@ -157,11 +157,12 @@ async def decide(
     """Send an approver's decision for the level the order awaits, signed with the decision secret (the
     worker refuses unsigned ones). `role` is the verified user's role (the API's); else it is looked up.
     Refusals are audited here, since the workflow's history never sees them."""
-    role = role or user_role(engine, user)
+    if role is None:
+        role = await asyncio.to_thread(user_role, engine, user)
     pending = None
     with suppress(CommandError):
         pending = (await live_state(client, order_no)).pending_approval
-    level = pending.level if pending else 0  # 0: the order awaits no decision; the workflow says why
+    level = pending.level if pending else 0  # 0: the order awaits no decision; the validator refuses it
     workflow_id = workflow_id_for(order_no)
     signature = sign_decision(
         secret, workflow_id=workflow_id, level=level, decision=decision, by=user, role=role, comment=comment
@@ -174,8 +175,16 @@ async def decide(
     except Refused as refusal:
         if refusal.kind == UNSIGNED:
             raise  # the worker's DecisionGuard audits these itself
-        audit_refused_decision(
-            engine, order_no, level=level, role=role, by=user, decision=decision, comment=comment, why=str(refusal)
+        await asyncio.to_thread(
+            audit_refused_decision,
+            engine,
+            order_no,
+            level=level,
+            role=role,
+            by=user,
+            decision=decision,
+            comment=comment,
+            why=str(refusal),
         )
         raise
 

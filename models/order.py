@@ -8,6 +8,7 @@ from enum import StrEnum
 from typing import Annotated
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -16,6 +17,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from models.text import storable
 
 # Money is stored as integer cents in a BIGINT; orders are capped far below that.
 MAX_ORDER_TOTAL = Decimal("999999999999.99")
@@ -26,8 +29,8 @@ Money = Annotated[
     Field(max_digits=14, decimal_places=2, ge=0),
     WithJsonSchema({"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]{1,2})?$", "examples": ["199.00"]}),
 ]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
-Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(storable)]
+Code = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64), AfterValidator(storable)]
 
 
 class OrderType(StrEnum):

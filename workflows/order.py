@@ -546,7 +546,7 @@ class OrderFulfillment:
             )
         if self.decisions:
             raise ApplicationError(f"a decision on level {level.index} is already being processed", type="NotAwaiting")
-        if decision.level and decision.level != level.index:
+        if decision.level != level.index:
             raise ApplicationError(
                 f"the decision is for level {decision.level} but the order awaits level {level.index}",
                 type="NotAwaiting",

@@ -12,9 +12,11 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from sqlmodel import select
 from temporalio.client import Client
+from temporalio.exceptions import TemporalError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.tracking import NEWS_SIGNAL, record_snapshot, tracking_workflow_id
@@ -58,6 +60,11 @@ def create_app(
     app.state.engine = engine
     app.state.client = client
     app.state.settings = settings
+
+    @app.exception_handler(TemporalError)
+    async def temporal_failed(_request: Request, exc: TemporalError) -> JSONResponse:
+        # Whatever Temporal answered that a route did not turn into a refusal is on our side, not the client's.
+        return JSONResponse({"detail": f"Temporal: {exc}"}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
     app.include_router(orders_router())
     app.include_router(dashboard_router())

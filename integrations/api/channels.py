@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import structlog
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
@@ -14,6 +15,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from core.config import Settings
+from core.db import unit_of_work
 from integrations import orders_client
 from integrations.api.auth import engine_of
 from integrations.api.deps import problems, settings_of, temporal_client
@@ -25,7 +27,11 @@ from integrations.channels import (
 )
 from integrations.intake import take_order
 from integrations.orders_client import CommandError, OrderConflict
+from models.order import Order, Payment
 from models.status import OrderStatus
+from models.tables import SalesOrder
+
+log = structlog.get_logger("channels")
 
 SettingsDep = Annotated[Settings, Depends(settings_of)]
 
@@ -81,12 +87,17 @@ def channels_router() -> APIRouter:
                 client, engine, order, settings.task_queue, user=f"channel:{channel}", idempotency_key=None
             )
         except OrderConflict:
-            # The platform tells us about an order we already took (orders/create then orders/paid, a re-sent
-            # push with changed fields): acknowledge it so the platform stops re-sending, and pass on a payment.
+            # The platform tells us about an order we already took with other content: acknowledged so it stops
+            # re-sending. Only a payment is taken over (orders/create, then orders/paid); any other change is
+            # not applied, and logged for ops.
             response.status_code = status.HTTP_200_OK
-            note = await _payment_news(
-                client, order.order_no, paid=order.payment.paid, reference=found.channel_order_id
-            )
+            if await run_in_threadpool(_differs_only_in_payment, engine, order):
+                note = await _payment_news(
+                    client, order.order_no, paid=order.payment.paid, reference=found.channel_order_id
+                )
+            else:
+                note = "order already taken with other content: this change is not applied (logged for ops)"
+                log.warning("channel order changed after intake", channel=channel, order_no=order.order_no)
             return ChannelAnswer(order_no=order.order_no, workflow_id=order.workflow_id, duplicate=True, note=note)
         except RPCError as exc:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"Temporal: {exc.message}") from None
@@ -97,6 +108,15 @@ def channels_router() -> APIRouter:
         )
 
     return router
+
+
+def _differs_only_in_payment(engine: Engine, order: Order) -> bool:
+    with unit_of_work(engine) as session:
+        taken = session.get(SalesOrder, order.order_no)
+    if taken is None:
+        return False  # not in the read model yet: nothing to compare with, so nothing is taken over
+    as_taken = order.model_copy(update={"payment": Payment.model_validate(taken.payload.get("payment", {}))})
+    return as_taken.content_hash() == taken.content_hash
 
 
 async def _payment_news(client: Client, order_no: str, *, paid: bool, reference: str) -> str:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from google.protobuf import json_format
@@ -25,6 +25,9 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from core.codec import PayloadDecryptionError, PiiCodec
 from core.config import Settings
+from integrations.api.auth import requires
+from integrations.api.deps import problems
+from models.status import Role
 
 # proto3 JSON reads bytes in the standard or URL-safe base64 alphabet, padded or not (never 4n+1 digits).
 BASE64_PATTERN = r"^(?:[A-Za-z0-9+/_-]{4})*(?:[A-Za-z0-9+/_-]{2,3})?={0,2}$"
@@ -86,7 +89,15 @@ def codec_router(settings: Settings) -> APIRouter:
     """POST /codec/encode and /codec/decode. Invalid keys in the settings fail here, at startup."""
     codec = PiiCodec.from_settings(settings)
     unreadable = {"model": ErrorDetail, "description": "Body is not JSON text"}
-    router = APIRouter(prefix="/codec", tags=["codec"], responses={400: unreadable})
+    # Decoding reveals customer data: only ops (and admin) tokens, unless the API is reachable from this
+    # machine alone (the embedded stack, whose dev-server UI cannot send a token, turns the check off).
+    guarded = settings.codec_requires_token
+    router = APIRouter(
+        prefix="/codec",
+        tags=["codec"],
+        responses={400: unreadable, **(problems(401, 403) if guarded else {})},
+        dependencies=[Depends(requires(Role.OPS))] if guarded else [],
+    )
 
     @router.post("/encode", summary="Encrypt payloads (Temporal codec server protocol)")
     async def encode(body: PayloadsJson) -> PayloadsJson:

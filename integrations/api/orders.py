@@ -19,6 +19,7 @@ from core.db import unit_of_work
 from integrations import orders_client, views
 from integrations.api.auth import bearer, current_user, engine_of, requires
 from integrations.api.deps import problems, settings_of, temporal_client
+from integrations.channels import CHANNELS
 from integrations.intake import take_order
 from integrations.orders_client import CommandError, OrderConflict, OrderNotFound, Refused, SubmitAnswer
 from integrations.views import NotFound
@@ -26,11 +27,11 @@ from models.contracts import OrderState
 from models.order import Order
 from models.status import Role
 from models.tables import SalesOrder, User
+from models.text import Note
 
 EngineDep = Annotated[Engine, Depends(engine_of)]
 ClientDep = Annotated[Client, Depends(temporal_client)]
 SettingsDep = Annotated[Settings, Depends(settings_of)]
-Note = Annotated[str, Field(max_length=2000)]
 
 # Which refusal of the workflow is which answer (see OrderFulfillment's validators).
 _REFUSAL_STATUS = {
@@ -38,6 +39,12 @@ _REFUSAL_STATUS = {
     "Invalid": status.HTTP_422_UNPROCESSABLE_CONTENT,
     "UnsignedDecision": status.HTTP_503_SERVICE_UNAVAILABLE,  # our own signature refused: secrets differ
 }
+
+
+# Who may submit an order already marked paid (it skips the payment wait): integrations run with an ops token.
+PAID_INTAKE_ROLES = frozenset({Role.OPS.value, Role.ADMIN.value})
+# Order numbers the channel webhooks give their orders: nobody may take one first through POST /orders.
+CHANNEL_PREFIXES = tuple(f"{channel.upper()}-" for channel in sorted(CHANNELS))
 
 
 class Intake(BaseModel):
@@ -54,19 +61,19 @@ class Decision(BaseModel):
 
 class PaymentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reference: Annotated[str, Field(max_length=200)] = ""
+    reference: Annotated[Note, Field(max_length=200)] = ""
 
 
 class DispatchBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    warehouse: Annotated[str, Field(min_length=1, max_length=64)]
-    carrier: Annotated[str, Field(min_length=1, max_length=64)]
+    warehouse: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    carrier: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
     tracking_no: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
 
 
 class CancelBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reason: Annotated[str, Field(min_length=1, max_length=2000)]
+    reason: Annotated[Note, Field(min_length=1)]
 
 
 def refusal_to_http(exc: CommandError) -> HTTPException:
@@ -130,6 +137,13 @@ def orders_router() -> APIRouter:
     ) -> Intake:
         """Start the order's workflow once. Same order again (by order_no or Idempotency-Key) → 200 with the
         same answer; same order_no or key with other content → 409; never a second workflow."""
+        if order.channel in CHANNELS or order.order_no.upper().startswith(CHANNEL_PREFIXES):
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"{order.channel} orders come in through POST /webhooks/channels/{{channel}}, signed by the platform",
+            )
+        if order.payment.paid and user.role not in PAID_INTAKE_ROLES:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {user.role} may not submit an order as paid")
         client = await temporal_client(request)
         try:
             answer: SubmitAnswer = await take_order(
@@ -166,7 +180,7 @@ def orders_router() -> APIRouter:
         """An approver's decision on the level the order awaits. The API vouches for who decided (token →
         user and role) by signing the decision; the workflow checks the role, the sales rep and the level."""
         try:
-            user = current_user(request, credentials)
+            user = await run_in_threadpool(current_user, request, credentials)
         except HTTPException as refusal:
             who = "(no token)" if credentials is None else "(invalid token)"
             await run_in_threadpool(

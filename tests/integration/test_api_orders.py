@@ -103,6 +103,20 @@ async def _intake(api: httpx.AsyncClient, engine: Engine, client: Client, orders
     assert reused.status_code == 409 and "Idempotency-Key" in reused.json()["detail"]
     assert not await workflow_exists(client, second)
 
+    # Client-controlled fields that would skip steps: a sales token may not declare an order paid, and
+    # nobody may take a channel's order numbers through POST /orders.
+    paid = body(second, payment={"method": "prepaid", "paid": True})
+    assert (await api.post("/orders", json=paid, headers=sales)).status_code == 403
+    squat = await api.post("/orders", json=body(f"SHOPIFY-{uuid.uuid4().int % 10**12}"), headers=sales)
+    assert squat.status_code == 422 and "webhooks" in squat.json()["detail"]
+    nul = await api.post("/orders", json={**body(second), "customer_id": "C-1001\u0000"}, headers=sales)
+    assert nul.status_code == 422 and "control character" in nul.text
+    unauthenticated_nul = await api.post(
+        f"/orders/{number}/decision", json={"decision": "approve", "comment": "\u0000"}
+    )
+    assert unauthenticated_nul.status_code == 422
+    assert not await workflow_exists(client, second)
+
     bad = body(second)
     bad["lines"][0]["qty"] = 0
     bad["lines"][0]["unit_price"] = "-1"

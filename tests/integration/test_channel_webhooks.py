@@ -103,6 +103,9 @@ async def test_a_shopify_order_is_taken_once_and_forgeries_change_nothing(
         again = await post(api, settings, "shopify", data)
         assert again.status_code == 200 and again.json()["duplicate"] is True
         await cancel_in_the_warehouse(client, number)
+        changed = {**data, "line_items": [{**data["line_items"][0], "quantity": 9}]}
+        ignored = await post(api, settings, "shopify", changed)
+        assert ignored.status_code == 200 and "not applied" in ignored.json()["note"], ignored.text
 
     unknown = await api.post("/webhooks/channels/pigeon-post", content=body, headers=sign("shopify", body, settings))
     assert unknown.status_code == 404

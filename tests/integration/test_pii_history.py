@@ -82,7 +82,8 @@ async def test_history_on_the_server_holds_no_plaintext_pii_and_the_codec_endpoi
             }
         ]
     }
-    decoded = await api.post("/codec/decode", json=wire, headers={"X-Namespace": "default"})
+    assert (await api.post("/codec/decode", json=wire, headers={"X-Namespace": "default"})).status_code == 401
+    decoded = await api.post("/codec/decode", json=wire, headers={"X-Namespace": "default", **ops_headers})
     assert decoded.status_code == 200, decoded.text
     plain = Payload(data=base64.b64decode(decoded.json()["payloads"][0]["data"]))
     assert PHONE.encode() in plain.data and STREET.encode() in plain.data

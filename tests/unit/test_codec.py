@@ -160,7 +160,9 @@ async def test_failure_messages_are_encrypted(tmp_path: Path) -> None:
 
 @pytest.fixture
 def client(tmp_path: Path) -> TestClient:
-    settings = make_settings(tmp_path, {"k1": K1}, "k1", codec_cors_origins=[UI_ORIGIN, "http://127.0.0.1:8233"])
+    settings = make_settings(
+        tmp_path, {"k1": K1}, "k1", codec_cors_origins=[UI_ORIGIN, "http://127.0.0.1:8233"], codec_requires_token=False
+    )
     app = FastAPI()
     app.include_router(codec_router(settings))
     add_codec_cors(app, settings)
@@ -174,6 +176,13 @@ UI_PAYLOADS = {
         {"metadata": {"encoding": b64(b"binary/null")}},
     ]
 }
+
+
+def test_the_codec_takes_only_tokens_unless_told_otherwise(tmp_path: Path) -> None:
+    app = FastAPI()
+    app.include_router(codec_router(make_settings(tmp_path, {"k1": K1}, "k1")))  # the default: tokens required
+    answer = TestClient(app).post("/codec/decode", json=UI_PAYLOADS, headers={"X-Namespace": "default"})
+    assert answer.status_code == 401 and PHONE not in answer.text
 
 
 def test_codec_server_round_trip(client: TestClient) -> None:

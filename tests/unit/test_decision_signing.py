@@ -43,3 +43,8 @@ def test_missing_signature_other_secret_and_no_secret_are_refused() -> None:
     other = sign_decision("other", **FIELDS)  # type: ignore[arg-type]
     assert "invalid" in (signature_problem("s3cret", other, **FIELDS) or "")  # type: ignore[arg-type]
     assert "no decision secret" in (signature_problem("", other, **FIELDS) or "")  # type: ignore[arg-type]
+
+
+def test_a_non_ascii_signature_is_refused_not_raised() -> None:
+    why = signature_problem("s3cret", "é" * 64 + "\ud800", **FIELDS)  # type: ignore[arg-type]
+    assert why is not None and "invalid" in why

@@ -96,7 +96,7 @@ class TestDefaultRules:
         assert outcome.prepay_required
         assert outcome.approval_roles == (Role.FINANCE,)
 
-    @pytest.mark.parametrize("total", ["10000.01", "75000.00"])
+    @pytest.mark.parametrize("total", ["10000.01", "50000.00"])
     def test_sample_skips_finance_even_when_large(self, rules: RuleSet, total: str) -> None:
         outcome = review(rules, facts(total, order_type="sample"))
         assert outcome.skip_finance
@@ -105,6 +105,12 @@ class TestDefaultRules:
         assert "finance_over_10k" in outcome.fired
         assert "samples_skip_finance" in outcome.fired
         assert outcome.allocation == "single_warehouse"  # and a sample ships as one parcel
+
+    def test_a_sample_over_50k_goes_through_finance_and_the_director(self, rules: RuleSet) -> None:
+        outcome = review(rules, facts("75000.00", order_type="sample"))
+        assert not outcome.skip_finance
+        assert outcome.approval_roles == (Role.FINANCE, Role.FINANCE_DIRECTOR)
+        assert "samples_skip_finance" not in outcome.fired
 
     def test_small_sample_skips_finance(self, rules: RuleSet) -> None:
         outcome = review(rules, facts("10", order_type="sample"))
