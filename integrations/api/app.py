@@ -30,7 +30,7 @@ from integrations.api.channels import channels_router
 from integrations.api.codec import add_codec_cors, codec_router
 from integrations.api.dashboard import dashboard_router
 from integrations.api.deps import problems, temporal_client
-from integrations.api.orders import orders_router
+from integrations.api.orders import orders_router, refusal_status
 from integrations.carriers.base import CarrierError
 from integrations.carriers.push import PushRefused, acknowledgement, read_push
 from integrations.orders_client import CommandError
@@ -65,6 +65,10 @@ def create_app(
     async def temporal_failed(_request: Request, exc: TemporalError) -> JSONResponse:
         # Whatever Temporal answered that a route did not turn into a refusal is on our side, not the client's.
         return JSONResponse({"detail": f"Temporal: {exc}"}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+    @app.exception_handler(CommandError)
+    async def refused(_request: Request, exc: CommandError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=refusal_status(exc))
 
     app.include_router(orders_router())
     app.include_router(dashboard_router())

@@ -12,7 +12,6 @@ from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import Engine
 from temporalio.client import Client
-from temporalio.service import RPCError
 
 from core.config import Settings
 from core.db import unit_of_work
@@ -76,16 +75,13 @@ class CancelBody(BaseModel):
     reason: Annotated[Note, Field(min_length=1)]
 
 
-def refusal_to_http(exc: CommandError) -> HTTPException:
+def refusal_status(exc: CommandError) -> int:
+    """The answer to an order's refusal (the app's CommandError handler; Temporal failures answer 503)."""
     if isinstance(exc, OrderNotFound):
-        return HTTPException(status.HTTP_404_NOT_FOUND, str(exc))
+        return status.HTTP_404_NOT_FOUND
     if isinstance(exc, Refused):
-        return HTTPException(_REFUSAL_STATUS.get(exc.kind, status.HTTP_409_CONFLICT), str(exc))
-    return HTTPException(status.HTTP_409_CONFLICT, str(exc))
-
-
-def temporal_down(exc: RPCError) -> HTTPException:
-    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"Temporal: {exc.message}")
+        return _REFUSAL_STATUS.get(exc.kind, status.HTTP_409_CONFLICT)
+    return status.HTTP_409_CONFLICT
 
 
 OrderNo = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", max_length=64)]
@@ -151,8 +147,6 @@ def orders_router() -> APIRouter:
             )
         except OrderConflict as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-        except RPCError as exc:
-            raise temporal_down(exc) from None
         if not answer.created:
             response.status_code = status.HTTP_200_OK
         return Intake(order_no=answer.order_no, workflow_id=answer.workflow_id, status=answer.status)
@@ -161,12 +155,7 @@ def orders_router() -> APIRouter:
     async def view(
         order_no: OrderNo, _user: Annotated[User, Depends(current_user)], engine: EngineDep, client: ClientDep
     ) -> dict[str, Any]:
-        try:
-            return await current_view(engine, client, order_no)
-        except CommandError as exc:
-            raise refusal_to_http(exc) from None
-        except RPCError as exc:
-            raise temporal_down(exc) from None
+        return await current_view(engine, client, order_no)
 
     @router.post("/orders/{order_no}/decision", responses=problems(401, 403, 404, 409, 422, 503))
     async def decide(
@@ -196,22 +185,17 @@ def orders_router() -> APIRouter:
             )
             raise
         client = await temporal_client(request)
-        try:
-            state = await orders_client.decide(
-                client,
-                engine,
-                order_no,
-                user=user.name,
-                role=user.role,
-                decision=body.decision,
-                comment=body.comment,
-                secret=settings.decision_secret,
-            )
-            return await view_after(engine, state)
-        except CommandError as exc:
-            raise refusal_to_http(exc) from None
-        except RPCError as exc:
-            raise temporal_down(exc) from None
+        state = await orders_client.decide(
+            client,
+            engine,
+            order_no,
+            user=user.name,
+            role=user.role,
+            decision=body.decision,
+            comment=body.comment,
+            secret=settings.decision_secret,
+        )
+        return await view_after(engine, state)
 
     @router.post("/orders/{order_no}/payment", responses=problems(401, 403, 404, 409, 503))
     async def pay(
@@ -221,13 +205,8 @@ def orders_router() -> APIRouter:
         engine: EngineDep,
         client: ClientDep,
     ) -> dict[str, Any]:
-        try:
-            state = await orders_client.pay(client, order_no, reference=body.reference, by=user.name)
-            return await view_after(engine, state)
-        except CommandError as exc:
-            raise refusal_to_http(exc) from None
-        except RPCError as exc:
-            raise temporal_down(exc) from None
+        state = await orders_client.pay(client, order_no, reference=body.reference, by=user.name)
+        return await view_after(engine, state)
 
     @router.post("/orders/{order_no}/dispatch", responses=problems(401, 403, 404, 409, 422, 503))
     async def dispatch(
@@ -237,20 +216,15 @@ def orders_router() -> APIRouter:
         engine: EngineDep,
         client: ClientDep,
     ) -> dict[str, Any]:
-        try:
-            state = await orders_client.dispatch(
-                client,
-                order_no,
-                warehouse=body.warehouse,
-                carrier=body.carrier,
-                tracking_no=body.tracking_no,
-                by=user.name,
-            )
-            return await view_after(engine, state)
-        except CommandError as exc:
-            raise refusal_to_http(exc) from None
-        except RPCError as exc:
-            raise temporal_down(exc) from None
+        state = await orders_client.dispatch(
+            client,
+            order_no,
+            warehouse=body.warehouse,
+            carrier=body.carrier,
+            tracking_no=body.tracking_no,
+            by=user.name,
+        )
+        return await view_after(engine, state)
 
     @router.post("/orders/{order_no}/cancel", responses=problems(401, 403, 404, 409, 503))
     async def cancel(
@@ -261,15 +235,10 @@ def orders_router() -> APIRouter:
         client: ClientDep,
     ) -> dict[str, Any]:
         """Cancel before dispatch. A sales rep may cancel only their own orders."""
-        try:
-            if user.role == Role.SALES.value:
-                await _own_order_only(engine, client, order_no, user.name)
-            state = await orders_client.cancel(client, order_no, reason=body.reason, by=user.name)
-            return await view_after(engine, state)
-        except CommandError as exc:
-            raise refusal_to_http(exc) from None
-        except RPCError as exc:
-            raise temporal_down(exc) from None
+        if user.role == Role.SALES.value:
+            await _own_order_only(engine, client, order_no, user.name)
+        state = await orders_client.cancel(client, order_no, reason=body.reason, by=user.name)
+        return await view_after(engine, state)
 
     return router
 

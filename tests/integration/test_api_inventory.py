@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 
 import httpx
-import pytest
 from sqlalchemy import Engine
 from temporalio.client import Client
 
 from core.config import Settings
 from core.db import unit_of_work
 from core.seed import add_user
-from integrations.api.app import create_app
 from models.status import OrderStatus, Role
 from tests.support.cleanup import StartedOrders
 from tests.support.orders import make_order
 from tests.support.waiting import wait_for_status
 from worker import running_worker
-
-
-@pytest.fixture
-async def api(engine: Engine, client: Client, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, engine=engine, client=client)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
-        yield http
 
 
 def token(engine: Engine, role: Role) -> dict[str, str]:

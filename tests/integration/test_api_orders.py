@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from core.config import Settings
 from core.db import unit_of_work
 from core.seed import add_user
 from domain.decision_signing import sign_decision
-from integrations.api.app import create_app
 from models.contracts import DecisionInput
 from models.order import workflow_id_for
 from models.status import OrderStatus, Role
@@ -37,13 +35,6 @@ BIG = [("SKU-1018", 2, "12999.00")]  # 25,998: a finance approval
 @pytest.fixture
 def settings(tmp_path: Path, simulator_url: str, task_queue: str) -> Settings:
     return make_settings(tmp_path, simulator_url, task_queue=task_queue)
-
-
-@pytest.fixture
-async def api(engine: Engine, client: Client, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, engine=engine, client=client)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
-        yield http
 
 
 def bearer(engine: Engine, role: Role, name: str | None = None) -> dict[str, str]:

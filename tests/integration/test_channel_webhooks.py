@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,6 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.config import Settings
 from integrations import orders_client
-from integrations.api.app import create_app
 from integrations.channels import sign
 from models.order import workflow_id_for
 from models.status import OrderStatus
@@ -32,13 +30,6 @@ SAMPLES = Path(__file__).resolve().parents[1] / "unit" / "samples" / "channels"
 @pytest.fixture
 def settings(tmp_path: Path, simulator_url: str, task_queue: str) -> Settings:
     return make_settings(tmp_path, simulator_url, task_queue=task_queue)
-
-
-@pytest.fixture
-async def api(engine: Engine, client: Client, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, engine=engine, client=client)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
-        yield http
 
 
 def sample(name: str) -> dict[str, Any]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
@@ -17,7 +16,6 @@ from temporalio.client import Client
 from core.config import Settings
 from core.db import unit_of_work
 from core.seed import add_user
-from integrations.api.app import create_app
 from models.order import workflow_id_for
 from models.status import OrderStatus, Role
 from tests.conftest import make_settings
@@ -32,13 +30,6 @@ NAME, PHONE, STREET = "欧阳娜娜", "13912345678", "静安区南京西路 1266
 @pytest.fixture
 def settings(tmp_path: Path, simulator_url: str, task_queue: str) -> Settings:
     return make_settings(tmp_path, simulator_url, task_queue=task_queue)
-
-
-@pytest.fixture
-async def api(engine: Engine, client: Client, settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings, engine=engine, client=client)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as http:
-        yield http
 
 
 async def test_history_on_the_server_holds_no_plaintext_pii_and_the_codec_endpoint_reads_it(
