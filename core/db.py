@@ -51,7 +51,12 @@ def _sqlite_immediate_transactions(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers (read_only below) need no write lock: under WAL they see the last commit and never wait.
+        deferred = connection.get_execution_options().get(READ_ONLY_OPTION, False)
+        connection.exec_driver_sql("BEGIN" if deferred else "BEGIN IMMEDIATE")
+
+
+READ_ONLY_OPTION = "orderflow_read_only"
 
 
 def is_postgres(engine: Engine) -> bool:
@@ -65,6 +70,18 @@ def unit_of_work(engine: Engine) -> Iterator[Session]:
         try:
             yield session
             session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+@contextmanager
+def read_only(engine: Engine) -> Iterator[Session]:
+    """A transaction that only reads (token checks, views): on SQLite it does not queue for the write lock."""
+    with Session(engine.execution_options(**{READ_ONLY_OPTION: True}), expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()  # ends the read; unlike rollback it leaves the loaded rows readable
         except BaseException:
             session.rollback()
             raise

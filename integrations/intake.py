@@ -8,7 +8,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import IntegrityError
 from temporalio.client import Client
 
-from core.db import unit_of_work
+from core.db import read_only, unit_of_work
 from integrations import orders_client
 from integrations.orders_client import OrderConflict, SubmitAnswer
 from models.order import Order
@@ -19,7 +19,7 @@ def claim_idempotency_key(engine: Engine, user: str, key: str, order: Order) -> 
     """Bind the client's Idempotency-Key to this order the first time; later the same key must carry the same
     order (else OrderConflict). Two concurrent first uses: the primary key lets one win, the other re-reads."""
     for _ in range(2):
-        with unit_of_work(engine) as session:
+        with read_only(engine) as session:
             known = session.get(IntakeKey, (user, key))
             if known is not None:
                 if known.order_no != order.order_no or known.content_hash != order.content_hash():
@@ -41,7 +41,7 @@ def claim_idempotency_key(engine: Engine, user: str, key: str, order: Order) -> 
 def known_order(engine: Engine, order: Order) -> SubmitAnswer | None:
     """The answer for an order the read model already holds. Temporal refuses a second workflow with the same
     id only within the namespace's retention; the read model remembers for good."""
-    with unit_of_work(engine) as session:
+    with read_only(engine) as session:
         row = session.get(SalesOrder, order.order_no)
         if row is None:
             return None

@@ -21,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.tracking import NEWS_SIGNAL, record_snapshot, tracking_workflow_id
 from core.config import Settings, get_settings
-from core.db import make_engine, unit_of_work
+from core.db import make_engine, read_only
 from core.migrate import upgrade
 from domain.tracking import FINAL_TRACKING_STATUSES
 from integrations import orders_client, stock, views
@@ -83,7 +83,7 @@ def create_app(
 
     @app.get("/inventory/{sku}", responses=problems(404))
     def inventory(sku: str, engine: EngineDep) -> dict[str, Any]:
-        with unit_of_work(engine) as session:
+        with read_only(engine) as session:
             try:
                 return views.inventory_view(session, sku)
             except NotFound as exc:
@@ -91,12 +91,12 @@ def create_app(
 
     @app.get("/products")
     def products(engine: EngineDep) -> list[dict[str, Any]]:
-        with unit_of_work(engine) as session:
+        with read_only(engine) as session:
             return views.products_view(session)
 
     @app.get("/customers")
     def customers(engine: EngineDep) -> list[dict[str, Any]]:
-        with unit_of_work(engine) as session:
+        with read_only(engine) as session:
             return views.customers_view(session)
 
     @app.post(
@@ -171,7 +171,7 @@ def create_app(
 
 
 def shipment_status_of(engine: Engine, carrier: str, tracking_no: str) -> TrackingStatus | None:
-    with unit_of_work(engine) as session:
+    with read_only(engine) as session:
         found = session.exec(
             select(Shipment.status).where(Shipment.carrier == carrier, Shipment.tracking_no == tracking_no)
         ).first()

@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import Engine
 from sqlmodel import select
 
-from core.db import unit_of_work
+from core.db import read_only
 from core.seed import hash_token
 from models.status import Role
 from models.tables import User
@@ -30,7 +30,7 @@ def current_user(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing bearer token", {"WWW-Authenticate": "Bearer"})
     digest = hash_token(credentials.credentials)
-    with unit_of_work(engine_of(request)) as session:
+    with read_only(engine_of(request)) as session:
         user = session.exec(select(User).where(User.token_hash == digest)).first()
     # compare_digest keeps the refusal's timing independent of how much of the hash matched
     if user is None or not hmac.compare_digest(user.token_hash, digest):

@@ -15,7 +15,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from core.config import Settings
-from core.db import unit_of_work
+from core.db import read_only
 from integrations import orders_client
 from integrations.api.auth import engine_of
 from integrations.api.deps import problems, settings_of, temporal_client
@@ -111,7 +111,7 @@ def channels_router() -> APIRouter:
 
 
 def _differs_only_in_payment(engine: Engine, order: Order) -> bool:
-    with unit_of_work(engine) as session:
+    with read_only(engine) as session:
         taken = session.get(SalesOrder, order.order_no)
     if taken is None:
         return False  # not in the read model yet: nothing to compare with, so nothing is taken over

@@ -10,7 +10,7 @@ from jinja2 import Environment, select_autoescape
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
-from core.db import unit_of_work
+from core.db import read_only
 from integrations import views
 from integrations.api.auth import engine_of
 from models.tables import SalesOrder
@@ -46,12 +46,12 @@ def dashboard_router() -> APIRouter:
     @router.get("/kpis")
     def kpis(engine: EngineDep) -> dict[str, Any]:
         """Counts by status, lead time intake→completion (p50/p90), mean seconds per stage."""
-        with unit_of_work(engine) as session:
+        with read_only(engine) as session:
             return views.kpis(session)
 
     @router.get("/dashboard", response_class=HTMLResponse)
     def dashboard(engine: EngineDep) -> str:
-        with unit_of_work(engine) as session:
+        with read_only(engine) as session:
             figures = views.kpis(session)
             latest = session.exec(select(SalesOrder).order_by(col(SalesOrder.updated_at).desc()).limit(20)).all()
             return _PAGE.render(kpis=figures, latest=latest)

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 
 from core.config import Settings
-from core.db import unit_of_work
+from core.db import read_only
 from integrations import orders_client, views
 from integrations.api.auth import bearer, current_user, engine_of, requires
 from integrations.api.deps import problems, settings_of, temporal_client
@@ -106,7 +106,7 @@ async def view_after(engine: Engine, state: OrderState) -> dict[str, Any]:
 
 
 def _db_view(engine: Engine, order_no: str) -> dict[str, Any]:
-    with unit_of_work(engine) as session:
+    with read_only(engine) as session:
         return views.order_view(session, order_no)
 
 
@@ -245,7 +245,7 @@ def orders_router() -> APIRouter:
 
 async def _own_order_only(engine: Engine, client: Client, order_no: str, user: str) -> None:
     def sales_rep() -> str | None:
-        with unit_of_work(engine) as session:
+        with read_only(engine) as session:
             order = session.get(SalesOrder, order_no)
             return None if order is None else order.sales_rep
 
