@@ -41,6 +41,7 @@ lint: install
 
 bench: install
 	$(VENV)/python -m bench.pipeline
+	$(VENV)/python -m bench.intake
 	$(VENV)/python -m bench.inventory
 	$(VENV)/python -m bench.tracking
 
