@@ -118,7 +118,7 @@ def orders_router() -> APIRouter:
         status_code=status.HTTP_202_ACCEPTED,
         response_model=Intake,
         responses={
-            200: {"model": Intake, "description": "the same order again: the first answer"},
+            200: {"model": Intake, "description": "the same order again: same order and workflow, status now"},
             **problems(401, 403, 409, 422, 503),
         },
     )
