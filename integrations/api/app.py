@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy import Engine
 from sqlmodel import select
@@ -29,7 +30,7 @@ from integrations.api.auth import engine_of, requires
 from integrations.api.channels import channels_router
 from integrations.api.codec import add_codec_cors, codec_router
 from integrations.api.dashboard import dashboard_router
-from integrations.api.deps import problems, temporal_client
+from integrations.api.deps import problems, temporal_client, validation_failed
 from integrations.api.orders import orders_router, refusal_status
 from integrations.carriers.base import CarrierError
 from integrations.carriers.push import PushRefused, acknowledgement, read_push
@@ -65,6 +66,8 @@ def create_app(
     async def temporal_failed(_request: Request, exc: TemporalError) -> JSONResponse:
         # Whatever Temporal answered that a route did not turn into a refusal is on our side, not the client's.
         return JSONResponse({"detail": f"Temporal: {exc}"}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
+
+    app.add_exception_handler(RequestValidationError, validation_failed)
 
     @app.exception_handler(CommandError)
     async def refused(_request: Request, exc: CommandError) -> JSONResponse:

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import HTTPException, Request, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from temporalio.client import Client
 
@@ -48,3 +52,21 @@ async def temporal_client(request: Request) -> Client:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"Temporal unavailable: {exc}") from None
     found: Client = request.app.state.client
     return found
+
+
+def json_safe(value: Any) -> Any:
+    """A client's input echoed in an error, made JSON: NaN and Infinity (Python's json accepts them in
+    requests) become strings, everything else as jsonable_encoder makes it."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(key): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    return jsonable_encoder(value)
+
+
+async def validation_failed(_request: Request, exc: Exception) -> JSONResponse:
+    """422 listing every bad field, like FastAPI's own answer, but never a 500 for an unusual input."""
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else [{"msg": str(exc)}]
+    return JSONResponse({"detail": json_safe(errors)}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)

@@ -125,6 +125,13 @@ async def _intake(api: httpx.AsyncClient, engine: Engine, client: Client, orders
         ("surprise",),
     }
     assert not await workflow_exists(client, second)
+    # Python's JSON reader takes NaN and Infinity: echoed back in the field errors, they must not break the answer.
+    not_finite = await api.post(
+        "/orders",
+        content=b'{"order_no": Infinity, "lines": [{"qty": NaN}]}',
+        headers={**sales, "Content-Type": "application/json"},
+    )
+    assert not_finite.status_code == 422 and '"inf"' in not_finite.text
     unknown = await api.get("/orders/NO-SUCH-ORDER", headers=sales)
     assert unknown.status_code == 404
 
