@@ -15,8 +15,8 @@ connection ("pool").
 
 One run, in a fresh temp dir, everything on free loopback ports:
   1. a Temporal dev server (core.stack.temporal_argv: db file, WAL pragmas, search attributes), a fresh
-     SQLite database (migrated, seeded, stock topped up, credit limits raised: bench.pipeline's), a sales user
-     whose token the requests carry;
+     SQLite database (migrated, seeded, stock topped up, credit limits raised: bench.pipeline's), an ops user
+     (the integration: a sales token may submit only its own orders) whose token the requests carry;
   2. the real worker (`worker.py`, own process), so the accepted orders really run (auto-approved small
      orders: customers C-1001..C-1004, totals under 260 CNY; they run up to PICKING and wait there for a
      dispatch that never comes);
@@ -383,11 +383,11 @@ def ratios(ours: dict[str, Any], floor: dict[str, Any]) -> dict[str, float | Non
 # --- orchestration ------------------------------------------------------------------------------------
 
 
-def add_sales_user(db_path: Path, name: str) -> str:
+def add_integration_user(db_path: Path, name: str) -> str:
     engine = make_engine(f"sqlite:///{db_path}")
     try:
         with unit_of_work(engine) as session:
-            return add_user(session, name, Role.SALES)
+            return add_user(session, name, Role.OPS)  # an integration: ops submits any rep's orders
     finally:
         engine.dispose()
 
@@ -422,13 +422,13 @@ async def bench(args: argparse.Namespace, tmp: Path, log: Callable[[str], None])
         "notes": [],
     }
 
-    # 1. Temporal dev server, database, a sales user.
+    # 1. Temporal dev server, database, the integration user (ops).
     temporal_log = logs / "temporal.log"
     temporal = spawn([*temporal_argv(temporal_binary(), settings), "--headless"], dict(os.environ), temporal_log)
     db_path = tmp / "orderflow.db"
     arrivals = sum(round((WARMUP_SECONDS + args.seconds) * rate) for rate in args.rates)
     result["notes"] += prepare_database(db_path, arrivals)
-    token = add_sales_user(db_path, f"bench-{run_id}")
+    token = add_integration_user(db_path, f"bench-{run_id}")
     await asyncio.to_thread(wait_tcp, settings.temporal_port, temporal, temporal_log)
     client = await connect_when_ready(settings)
     log(f"temporal dev server on {settings.temporal_address}")

@@ -138,6 +138,12 @@ def orders_router() -> APIRouter:
                 status.HTTP_422_UNPROCESSABLE_CONTENT,
                 f"{order.channel} orders come in through POST /webhooks/channels/{{channel}}, signed by the platform",
             )
+        if user.role == Role.SALES.value and order.sales_rep != user.name:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"{user.name} may submit only orders of their own (sales_rep {order.sales_rep}); "
+                "integrations submit with an ops token",
+            )
         if order.payment.paid and user.role not in PAID_INTAKE_ROLES:
             raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {user.role} may not submit an order as paid")
         client = await temporal_client(request)

@@ -74,7 +74,10 @@ async def test_intake_is_idempotent_and_refuses_bad_orders_without_starting_anyt
 
 async def _intake(api: httpx.AsyncClient, engine: Engine, client: Client, orders: StartedOrders) -> None:
     number = f"T-IN-{uuid.uuid4().hex[:8]}"
-    sales = bearer(engine, Role.SALES)
+    sales = bearer(engine, Role.OPS)  # an integration (ops may submit any rep's orders)
+    rep = f"rep-{uuid.uuid4().hex[:6]}"
+    own = bearer(engine, Role.SALES, rep)  # a sales rep submits their own orders only, never as paid
+    assert (await api.post("/orders", json=body(number), headers=own)).status_code == 403  # alice's order
     assert (await api.post("/orders", json=body(number))).status_code == 401
     assert (await api.post("/orders", json=body(number), headers=bearer(engine, Role.WAREHOUSE))).status_code == 403
     assert not await workflow_exists(client, number)
@@ -96,8 +99,9 @@ async def _intake(api: httpx.AsyncClient, engine: Engine, client: Client, orders
 
     # Client-controlled fields that would skip steps: a sales token may not declare an order paid, and
     # nobody may take a channel's order numbers through POST /orders.
-    paid = body(second, payment={"method": "prepaid", "paid": True})
-    assert (await api.post("/orders", json=paid, headers=sales)).status_code == 403
+    paid = body(second, payment={"method": "prepaid", "paid": True}, sales_rep=rep)
+    refused_paid = await api.post("/orders", json=paid, headers=own)
+    assert refused_paid.status_code == 403 and "as paid" in refused_paid.json()["detail"]
     squat = await api.post("/orders", json=body(f"SHOPIFY-{uuid.uuid4().int % 10**12}"), headers=sales)
     assert squat.status_code == 422 and "webhooks" in squat.json()["detail"]
     nul = await api.post("/orders", json={**body(second), "customer_id": "C-1001\u0000"}, headers=sales)
@@ -155,7 +159,7 @@ async def test_decisions_need_a_token_the_right_role_and_the_apis_signature(
     finance = bearer(engine, Role.FINANCE)
     approve = {"decision": "approve", "comment": "ok"}
     async with running_worker(client, engine, settings, task_queue):
-        sent = await api.post("/orders", json=body(number, BIG, sales_rep=rep), headers=bearer(engine, Role.SALES))
+        sent = await api.post("/orders", json=body(number, BIG, sales_rep=rep), headers=bearer(engine, Role.OPS))
         assert sent.status_code == 202, sent.text
         handle = client.get_workflow_handle(workflow_id_for(number))
         orders.track(handle.id)
