@@ -90,7 +90,8 @@ class DecisionGuard(Interceptor):
 
         async def drain_forever() -> None:
             while True:
-                await asyncio.to_thread(self.drain, engine)
+                if not self.refusals.empty():  # refusals are rare: no thread hop while there are none
+                    await asyncio.to_thread(self.drain, engine)
                 await asyncio.sleep(interval)
 
         task = asyncio.create_task(drain_forever())
@@ -125,28 +126,54 @@ class DecisionGuard(Interceptor):
 
 
 def audit_refusal(engine: Engine, refusal: Refusal) -> int:
-    order_no = refusal.workflow_id.removeprefix("order-")
-    key = strip_unstorable(f"refused:{refusal.workflow_id}:{refusal.update_id}")[:200]
     decision = refusal.decision
-    level = min(max(decision.level, 0), 2**31 - 1)  # whatever a sender claimed must fit the column
+    order_no = refusal.workflow_id.removeprefix("order-")
     log.warning("decision refused", order_no=order_no, by=decision.by, role=decision.role, reason=refusal.reason)
+    return audit_refused_decision(
+        engine,
+        order_no,
+        level=decision.level,
+        role=decision.role,  # as claimed by the sender: unverified
+        by=decision.by,
+        decision=decision.decision,
+        comment=decision.comment,
+        why=refusal.reason,
+        key=f"refused:{refusal.workflow_id}:{refusal.update_id}",
+    )
+
+
+def audit_refused_decision(
+    engine: Engine,
+    order_no: str,
+    *,
+    level: int,
+    role: str,
+    by: str,
+    decision: str,
+    comment: str,
+    why: str,
+    key: str | None = None,
+) -> int:
+    """An audit row for a refused decision; 1 when written. Only for orders we know (unknown ones have no
+    trail); `key` makes a repeat a no-op. Whatever the sender claimed is made to fit the columns."""
+    key = strip_unstorable(key)[:200] if key else None
     with unit_of_work(engine) as session:
         if session.get(SalesOrder, order_no) is None:
             return 0
-        if session.exec(select(ApprovalRecord.id).where(ApprovalRecord.key == key)).first() is not None:
+        if key and session.exec(select(ApprovalRecord.id).where(ApprovalRecord.key == key)).first() is not None:
             return 0
         session.add(
             ApprovalRecord(
                 key=key,
                 order_no=order_no,
-                level=level,
-                role=strip_unstorable(decision.role)[:32],  # as claimed by the sender: unverified
-                by=strip_unstorable(decision.by)[:64],
-                decision=decision.decision,
+                level=min(max(level, 0), 2**31 - 1),
+                role=strip_unstorable(role)[:32],
+                by=strip_unstorable(by)[:64],
+                decision=strip_unstorable(decision)[:16],
                 at=utcnow(),
-                comment=strip_unstorable(decision.comment)[:2000],
+                comment=strip_unstorable(comment)[:2000],
                 accepted=False,
-                refusal_reason=refusal.reason[:500],
+                refusal_reason=strip_unstorable(why)[:500],
             )
         )
     return 1

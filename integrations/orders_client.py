@@ -19,7 +19,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.db import unit_of_work
-from core.decision_guard import UNSIGNED
+from core.decision_guard import UNSIGNED, audit_refused_decision
 from domain.decision_signing import sign_decision
 from models.contracts import (
     CancelInput,
@@ -33,7 +33,7 @@ from models.contracts import (
 )
 from models.order import Order, workflow_id_for
 from models.status import OrderStatus
-from models.tables import ApprovalRecord, SalesOrder, User, utcnow
+from models.tables import User
 from workflows import search_attributes as sa
 from workflows.order import OrderFulfillment
 
@@ -187,28 +187,6 @@ async def decide(
             why=str(refusal),
         )
         raise
-
-
-def audit_refused_decision(
-    engine: Engine, order_no: str, *, level: int, role: str, by: str, decision: str, comment: str, why: str
-) -> None:
-    """An audit row for a refused decision (only for orders we know: unknown ones have no trail)."""
-    with unit_of_work(engine) as session:
-        if session.get(SalesOrder, order_no) is None:
-            return
-        session.add(
-            ApprovalRecord(
-                order_no=order_no,
-                level=level,
-                role=role[:32],
-                by=by[:64],
-                decision=decision[:16],
-                at=utcnow(),
-                comment=comment[:2000],
-                accepted=False,
-                refusal_reason=why[:500],
-            )
-        )
 
 
 async def pay(client: Client, order_no: str, *, reference: str, by: str = "") -> OrderState:

@@ -15,6 +15,7 @@ from temporalio.client import Client
 
 from core.config import Settings
 from core.db import read_only
+from core.decision_guard import audit_refused_decision
 from integrations import orders_client, views
 from integrations.api.auth import bearer, current_user, engine_of, requires
 from integrations.api.deps import problems, settings_of, temporal_client
@@ -179,7 +180,7 @@ def orders_router() -> APIRouter:
         except HTTPException as refusal:
             who = "(no token)" if credentials is None else "(invalid token)"
             await run_in_threadpool(
-                orders_client.audit_refused_decision,
+                audit_refused_decision,
                 engine,
                 order_no,
                 level=0,
