@@ -123,6 +123,17 @@ def signature_matches(expected: str, received: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), received.strip().encode("utf-8", "replace"))
 
 
+def hex_hmac_headers(header_name: str, body: bytes, secret: str) -> dict[str, str]:
+    """Upper-case hex HMAC-SHA256 of the raw body in one header (the Taobao and JD pushes)."""
+    return {header_name: hmac_sha256(secret, body).hex().upper()}
+
+
+def hex_hmac_matches(header_name: str, body: bytes, headers: Mapping[str, str], secret: str) -> bool:
+    received = header(headers, header_name)
+    expected = hex_hmac_headers(header_name, body, secret)[header_name]
+    return signature_matches(expected, received.upper() if received else None)
+
+
 def _no_constants(name: str) -> NoReturn:
     raise ValueError(f"{name} is not a JSON number")
 

@@ -31,10 +31,9 @@ from integrations.channels.base import (
     SellerSku,
     WholeNumber,
     build_order,
-    header,
-    hmac_sha256,
+    hex_hmac_headers,
+    hex_hmac_matches,
     parse_json,
-    signature_matches,
     validate,
 )
 from integrations.channels.regions import find_province
@@ -112,12 +111,11 @@ class JdOrder(JdOrderState):
 
 
 def sign(body: bytes, secret: str) -> dict[str, str]:
-    return {SIGNATURE_HEADER: hmac_sha256(secret, body).hex().upper()}
+    return hex_hmac_headers(SIGNATURE_HEADER, body, secret)
 
 
 def verify(body: bytes, headers: Mapping[str, str], secret: str) -> bool:
-    received = header(headers, SIGNATURE_HEADER)
-    return signature_matches(sign(body, secret)[SIGNATURE_HEADER], received.upper() if received else None)
+    return hex_hmac_matches(SIGNATURE_HEADER, body, headers, secret)
 
 
 def read_order(body: bytes, headers: Mapping[str, str], owner: OrderOwner) -> ChannelOrder | None:
