@@ -49,9 +49,7 @@ import contextlib
 import gc
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -63,20 +61,18 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
-from bench.deadline import hard_deadline
 from bench.floor import FloorWorkflow
 from bench.pipeline import (
-    _CHILDREN,
     CpuMeter,
     _worker_env,
     bench_order,
     connect_when_ready,
     disturbed,
     free_port,
-    kill_children_now,
     machine_facts,
     percentile,
     prepare_database,
+    run_bench,
     spawn,
     stop,
     terminate_all,
@@ -621,36 +617,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="orderflow-intake-"))
-
-    def log(line: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
-
-    status = 0
-    try:
-        with hard_deadline(args.timeout + 60, kill_children_now, "bench.intake"):
-
-            async def bounded() -> dict[str, Any]:
-                async with asyncio.timeout(args.timeout):
-                    return await bench(args, tmp, log)
-
-            result = asyncio.run(bounded())
-        print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else render(result))
-    except TimeoutError:
-        log(f"bench did not finish within {args.timeout:.0f}s (see logs in {tmp})")
-        args.keep, status = True, 2
-    except Exception as exc:
-        log(f"bench failed: {exc!r} (logs in {tmp})")
-        args.keep, status = True, 1
-    finally:
-        for proc in reversed(list(_CHILDREN)):
-            stop(proc, timeout=10)
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return status
+    return run_bench(parse_args(argv), bench, render, name="bench.intake")
 
 
 if __name__ == "__main__":

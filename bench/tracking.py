@@ -40,22 +40,17 @@ import argparse
 import asyncio
 import contextlib
 import hashlib
-import json
 import math
 import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
@@ -64,14 +59,12 @@ from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
 from activities.tracking import poller_workflow_id, tracking_workflow_id
-from bench.deadline import hard_deadline
 from bench.pipeline import (
-    _CHILDREN,
     _worker_env,
     connect_when_ready,
     free_port,
-    kill_children_now,
     machine_facts,
+    run_bench,
     spawn,
     stop,
     wait_pollers,
@@ -758,44 +751,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    tmp = Path(tempfile.mkdtemp(prefix="orderflow-bench-tracking-"))
-
-    def log(line: str) -> None:
-        print(f"[{time.strftime('%H:%M:%S')}] {line}", file=sys.stderr, flush=True)
-
-    def on_term(_signum: int, _frame: FrameType | None) -> None:
-        raise KeyboardInterrupt  # the finally below stops the children
-
-    signal.signal(signal.SIGTERM, on_term)
-    status = 0
-    try:
-        with hard_deadline(args.timeout + 60, kill_children_now, "bench.tracking"):
-
-            async def bounded() -> dict[str, Any]:
-                async with asyncio.timeout(args.timeout):
-                    return await bench(args, tmp, log)
-
-            result = asyncio.run(bounded())
-        print(json.dumps(result, indent=2, ensure_ascii=False) if args.json else render(result))
-    except TimeoutError:
-        log(f"bench did not finish within {args.timeout:.0f}s (see logs in {tmp})")
-        args.keep, status = True, 2
-    except KeyboardInterrupt:
-        log(f"interrupted (logs in {tmp})")
-        args.keep, status = True, 130
-    except Exception as exc:
-        log(f"bench failed: {exc!r} (logs in {tmp})")
-        args.keep, status = True, 1
-    finally:
-        for proc in reversed(list(_CHILDREN)):
-            with contextlib.suppress(Exception):
-                stop(proc, timeout=10)
-        if args.keep:
-            log(f"kept {tmp}")
-        else:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return status
+    return run_bench(parse_args(argv), bench, render, name="bench.tracking")
 
 
 if __name__ == "__main__":
