@@ -210,7 +210,7 @@ async def cancel(client: Client, order_no: str, *, reason: str, by: str = "") ->
 
 async def live_state(client: Client, order_no: str) -> OrderState:
     try:
-        handle = client.get_workflow_handle_for(OrderFulfillment.run, workflow_id_for(order_no))
+        handle = client.get_workflow_handle(workflow_id_for(order_no), result_type=FulfillmentResult)
         return await handle.query(OrderFulfillment.state)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:

@@ -25,7 +25,7 @@ from core.config import Settings
 from integrations import orders_client
 from integrations.orders_client import OrderConflict
 from integrations.views import inventory_view
-from models.contracts import AllocatedLot, AllocateInput, AllocateOutcome
+from models.contracts import AllocatedLot, AllocateInput, AllocateOutcome, FulfillmentResult
 from models.order import Order
 from models.status import OrderStatus
 from models.tables import OrderEvent, PickList, Reservation, ReservationState, SalesOrder, StockLot
@@ -34,7 +34,6 @@ from tests.support.orders import make_order
 from tests.support.waiting import wait_for_status
 from tests.support.workers import running_worker_with
 from worker import running_worker
-from workflows.order import OrderFulfillment
 
 
 def order_no(prefix: str) -> str:
@@ -83,7 +82,7 @@ async def test_same_order_submitted_twice_runs_one_workflow(
     orders.track(order.workflow_id)
     async with running_worker(client, engine, settings, task_queue):
         first = await orders_client.submit(client, order, task_queue)
-        handle = client.get_workflow_handle_for(OrderFulfillment.run, order.workflow_id)
+        handle = client.get_workflow_handle(order.workflow_id, result_type=FulfillmentResult)
         run_id = (await handle.describe()).run_id
         # The same payload again, also as it arrives from a channel: re-parsed from JSON.
         again = Order.model_validate_json(order.model_dump_json())
@@ -117,7 +116,7 @@ async def test_concurrent_duplicate_submissions_create_once(
         answers = await asyncio.gather(*(orders_client.submit(client, order, task_queue) for _ in range(6)))
         assert sorted(a.created for a in answers) == [False] * 5 + [True]
         assert {a.workflow_id for a in answers} == {order.workflow_id}
-        handle = client.get_workflow_handle_for(OrderFulfillment.run, order.workflow_id)
+        handle = client.get_workflow_handle(order.workflow_id, result_type=FulfillmentResult)
         await wait_for_status(handle, OrderStatus.PICKING)
         assert await started_events(client, order.workflow_id) == 1
         assert len(order_rows(engine, number)) == 1 and received_events(engine, number) == 1
@@ -140,7 +139,7 @@ async def test_same_order_no_with_other_content_conflicts(
             await orders_client.submit(
                 client, make_order(number, [("SKU-1001", 2, "199.00")], sales_rep="bob"), task_queue
             )
-        handle = client.get_workflow_handle_for(OrderFulfillment.run, order.workflow_id)
+        handle = client.get_workflow_handle(order.workflow_id, result_type=FulfillmentResult)
         await wait_for_status(handle, OrderStatus.PICKING)
         # The first submission is the order: its content, its quantities.
         rows = order_rows(engine, number)
