@@ -15,29 +15,31 @@ install: .venv/.installed
 	@touch $@
 
 demo: install
-	@$(VENV)/python -m core.stack up
+	@$(VENV)/python -m dev.stack up
 	@$(VENV)/orderflow seed
 	@status=0; $(VENV)/orderflow demo || status=$$?; \
-	if [ "$${DEMO_EXIT:-0}" = "1" ]; then $(VENV)/python -m core.stack down; exit $$status; fi; \
+	if [ "$${DEMO_EXIT:-0}" = "1" ]; then $(VENV)/python -m dev.stack down; exit $$status; fi; \
 	echo "The stack stays up (Temporal UI: http://127.0.0.1:$${ORDERFLOW_TEMPORAL_UI_PORT:-8233}). Ctrl-C stops it."; \
-	trap '$(VENV)/python -m core.stack down; exit 0' INT TERM; while true; do sleep 1; done
+	trap '$(VENV)/python -m dev.stack down; exit 0' INT TERM; while true; do sleep 1; done
 
 test: install
 	$(VENV)/pytest -q
 
 up: install
-	$(VENV)/python -m core.stack up
+	$(VENV)/python -m dev.stack up
 
 down:
-	@if [ -x $(VENV)/python ]; then $(VENV)/python -m core.stack down; fi
+	@if [ -x $(VENV)/python ]; then $(VENV)/python -m dev.stack down; fi
 
 status: install
-	$(VENV)/python -m core.stack status
+	$(VENV)/python -m dev.stack status
 
+# ruff, mypy (strict) and the layer contracts (pyproject.toml [tool.importlinter]).
 lint: install
 	$(VENV)/ruff check .
 	$(VENV)/ruff format --check .
 	$(VENV)/mypy .
+	$(VENV)/lint-imports --no-cache
 
 bench: install
 	$(VENV)/python -m bench.pipeline

@@ -26,12 +26,13 @@ from activities.tracking import TrackingActivities
 from activities.validation import ValidationActivities
 from core.config import Settings, get_settings
 from core.db import make_engine
-from core.decision_guard import DecisionGuard
 from core.logging import configure_logging
 from core.migrate import upgrade
 from core.temporal import connect
-from integrations.notify.relay import running_relay
+from services.audit import auditing
+from services.notify.relay import running_relay
 from workflows.carrier_poller import CarrierPoller
+from workflows.decision_guard import DecisionGuard
 from workflows.order import OrderFulfillment
 from workflows.tracking import ShipmentTracking
 
@@ -81,7 +82,7 @@ async def running_worker(
                 max_concurrent_activities=settings.worker_activity_threads,
                 interceptors=[guard],
             )
-            async with guard.auditing(engine), worker:
+            async with auditing(guard.refusals, engine), worker:
                 yield worker
 
 

@@ -1,4 +1,4 @@
-"""What every activity class holds: the database engine and the settings, injected by worker.py."""
+"""What every database activity class holds: the engine and the settings, injected by worker.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sqlmodel import Session
 from temporalio import activity
 
 from core.config import Settings
-from core.db import unit_of_work
+from core.db import read_only, unit_of_work
 from core.logging import bind_activity
 
 
@@ -21,9 +21,20 @@ class DbActivities:
         self.settings = settings
         self.log = structlog.get_logger(type(self).__module__)
 
+    def _bind(self, order_no: str) -> None:
+        info = activity.info()
+        bind_activity(order_no, info.activity_type, info.workflow_id or "")
+
     @contextmanager
     def transaction(self, order_no: str) -> Iterator[Session]:
         """Bind the log context for this activity and open one unit of work."""
-        bind_activity(order_no, activity.info().activity_type, activity.info().workflow_id or "")
+        self._bind(order_no)
         with unit_of_work(self.engine) as session:
+            yield session
+
+    @contextmanager
+    def reading(self, order_no: str) -> Iterator[Session]:
+        """Bind the log context and open a read-only transaction: on SQLite it does not wait for the write lock."""
+        self._bind(order_no)
+        with read_only(self.engine) as session:
             yield session

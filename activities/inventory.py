@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select, update
 from temporalio import activity
@@ -19,7 +18,8 @@ from activities.base import DbActivities
 from core.db import is_postgres
 from domain.allocation import LineRequest, LotStock, allocate, rank_warehouses
 from domain.replenishment import Need, backorder_needs, reorder_needs
-from models.contracts import AllocatedLot, AllocateInput, AllocateOutcome, OrderRef
+from models.allocation import Allocation
+from models.contracts import AllocateInput, AllocateOutcome, OrderRef
 from models.status import Role
 from models.tables import (
     Notification,
@@ -33,13 +33,15 @@ from models.tables import (
     Warehouse,
     utcnow,
 )
+from services.queries.availability import levels_of, lots_of
+from workflows.steps import InventorySteps
 
 
 def reservation_key(order_no: str, line_no: int, lot_id: int) -> str:
     return f"{order_no}:{line_no}:{lot_id}"
 
 
-class InventoryActivities(DbActivities):
+class InventoryActivities(DbActivities, InventorySteps):
     @activity.defn
     def allocate_stock(self, inp: AllocateInput) -> AllocateOutcome:
         for _ in range(5):
@@ -64,41 +66,28 @@ class InventoryActivities(DbActivities):
             distances = {(d.from_region, d.to_region): d.distance for d in session.exec(select(RegionDistance))}
             rank = rank_warehouses(inp.ship_to_region, warehouses, distances)
             levels = self._reorder_levels(session, skus)
-            lot_query = select(StockLot).where(col(StockLot.sku).in_(skus)).order_by(col(StockLot.id))
-            if is_postgres(self.engine):
-                lot_query = lot_query.with_for_update()
-            lots = session.exec(lot_query).all()
+            lots = lots_of(session, skus, lock=is_postgres(self.engine))
             if is_postgres(self.engine):
                 # A duplicate of this very call may have committed while we waited for the locks: look again
                 # (READ COMMITTED: this statement sees it) and return its rows instead of planning anew.
                 existing = self._existing(session, inp.order_no)
                 if existing:
                     return AllocateOutcome(allocations=existing)
-            reserved = dict(
-                session.exec(
-                    select(Reservation.lot_id, func.sum(Reservation.qty))
-                    .where(
-                        col(Reservation.lot_id).in_([lot.id for lot in lots]),
-                        Reservation.state == ReservationState.LOCKED,
-                    )
-                    .group_by(col(Reservation.lot_id))
-                ).all()
-            )
+            now = utcnow()
             stock = [
                 LotStock(
-                    lot_id=lot.id or 0,
-                    warehouse=lot.warehouse,
-                    sku=lot.sku,
-                    lot=lot.lot,
-                    bin=lot.bin,
-                    received_at=lot.received_at,
-                    available=lot.on_hand - int(reserved.get(lot.id or 0, 0)),
-                    expires_at=lot.expires_at,
+                    lot_id=level.lot.id or 0,
+                    warehouse=level.lot.warehouse,
+                    sku=level.lot.sku,
+                    lot=level.lot.lot,
+                    bin=level.lot.bin,
+                    received_at=level.lot.received_at,
+                    available=level.available,
+                    expires_at=level.lot.expires_at,
                 )
-                for lot in lots
+                for level in levels_of(session, lots, now)
             ]
             requests = [LineRequest(line_no, sku, qty) for line_no, sku, qty in inp.lines]
-            now = utcnow()
             plan = allocate(requests, stock, rank, allow_split=inp.allow_split, lot_order=inp.lot_order, now=now)
             if not plan.complete:
                 self.log.info("short", shortages=plan.shortages)
@@ -119,15 +108,14 @@ class InventoryActivities(DbActivities):
                     )
                 )
             left: dict[tuple[str, str], int] = defaultdict(int)
-            for lot_stock in stock:
-                if lot_stock.expires_at is None or lot_stock.expires_at > now:
-                    left[(lot_stock.sku, lot_stock.warehouse)] += max(lot_stock.available, 0)
+            for lot_stock in stock:  # an expired lot's availability is never above 0
+                left[(lot_stock.sku, lot_stock.warehouse)] += max(lot_stock.available, 0)
             for alloc in plan.allocations:
                 left[(alloc.sku, alloc.warehouse)] -= alloc.qty
             touched = {(alloc.sku, alloc.warehouse) for alloc in plan.allocations}
             self._request(session, reorder_needs({k: v for k, v in left.items() if k in touched}, levels), inp.order_no)
             session.flush()
-            result = [AllocatedLot(**alloc.__dict__) for alloc in plan.allocations]
+            result = list(plan.allocations)
         self.log.info("locked", reservations=len(result))
         return AllocateOutcome(allocations=result)
 
@@ -189,7 +177,7 @@ class InventoryActivities(DbActivities):
             self.log.info("requisition", sku=need.sku, warehouse=need.warehouse, qty=need.qty, reason=need.reason)
 
     @staticmethod
-    def _existing(session: Session, order_no: str) -> list[AllocatedLot]:
+    def _existing(session: Session, order_no: str) -> list[Allocation]:
         rows = session.exec(
             select(Reservation, StockLot)
             .join(StockLot, col(StockLot.id) == col(Reservation.lot_id))
@@ -197,7 +185,7 @@ class InventoryActivities(DbActivities):
             .order_by(col(Reservation.line_no), col(Reservation.id))
         ).all()
         return [
-            AllocatedLot(
+            Allocation(
                 line_no=res.line_no,
                 sku=res.sku,
                 warehouse=res.warehouse,

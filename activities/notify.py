@@ -1,8 +1,8 @@
 """Notices to customers and staff, written once to the outbox (unique key) whatever the retries.
 
-The text comes from the notice templates (integrations/notify/templates.yaml, or notify_templates_file),
+The text comes from the notice templates (services/notify/templates.yaml, or notify_templates_file),
 loaded and checked when the activities are built, i.e. when the worker starts. Sending is not done here:
-the outbox relay (integrations/notify/relay.py) sends what this writes, after the transaction commits.
+the outbox relay (services/notify/relay.py) sends what this writes, after the transaction commits.
 """
 
 from __future__ import annotations
@@ -13,12 +13,13 @@ from temporalio import activity
 
 from activities.base import DbActivities
 from core.config import Settings
-from integrations.notify.templates import load_templates
 from models.contracts import NotifyInput
 from models.tables import Customer, Notification, SalesOrder, User
+from services.notify.templates import load_templates
+from workflows.steps import NotifySteps
 
 
-class NotifyActivities(DbActivities):
+class NotifyActivities(DbActivities, NotifySteps):
     def __init__(self, engine: Engine, settings: Settings) -> None:
         super().__init__(engine, settings)
         # A broken templates file stops the worker here, at start-up (TemplateError names kind and field).

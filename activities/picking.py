@@ -8,17 +8,17 @@ from sqlmodel import col, select, update
 from temporalio import activity
 
 from activities.base import DbActivities
-from domain.allocation import Allocation
 from domain.picking import pick_lists
 from models.contracts import OrderRef, PickListsInput
 from models.tables import Notification, PickList, User
+from workflows.steps import PickingSteps
 
 
-class PickingActivities(DbActivities):
+class PickingActivities(DbActivities, PickingSteps):
     @activity.defn
     def issue_pick_lists(self, inp: PickListsInput) -> list[str]:
         """One pick list per warehouse plus a task notice to the warehouse staff; returns warehouse codes."""
-        plans = pick_lists([Allocation(**alloc.model_dump()) for alloc in inp.allocations])
+        plans = pick_lists(inp.allocations)
         with self.transaction(inp.order_no) as session:
             have = set(session.exec(select(PickList.warehouse).where(PickList.order_no == inp.order_no)).all())
             staff = session.exec(select(User.name).where(User.role == "warehouse")).all()

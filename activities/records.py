@@ -10,9 +10,11 @@ from activities.base import DbActivities
 from models.contracts import ApprovalAudit, RegisterOrderInput, TransitionInput
 from models.status import OrderStatus
 from models.tables import ApprovalRecord, Customer, OrderEvent, SalesOrder
+from workflows.contract import order_workflow_id
+from workflows.steps import RecordSteps
 
 
-class RecordActivities(DbActivities):
+class RecordActivities(DbActivities, RecordSteps):
     @activity.defn
     def register_order(self, inp: RegisterOrderInput) -> None:
         """Create the order row and its RECEIVED event (seq 1); a retry finds them and does nothing."""
@@ -23,7 +25,7 @@ class RecordActivities(DbActivities):
             session.add(
                 SalesOrder(
                     order_no=order.order_no,
-                    workflow_id=order.workflow_id,
+                    workflow_id=order_workflow_id(order.order_no),
                     customer_id=order.customer_id,
                     channel=order.channel,
                     sales_rep=order.sales_rep,

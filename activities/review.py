@@ -9,12 +9,14 @@ from temporalio.exceptions import ApplicationError
 
 from activities.base import DbActivities
 from core.logging import bind_activity
-from integrations.carriers.registry import BATCH_CARRIERS
+from integrations.carriers.registry import BATCH_CARRIERS, KNOWN_CARRIERS, push_callbacks
 from models.contracts import Policy, ReviewInput, ReviewOutcome
 from rules.engine import OrderFacts, RuleError, RuleSet, load_rules, review
+from workflows.contract import ErrorType
+from workflows.steps import ReviewSteps
 
 
-class ReviewActivities(DbActivities):
+class ReviewActivities(DbActivities, ReviewSteps):
     @cached_property
     def rules(self) -> RuleSet:
         return load_rules(self.settings.rules_file)
@@ -32,7 +34,8 @@ class ReviewActivities(DbActivities):
             tracking_stall_after=s.tracking_stall_after,
             tracking_give_up_after=s.tracking_give_up_after,
             tracking_batch_carriers=[c for c in s.tracking_batch_carriers if c in BATCH_CARRIERS],
-            tracking_push_base_url=s.public_api_url.rstrip("/"),
+            tracking_push_callbacks=push_callbacks(s.public_api_url),
+            carriers=sorted(KNOWN_CARRIERS),
             lot_order=s.lot_order,
         )
 
@@ -54,7 +57,7 @@ class ReviewActivities(DbActivities):
             outcome = review(self.rules, facts)
         except RuleError as exc:
             # A broken rules file is an operator's fix, not the order's fault: keep retrying until fixed.
-            raise ApplicationError(str(exc), type="RuleError") from exc
+            raise ApplicationError(str(exc), type=ErrorType.RULE_ERROR) from exc
         self.log.info("reviewed", fired=outcome.fired, approvals=[r.value for r in outcome.approval_roles])
         return ReviewOutcome(
             approval_roles=list(outcome.approval_roles),

@@ -21,7 +21,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from core.config import Settings
 from core.db import unit_of_work
 from core.logging import bind_activity
-from domain.tracking import FINAL_TRACKING_STATUSES, is_newer, next_status
+from domain.tracking import FINAL_TRACKING_STATUSES, is_newer
 from integrations.carriers.base import CarrierError, CarrierUnavailable
 from integrations.carriers.registry import batch_carrier_client, carrier_client, subscribe_parcel
 from models.contracts import (
@@ -36,21 +36,13 @@ from models.contracts import (
 from models.status import TrackingStatus
 from models.tables import Shipment, TrackingEvent
 from models.tracking import TrackingSnapshot
-
-# Names shared with the workflows (they import this module, not the other way round).
-NEWS_SIGNAL = "parcel_news"
-PARCEL_OPENED_SIGNAL = "parcel_opened"
-
-
-def tracking_workflow_id(carrier: str, tracking_no: str) -> str:
-    return f"track-{carrier}-{tracking_no}"
+from services.tracking import record_snapshot
+from workflows import contract
+from workflows.contract import ErrorType, Signal, poller_workflow_id, tracking_workflow_id
+from workflows.steps import TrackingSteps
 
 
-def poller_workflow_id(carrier: str, task_queue: str) -> str:
-    return f"carrier-poller-{carrier}-{task_queue}"
-
-
-class TrackingActivities:
+class TrackingActivities(TrackingSteps):
     def __init__(self, engine: Engine, settings: Settings, http: httpx.AsyncClient) -> None:
         self.engine = engine
         self.settings = settings
@@ -63,7 +55,7 @@ class TrackingActivities:
         try:
             await subscribe_parcel(inp.carrier, inp.tracking_no, inp.callback_url, self.http, self.settings)
         except ValueError as exc:
-            raise ApplicationError(str(exc), type="UnknownCarrier", non_retryable=True) from exc
+            raise ApplicationError(str(exc), type=ErrorType.UNKNOWN_CARRIER, non_retryable=True) from exc
 
     @activity.defn
     async def ensure_carrier_poller(self, inp: EnsurePollerInput) -> str:
@@ -72,13 +64,13 @@ class TrackingActivities:
         info = activity.info()
         workflow_id = poller_workflow_id(inp.carrier, info.task_queue)
         await activity.client().start_workflow(
-            "CarrierPoller",
+            contract.POLLER_WORKFLOW,
             PollerInput(carrier=inp.carrier, interval=inp.interval, give_up_after=inp.give_up_after),
             id=workflow_id,
             task_queue=info.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            start_signal=PARCEL_OPENED_SIGNAL,
+            start_signal=Signal.PARCEL_OPENED,
             start_signal_args=[info.workflow_id or ""],
         )
         return workflow_id
@@ -113,7 +105,7 @@ class TrackingActivities:
             for snapshot in fresh:
                 try:
                     await temporal.get_workflow_handle(tracking_workflow_id(inp.carrier, snapshot.tracking_no)).signal(
-                        NEWS_SIGNAL, snapshot
+                        Signal.PARCEL_NEWS, snapshot
                     )
                 except RPCError as exc:
                     if exc.status != RPCStatusCode.NOT_FOUND:
@@ -190,74 +182,21 @@ class TrackingActivities:
         try:
             snapshot = await carrier_client(inp.carrier, self.http, self.settings).track(inp.tracking_no)
         except ValueError as exc:  # unknown carrier code: retrying cannot help
-            raise ApplicationError(str(exc), type="UnknownCarrier", non_retryable=True) from exc
+            raise ApplicationError(str(exc), type=ErrorType.UNKNOWN_CARRIER, non_retryable=True) from exc
         except CarrierError as exc:
             # The carrier's own Retry-After (429, 503) replaces the poll interval for the next attempt.
             retry_after = getattr(exc, "retry_after", None)
             raise ApplicationError(
                 f"carrier {inp.carrier} unavailable: {exc}",
-                type="CarrierUnavailable",
+                type=ErrorType.CARRIER_UNAVAILABLE,
                 next_retry_delay=timedelta(seconds=retry_after) if retry_after else None,
             ) from exc
         if not is_newer(inp.known_status, snapshot.status) and len(snapshot.events) <= inp.known_events:
             # BENIGN: "nothing new yet" is the poll's normal answer, not a failure worth a logged traceback.
             raise ApplicationError(
                 f"no news for {inp.tracking_no} ({snapshot.status})",
-                type="NoNewTrackingEvents",
+                type=ErrorType.NO_NEW_TRACKING_EVENTS,
                 category=ApplicationErrorCategory.BENIGN,
             )
         await asyncio.to_thread(record_snapshot, self.engine, snapshot)
         return snapshot
-
-
-def record_snapshot(engine: Engine, snapshot: TrackingSnapshot) -> int:
-    """Store the events not yet stored and move the shipment forward only; returns how many events were new.
-    Also used by the carrier webhook route (pushes), hence a plain function."""
-    with unit_of_work(engine) as session:
-        seen = {
-            (event.status, event.at)
-            for event in session.exec(
-                select(TrackingEvent).where(
-                    TrackingEvent.carrier == snapshot.carrier, TrackingEvent.tracking_no == snapshot.tracking_no
-                )
-            )
-        }
-        seen_before = set(seen)
-        added = 0
-        for event in snapshot.events:
-            if (event.status, event.at) in seen:
-                continue
-            seen.add((event.status, event.at))
-            added += 1
-            session.add(
-                TrackingEvent(
-                    carrier=snapshot.carrier,
-                    tracking_no=snapshot.tracking_no,
-                    status=event.status,
-                    at=event.at,
-                    location=event.location[:200],
-                    description=event.description[:500],
-                )
-            )
-        shipment = session.exec(
-            select(Shipment)
-            .where(Shipment.carrier == snapshot.carrier, Shipment.tracking_no == snapshot.tracking_no)
-            .with_for_update()  # a push and a sweep at once must not move the status back (Postgres)
-        ).first()
-        moved = (
-            next_status(
-                TrackingStatus(shipment.status),
-                snapshot.status,
-                last_event_at=max((at for _, at in seen_before), default=None),
-                candidate_at=snapshot.events[-1].at if snapshot.events else None,
-            )
-            if shipment is not None
-            else None
-        )
-        if shipment is not None and moved is not None:
-            shipment.status = moved
-            if moved == TrackingStatus.DELIVERED:
-                shipment.signed_by = snapshot.signed_by
-                shipment.signed_at = snapshot.signed_at
-            session.add(shipment)
-    return added

@@ -9,9 +9,10 @@ from activities.base import DbActivities
 from domain.validation import ProductFacts, validate_order
 from models.contracts import FulfillmentInput, ValidationOutcome
 from models.tables import Customer, Product
+from workflows.steps import ValidationSteps
 
 
-class ValidationActivities(DbActivities):
+class ValidationActivities(DbActivities, ValidationSteps):
     @activity.defn
     def validate_order(self, inp: FulfillmentInput) -> ValidationOutcome:
         order = inp.order

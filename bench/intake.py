@@ -14,15 +14,15 @@ sending (a full collection stopped the loop for ~0.3 s), and this process at nic
 connection ("pool").
 
 One run, in a fresh temp dir, everything on free loopback ports:
-  1. a Temporal dev server (core.stack.temporal_argv: db file, WAL pragmas, search attributes), a fresh
+  1. a Temporal dev server (dev.stack.temporal_argv: db file, WAL pragmas, search attributes), a fresh
      SQLite database (migrated, seeded, stock topped up, credit limits raised: bench.pipeline's), an ops user
      (the integration: a sales token may submit only its own orders) whose token the requests carry;
   2. the real worker (`worker.py`, own process), so the accepted orders really run (auto-approved small
      orders: customers C-1001..C-1004, totals under 260 CNY; they run up to PICKING and wait there for a
      dispatch that never comes);
-  3. the API: `uvicorn integrations.api.app:app` as users run it (one process, uvicorn's defaults), configured
-     by TEMPORAL_ADDRESS, DATABASE_URL, ORDERFLOW_TASK_QUEUE, ORDERFLOW_STATE_DIR (the worker's state dir, so
-     both use the same secrets);
+  3. the API: `uvicorn --factory entrypoints.api.app:serve` as users run it (one process, uvicorn's defaults),
+     configured by TEMPORAL_ADDRESS, DATABASE_URL, ORDERFLOW_TASK_QUEUE, ORDERFLOW_STATE_DIR (the worker's state
+     dir, so both use the same secrets);
   4. per rate: `POST /orders` with `Authorization: Bearer TOKEN` and a canonical order of a unique number,
      1 s of warm-up then `--seconds` measured; then every accepted order must have exactly one workflow
      (visibility, by workflow id prefix); how many reached PICKING in the meantime; then that rate's
@@ -83,14 +83,14 @@ from bench.pipeline import (
 from bench.tracking import git_facts, source_digest
 from core.config import PROJECT_ROOT, Settings
 from core.db import make_engine, unit_of_work
-from core.seed import add_user
-from core.stack import LOOPBACK, temporal_argv, temporal_binary
-from models.order import workflow_id_for
+from dev.stack import LOOPBACK, temporal_argv, temporal_binary
 from models.status import Role
+from services.users import add_user
+from workflows.contract import order_workflow_id
 
 WARMUP_SECONDS = 1.0
 POOL_SIZE = 25  # connections per httpx client (see phase_api)
-API_ARGV = ("-m", "uvicorn", "integrations.api.app:app")  # core.stack / docker-compose: uvicorn's defaults
+API_ARGV = ("-m", "uvicorn", "--factory", "entrypoints.api.app:serve")  # dev.stack / docker-compose: uvicorn's defaults
 NO_ANSWER = 0  # status of a request that got no HTTP answer (timeout, connection error)
 
 
@@ -314,10 +314,10 @@ async def phase_api(stack: Stack, run_id: str, rate: float, args: argparse.Names
             return response.status_code, "" if response.status_code == 202 else response.text[:200]
 
         shots, window = await open_loop(rate, args.seconds, fire, lambda: CpuMeter(stack.pids))
-    prefix = workflow_id_for(f"{tag}-")
+    prefix = order_workflow_id(f"{tag}-")
     picking = await count(stack.client, f"WorkflowId STARTS_WITH '{prefix}' AND OrderStatus = 'PICKING'")
     after = round(asyncio.get_running_loop().time() - window.end, 1)
-    accepted = {workflow_id_for(f"{tag}-{s.index:06d}"): s for s in shots if s.status == 202}
+    accepted = {order_workflow_id(f"{tag}-{s.index:06d}"): s for s in shots if s.status == 202}
     checked = await one_workflow_each(stack.client, prefix, accepted, window.wall_offset)
     result = figures(shots, window, 202, rate, args.seconds)
     result["workflows"] = checked
@@ -326,7 +326,7 @@ async def phase_api(stack: Stack, run_id: str, rate: float, args: argparse.Names
     examples = sorted({s.error for s in shots if s.status not in (202, NO_ANSWER)})[:3]
     if examples:
         result["error_examples"] = examples
-    result["_ids"] = [workflow_id_for(f"{tag}-{i:06d}") for i in range(total)]
+    result["_ids"] = [order_workflow_id(f"{tag}-{i:06d}") for i in range(total)]
     return result
 
 
@@ -409,7 +409,7 @@ async def bench(args: argparse.Namespace, tmp: Path, log: Callable[[str], None])
         "warmup_s": WARMUP_SECONDS,
         "machine": machine_facts(),
         "git": git_facts(),
-        "api": "uvicorn integrations.api.app:app, 1 process, uvicorn defaults (asyncio loop, "
+        "api": "uvicorn --factory entrypoints.api.app:serve, 1 process, uvicorn defaults (asyncio loop, "
         + ("httptools" if _importable("httptools") else "h11")
         + " HTTP parser, access log on, to a file)",
         "worker": "off (--no-worker): accepted orders wait in the task queue" if args.no_worker else "worker.py",

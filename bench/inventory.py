@@ -69,7 +69,7 @@ from core.config import Settings
 from core.db import make_engine, unit_of_work
 from core.logging import configure_logging
 from core.migrate import upgrade
-from core.seed import WAREHOUSES, seed
+from dev.seed import WAREHOUSES, seed
 from models.contracts import AllocateInput
 from models.tables import Product, StockLot
 from tests.support.postgres import TEMPLATE_DB, PostgresCluster, create_template, start_cluster

@@ -3,12 +3,12 @@
     python -m bench.pipeline [--orders 200] [--concurrency 100] [--json] [--timeout 900]
 
 One run, all in a fresh temp dir, everything on free loopback ports:
-  1. a Temporal dev server (the venv's `temporal`, core.stack.temporal_argv: db file, WAL + synchronous=normal,
+  1. a Temporal dev server (the venv's `temporal`, dev.stack.temporal_argv: db file, WAL + synchronous=normal,
      search attributes), the carrier simulator (own process), a fresh SQLite database (migrated, seeded,
      stock topped up so no order backorders);
   2. the real worker (`worker.py`) in its own process;
-  3. pipeline: N auto-approved orders through orders_client.submit, at most `--concurrency` in flight; the
-     driver watches the read model (order_events) and dispatches each order (orders_client.dispatch, carrier
+  3. pipeline: N auto-approved orders through order_commands.submit, at most `--concurrency` in flight; the
+     driver watches the read model (order_events) and dispatches each order (order_commands.dispatch, carrier
      `sim`) as soon as its PICKING row appears; done when its DISPATCHED row appears. Then every order
      workflow is terminated (they would go on tracking parcels);
   4. floor: bench.floor's bare workflow with the shape read off a real OrderFulfillment history (same
@@ -58,13 +58,14 @@ from bench.procstat import machine_cpu_fields, process_cpu
 from core.config import PROJECT_ROOT, Settings
 from core.db import make_engine, unit_of_work
 from core.migrate import upgrade
-from core.seed import seed
-from core.stack import LOOPBACK, temporal_argv, temporal_binary
 from core.temporal import connect
-from integrations import orders_client
+from dev.seed import seed
+from dev.stack import LOOPBACK, temporal_argv, temporal_binary
 from models.order import Order
 from models.tables import Customer, StockLot
+from services import order_commands
 from tests.support.orders import SHANGHAI, make_order
+from workflows.contract import order_workflow_id
 
 # --- the orders ---------------------------------------------------------------------------------------
 
@@ -542,7 +543,7 @@ class ReadModelWatcher:
     async def _dispatch(self, run: OrderRun, warehouse: str) -> None:
         order_no = run.order.order_no
         try:
-            await orders_client.dispatch(
+            await order_commands.dispatch(
                 self.client, order_no, warehouse=warehouse, carrier="sim", tracking_no=f"T{order_no}-{warehouse}"
             )
         except Exception as exc:  # noqa: BLE001 - any failure ends this order's run with a reason
@@ -562,7 +563,7 @@ async def run_pipeline(
     async def one(run: OrderRun) -> None:
         async with gate:
             run.t_submit = time.time()
-            await orders_client.submit(client, run.order, task_queue)
+            await order_commands.submit(client, run.order, task_queue)
             await run.done.wait()
             if run.error:
                 raise RuntimeError(run.error)
@@ -720,7 +721,7 @@ async def bench(args: argparse.Namespace, tmp: Path, log: Callable[[str], None])
         [
             sys.executable,
             "-m",
-            "integrations.carriers.simulator",
+            "dev.simulator.carriers",
             "--host",
             LOOPBACK,
             "--port",
@@ -762,12 +763,12 @@ async def bench(args: argparse.Namespace, tmp: Path, log: Callable[[str], None])
     meter = CpuMeter(pids)
     runs, wall = await run_pipeline(client, db_path, settings.task_queue, measured, args.concurrency, args.poll)
     cpu = meter.read()
-    shape_source = shape_source or runs[0].order.workflow_id.removeprefix("order-")
+    shape_source = shape_source or order_workflow_id(runs[0].order.order_no).removeprefix("order-")
     history = await client.get_workflow_handle(f"order-{shape_source}").fetch_history()
     cut = cut_at_dispatched(history.events)
     plan, activity_types = plan_of(cut)
     pipeline_breakdown, pipeline_runs = await sample_breakdowns(
-        client, [r.order.workflow_id for r in runs], cut_at_dispatched
+        client, [order_workflow_id(r.order.order_no) for r in runs], cut_at_dispatched
     )
     result["pipeline"] = {
         "wall_s": round(wall, 2),

@@ -12,7 +12,7 @@ Set-up, in a fresh temp dir, everything on free loopback ports:
   - a SQLite database (core.migrate.upgrade) holding one `shipments` row per parcel (17track, INFO_RECEIVED,
     dispatched now) and the parcel's one event in `tracking_events`: what earlier sweeps would have recorded,
     so a sweep finds no news either.
-Then two runs, each on its own Temporal dev server (core.stack.temporal_argv: WAL pragmas, search attributes;
+Then two runs, each on its own Temporal dev server (dev.stack.temporal_argv: WAL pragmas, search attributes;
 a fresh one per run, so server CPU and worker memory are the run's own) with its own worker process
 (`worker.py`, configured by TEMPORAL_ADDRESS, DATABASE_URL, ORDERFLOW_CARRIER_SIM_URL, ORDERFLOW_TASK_QUEUE):
   A. per-parcel: N ShipmentTracking workflows with batched=False: each polls 17TRACK for its own parcel
@@ -58,7 +58,6 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.api.history.v1 import HistoryEvent
 from temporalio.client import Client
 
-from activities.tracking import poller_workflow_id, tracking_workflow_id
 from bench.pipeline import (
     _worker_env,
     connect_when_ready,
@@ -74,13 +73,14 @@ from bench.procstat import machine_cpu_fields, process_cpu, process_memory
 from core.config import PROJECT_ROOT, Settings
 from core.db import make_engine, unit_of_work
 from core.migrate import upgrade
-from core.stack import LOOPBACK, temporal_argv, temporal_binary
+from dev.stack import LOOPBACK, temporal_argv, temporal_binary
 from integrations.carriers import track17
 from integrations.carriers.registry import carrier_base_url
 from models.contracts import SweepOutcome, TrackingInput
 from models.status import TrackingStatus
 from models.tables import Shipment, TrackingEvent
 from models.tracking import TrackingSnapshot
+from workflows.contract import poller_workflow_id, tracking_workflow_id
 from workflows.tracking import ShipmentTracking
 
 CARRIER = track17.CODE
@@ -170,7 +170,7 @@ def cpu_rate(a: Sample, b: Sample, name: str) -> float:
 
 # --- set-up ---------------------------------------------------------------------------------------------
 
-SOURCE_DIRS = ("activities", "core", "domain", "integrations", "models", "workflows")
+SOURCE_DIRS = ("activities", "core", "domain", "integrations", "models", "rules", "services", "workflows")
 
 
 def source_digest() -> str:
@@ -582,7 +582,7 @@ async def bench(args: argparse.Namespace, tmp: Path, log: Callable[[str], None])
         [
             sys.executable,
             "-m",
-            "integrations.carriers.simulator",
+            "dev.simulator.carriers",
             "--host",
             LOOPBACK,
             "--port",

@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     sms_gateway_url: str = ""  # base URL; notices are POSTed to {sms_gateway_url}/messages
     sms_gateway_key: str = "sim-sms-key"  # sent as `Authorization: AccessKey <key>`; the default is the simulator's
     sms_originator: str = "orderflow"  # the SMS sender id (a number, or at most 11 letters and digits)
-    notify_templates_file: Path = PROJECT_ROOT / "integrations" / "notify" / "templates.yaml"
+    notify_templates_file: Path = PROJECT_ROOT / "services" / "notify" / "templates.yaml"
     notify_relay_interval: float = Field(5.0, gt=0)  # seconds between outbox sweeps
     notify_max_attempts: int = Field(8, ge=1)  # then the row is 'failed' (retries back off 30 s, 1 min, … 1 h)
 

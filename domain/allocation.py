@@ -14,9 +14,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import combinations
-from typing import Literal
 
-LotOrder = Literal["fifo", "fefo"]
+from models.allocation import Allocation, LotOrder
+
 # Above this many warehouses the fewest-warehouses search stops enumerating combinations.
 MAX_COMBINATION_SEARCH = 12
 
@@ -38,17 +38,6 @@ class LotStock:
     received_at: datetime
     available: int
     expires_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class Allocation:
-    line_no: int
-    sku: str
-    warehouse: str
-    lot_id: int
-    lot: str
-    bin: str
-    qty: int
 
 
 @dataclass(frozen=True)
@@ -105,7 +94,17 @@ def _take(line: LineRequest, ordered_lots: list[LotStock], remaining: dict[int, 
             continue
         remaining[lot.lot_id] -= qty
         need -= qty
-        taken.append(Allocation(line.line_no, line.sku, lot.warehouse, lot.lot_id, lot.lot, lot.bin, qty))
+        taken.append(
+            Allocation(
+                line_no=line.line_no,
+                sku=line.sku,
+                warehouse=lot.warehouse,
+                lot_id=lot.lot_id,
+                lot=lot.lot,
+                bin=lot.bin,
+                qty=qty,
+            )  # fmt: skip
+        )
     return taken, need
 
 

@@ -17,11 +17,16 @@ class CreditCheck:
         return self.limit - self.exposure
 
 
+def exposure(receivables: Decimal, open_orders: Decimal, order_total: Decimal = Decimal("0.00")) -> Decimal:
+    """What the customer owes or will owe: receivables + their open orders (+ the order being checked)."""
+    return receivables + open_orders + order_total
+
+
 def check_credit(
     limit: Decimal, receivables: Decimal, open_orders: Decimal, order_total: Decimal, *, prepaid: bool
 ) -> CreditCheck:
     """Prepaid orders carry no credit risk; others are held (never silently rejected) when over limit."""
-    exposure = receivables + open_orders + order_total
+    owed = exposure(receivables, open_orders, order_total)
     if prepaid:
-        return CreditCheck(limit, exposure, hold=False)
-    return CreditCheck(limit, exposure, hold=exposure > limit)
+        return CreditCheck(limit, owed, hold=False)
+    return CreditCheck(limit, owed, hold=owed > limit)

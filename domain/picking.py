@@ -6,7 +6,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass
 
-from domain.allocation import Allocation
+from models.allocation import Allocation
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,9 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from models.allocation import Allocation, AllocationMode, LotOrder
 from models.order import Order
 from models.status import OrderStatus, Role, TrackingStatus
-
-LotOrder = Literal["fifo", "fefo"]
-AllocationMode = Literal["split", "single_warehouse"]
 
 
 class Contract(BaseModel):
@@ -46,7 +44,11 @@ class Policy(Contract):
     tracking_give_up_after: timedelta = timedelta(days=30)
     # Carriers whose parcels are polled together by one CarrierPoller sweep (batch queries), not one by one.
     tracking_batch_carriers: list[str] = []
-    tracking_push_base_url: str = ""  # the API's public URL: carriers push to {it}/webhooks/carriers/{carrier}
+    # Carrier → the URL it should push a parcel's news to, for carriers that take a per-parcel subscription.
+    tracking_push_callbacks: dict[str, str] = {}
+    # The carrier codes the worker has an adapter for (a dispatch naming another is refused). Empty in policies
+    # handed out before they were listed: the dispatch step itself refuses unknown carriers then.
+    carriers: list[str] = []
     lot_order: LotOrder = "fifo"
 
 
@@ -118,24 +120,14 @@ class AllocateInput(Contract):
     lot_order: LotOrder = "fifo"
 
 
-class AllocatedLot(Contract):
-    line_no: int
-    sku: str
-    warehouse: str
-    lot_id: int
-    lot: str
-    bin: str
-    qty: int
-
-
 class AllocateOutcome(Contract):
-    allocations: list[AllocatedLot]
+    allocations: list[Allocation]
     shortages: dict[str, int] = {}
 
 
 class PickListsInput(Contract):
     order_no: str
-    allocations: list[AllocatedLot]
+    allocations: list[Allocation]
 
 
 class OrderRef(Contract):

@@ -1,4 +1,4 @@
-"""The canonical order (CONTRACT.md) and its parts: the payload integrations submit."""
+"""The canonical order (docs/contract.md) and its parts: the payload integrations submit."""
 
 from __future__ import annotations
 
@@ -98,17 +98,9 @@ class Order(BaseModel):
         return self
 
     @property
-    def workflow_id(self) -> str:
-        return workflow_id_for(self.order_no)
-
-    @property
     def total(self) -> Decimal:
         return sum((line.unit_price * line.qty for line in self.lines), Decimal("0.00"))
 
     def content_hash(self) -> str:
         """Fingerprint of the order's content: the same order submitted twice has the same hash."""
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
-
-
-def workflow_id_for(order_no: str) -> str:
-    return f"order-{order_no}"

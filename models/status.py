@@ -1,4 +1,4 @@
-"""Order and tracking statuses (ARCHITECTURE.md)."""
+"""Order and tracking statuses (docs/architecture.md)."""
 
 from __future__ import annotations
 

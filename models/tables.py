@@ -232,7 +232,7 @@ class TrackingEvent(SQLModel, table=True):
 
 
 class NotificationStatus(StrEnum):
-    """Where an outbox row is on its way out (integrations/notify/relay.py moves it)."""
+    """Where an outbox row is on its way out (services/notify/relay.py moves it)."""
 
     QUEUED = "queued"  # due at next_attempt_at (new rows: at once; after a failed attempt: after a backoff)
     SENDING = "sending"  # claimed by a relay until next_attempt_at (the lease); due again after it (at-least-once)
@@ -246,7 +246,7 @@ class NotificationStatus(StrEnum):
 class Notification(SQLModel, table=True):
     """Outbox of notices to customers and staff; `key` makes a retried activity write it once.
 
-    The relay (integrations/notify/relay.py) sends what is due: ix_notifications_due finds it.
+    The relay (services/notify/relay.py) sends what is due: ix_notifications_due finds it.
     """
 
     __tablename__ = "notifications"

@@ -19,8 +19,8 @@ from core.codec import data_converter
 from core.config import Settings
 from core.db import make_engine
 from core.migrate import upgrade
-from core.search_attributes_admin import register_search_attributes
-from core.seed import seed
+from dev.seed import seed
+from dev.temporal_admin import register_search_attributes
 from tests.support.cleanup import StartedOrders
 from tests.support.postgres import PG_POOL_SIZE, pg_cluster, pg_engine, pg_url  # noqa: F401  (fixtures)
 from tests.support.simulator import running_simulator

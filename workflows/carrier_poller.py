@@ -12,21 +12,24 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.tracking import PARCEL_OPENED_SIGNAL, TrackingActivities
     from models.contracts import PollerInput, SweepInput
+
+from workflows import contract
+from workflows.contract import Signal
+from workflows.steps import TrackingSteps
 
 # A run continues as new past this many history events (~11 a sweep, ~2 per parcel-opened signal), checked
 # while it waits too, so a flood of new parcels cannot push one run towards the per-run signal limit.
 MAX_EVENTS_PER_RUN = 500
 
 
-@workflow.defn
+@workflow.defn(name=contract.POLLER_WORKFLOW)
 class CarrierPoller:
     def __init__(self) -> None:
         self.opened = 0
         self.max_events = MAX_EVENTS_PER_RUN
 
-    @workflow.signal(name=PARCEL_OPENED_SIGNAL)
+    @workflow.signal(name=Signal.PARCEL_OPENED)
     def parcel_opened(self, tracking_workflow_id: str) -> None:
         self.opened += 1
 
@@ -41,7 +44,7 @@ class CarrierPoller:
         while True:
             self.opened = 0
             outcome = await workflow.execute_activity_method(
-                TrackingActivities.sweep_carrier,
+                TrackingSteps.sweep_carrier,
                 SweepInput(carrier=inp.carrier, give_up_after=inp.give_up_after),
                 start_to_close_timeout=timedelta(minutes=10),
                 heartbeat_timeout=timedelta(minutes=2),

@@ -19,20 +19,10 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.credit import CreditActivities
-    from activities.inventory import InventoryActivities
-    from activities.notify import NotifyActivities
-    from activities.picking import PickingActivities
-    from activities.records import RecordActivities
-    from activities.review import ReviewActivities
-    from activities.shipping import ShippingActivities
-    from activities.tracking import tracking_workflow_id
-    from activities.validation import ValidationActivities
     from domain.approvals import refusal_reason
     from domain.tracking import ORDER_PROGRESS, order_status_for
-    from integrations.carriers.registry import KNOWN_CARRIERS, push_callback_url
+    from models.allocation import Allocation, LotOrder
     from models.contracts import (
-        AllocatedLot,
         AllocateInput,
         ApprovalAudit,
         CancelInput,
@@ -42,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
         DispatchRecord,
         FulfillmentInput,
         FulfillmentResult,
-        LotOrder,
         NotifyInput,
         OrderRef,
         OrderState,
@@ -66,8 +55,20 @@ with workflow.unsafe.imports_passed_through():
         Role,
         TrackingStatus,
     )
-    from workflows import search_attributes as sa
-    from workflows.tracking import PROGRESS_SIGNAL, ShipmentTracking
+
+from workflows import contract
+from workflows.contract import ErrorType, Query, Signal, Update, tracking_workflow_id
+from workflows.steps import (
+    CreditSteps,
+    InventorySteps,
+    NotifySteps,
+    PickingSteps,
+    RecordSteps,
+    ReviewSteps,
+    ShippingSteps,
+    ValidationSteps,
+)
+from workflows.tracking import ShipmentTracking
 
 # Who hears about an approval that has waited past its reminder.
 ESCALATE_TO = {Role.FINANCE: Role.FINANCE_DIRECTOR, Role.FINANCE_DIRECTOR: Role.OPS}
@@ -93,7 +94,7 @@ class _Level:
     credit_hold: bool = False
 
 
-@workflow.defn
+@workflow.defn(name=contract.ORDER_WORKFLOW)
 class OrderFulfillment:
     @workflow.init
     def __init__(self, inp: FulfillmentInput) -> None:
@@ -114,7 +115,7 @@ class OrderFulfillment:
         self.allow_split = True
         self.lot_order: LotOrder = "fifo"
         self.allocation_attempts = 0
-        self.allocations: list[AllocatedLot] = []
+        self.allocations: list[Allocation] = []
         self.pick_lists_issued = False
         self.awaiting_dispatch: list[str] = []
         self.dispatch_queue: list[DispatchInput] = []
@@ -130,9 +131,7 @@ class OrderFulfillment:
 
     @workflow.run
     async def run(self, inp: FulfillmentInput) -> FulfillmentResult:
-        await self._act(
-            RecordActivities.register_order, RegisterOrderInput(order=self.order, received_at=workflow.now())
-        )
+        await self._act(RecordSteps.register_order, RegisterOrderInput(order=self.order, received_at=workflow.now()))
         try:
             await self._fulfil(inp)
         except _Stop as stop:
@@ -150,11 +149,11 @@ class OrderFulfillment:
 
     async def _fulfil(self, inp: FulfillmentInput) -> None:
         order = self.order
-        validation = await self._act(ValidationActivities.validate_order, inp)
+        validation = await self._act(ValidationSteps.validate_order, inp)
         if validation.reasons:
             raise _Stop(OrderStatus.REJECTED, "; ".join(validation.reasons), validation.reasons)
         review = await self._act(
-            ReviewActivities.review_order, ReviewInput(order=order, customer_new=validation.customer_new)
+            ReviewSteps.review_order, ReviewInput(order=order, customer_new=validation.customer_new)
         )
         self.policy = review.policy
         self.allow_split = self.policy.allow_split if review.allocation is None else review.allocation == "split"
@@ -163,7 +162,7 @@ class OrderFulfillment:
         levels = [_Level(i, role) for i, role in enumerate(review.approval_roles, start=1)]
         if not review.skip_finance and not prepay:
             credit = await self._act(
-                CreditActivities.check_credit,
+                CreditSteps.check_credit,
                 CreditInput(order_no=order.order_no, customer_id=order.customer_id, total=order.total),
             )
             if credit.hold:
@@ -178,7 +177,7 @@ class OrderFulfillment:
 
         await self._allocate()
         warehouses = await self._act(
-            PickingActivities.issue_pick_lists, PickListsInput(order_no=order.order_no, allocations=self.allocations)
+            PickingSteps.issue_pick_lists, PickListsInput(order_no=order.order_no, allocations=self.allocations)
         )
         self.pick_lists_issued = True
         self.awaiting_dispatch = list(warehouses)
@@ -242,7 +241,7 @@ class OrderFulfillment:
         decision = self.decisions[0]
         self.decided_at_seq = self.seq
         await self._act(
-            RecordActivities.record_approval,
+            RecordSteps.record_approval,
             ApprovalAudit(
                 order_no=self.order.order_no,
                 level=level.index,
@@ -274,7 +273,7 @@ class OrderFulfillment:
             # Cleared before each look at stock, so a restock signalled at any later point (even while the
             # backorder is still being recorded) triggers another look.
             self.restock_requested = False
-            outcome = await self._act(InventoryActivities.allocate_stock, request)
+            outcome = await self._act(InventorySteps.allocate_stock, request)
             self.allocation_attempts += 1
             self._checkpoint()
             if outcome.allocations:
@@ -299,7 +298,7 @@ class OrderFulfillment:
             request = self.dispatch_queue[0]
             try:
                 await self._act(
-                    ShippingActivities.record_dispatch,
+                    ShippingSteps.record_dispatch,
                     DispatchRecord(
                         order_no=self.order.order_no,
                         warehouse=request.warehouse,
@@ -310,7 +309,10 @@ class OrderFulfillment:
                 )
             except ActivityError as err:
                 cause = err.cause
-                if not isinstance(cause, ApplicationError) or cause.type != "DuplicateTrackingNo":
+                if not isinstance(cause, ApplicationError) or cause.type not in (
+                    ErrorType.DUPLICATE_TRACKING_NO,
+                    ErrorType.UNKNOWN_CARRIER,
+                ):
                     raise
                 # Another order's parcel number: refuse this dispatch, keep waiting for a correct one.
                 self.dispatch_refusals[request.tracking_no] = cause.message
@@ -335,7 +337,7 @@ class OrderFulfillment:
                         stall_after=self.policy.tracking_stall_after,
                         give_up_after=self.policy.tracking_give_up_after,
                         batched=request.carrier in self.policy.tracking_batch_carriers,
-                        push_callback=push_callback_url(request.carrier, self.policy.tracking_push_base_url),
+                        push_callback=self.policy.tracking_push_callbacks.get(request.carrier),
                     ),
                     id=tracking_workflow_id(request.carrier, request.tracking_no),
                 )
@@ -429,11 +431,11 @@ class OrderFulfillment:
 
     async def _compensate(self, stop: _Stop) -> None:
         if self.pick_lists_issued:
-            await self._act(PickingActivities.void_pick_lists, OrderRef(order_no=self.order.order_no))
+            await self._act(PickingSteps.void_pick_lists, OrderRef(order_no=self.order.order_no))
         if stop.status == OrderStatus.CANCELLED or (self.allocations and not self.parcels):
             # Release even when nothing is known to be allocated: a lock may have committed just before a
             # cancel was seen. Releasing nothing is a no-op.
-            await self._act(InventoryActivities.release_stock, OrderRef(order_no=self.order.order_no))
+            await self._act(InventorySteps.release_stock, OrderRef(order_no=self.order.order_no))
         if (self.paid or self.payment is not None) and stop.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
             await self._notify("refund", "role", role=Role.FINANCE, reason=stop.reason)
         self.reasons.extend(stop.reasons)
@@ -470,9 +472,9 @@ class OrderFulfillment:
     ) -> None:
         self.status = status
         self.seq += 1
-        workflow.upsert_search_attributes([sa.ORDER_STATUS.value_set(status.value)])
+        workflow.upsert_search_attributes([contract.ORDER_STATUS.value_set(status.value)])
         await self._act(
-            RecordActivities.record_transition,
+            RecordSteps.record_transition,
             TransitionInput(
                 order_no=self.order.order_no,
                 seq=self.seq,
@@ -494,7 +496,7 @@ class OrderFulfillment:
         **variables: str,
     ) -> None:
         await self._act(
-            NotifyActivities.notify,
+            NotifySteps.notify,
             NotifyInput(
                 key=f"{self.order.order_no}:{key}",
                 order_no=self.order.order_no,
@@ -507,7 +509,7 @@ class OrderFulfillment:
 
     # --- messages --------------------------------------------------------------------------------
 
-    @workflow.query
+    @workflow.query(name=Query.STATE)
     def state(self) -> OrderState:
         pending = None
         if self.level is not None:
@@ -522,7 +524,7 @@ class OrderFulfillment:
             allocation_attempts=self.allocation_attempts,
         )
 
-    @workflow.update
+    @workflow.update(name=Update.DECIDE)
     async def decide(self, decision: DecisionInput) -> OrderState:
         self.decisions.append(decision)
         taken = self.decisions_taken
@@ -536,23 +538,25 @@ class OrderFulfillment:
 
     @decide.validator
     def _validate_decision(self, decision: DecisionInput) -> None:
-        """Runs after the worker's DecisionGuard verified the API's signature (core/decision_guard.py).
+        """Runs after the worker's DecisionGuard verified the API's signature (workflows/decision_guard.py).
         Refusal types tell the API which answer to give: NotAwaiting → 409, Forbidden → 403, Invalid → 422."""
         level = self.level
         if level is None or self.status not in (OrderStatus.AWAITING_APPROVAL, OrderStatus.CREDIT_HOLD):
             raise ApplicationError(
                 f"order {self.order.order_no} is not awaiting a decision (status {self.status.value})",
-                type="NotAwaiting",
+                type=ErrorType.NOT_AWAITING,
             )
         if self.decisions:
-            raise ApplicationError(f"a decision on level {level.index} is already being processed", type="NotAwaiting")
+            raise ApplicationError(
+                f"a decision on level {level.index} is already being processed", type=ErrorType.NOT_AWAITING
+            )
         if decision.level != level.index:
             raise ApplicationError(
                 f"the decision is for level {decision.level} but the order awaits level {level.index}",
-                type="NotAwaiting",
+                type=ErrorType.NOT_AWAITING,
             )
         if decision.decision == "reject" and not decision.comment.strip():
-            raise ApplicationError("a rejection needs a comment", type="Invalid")
+            raise ApplicationError("a rejection needs a comment", type=ErrorType.INVALID)
         why = refusal_reason(
             level_role=level.role,
             decider=decision.by,
@@ -561,9 +565,9 @@ class OrderFulfillment:
             earlier_deciders=self.deciders,
         )
         if why:
-            raise ApplicationError(why, type="Forbidden")
+            raise ApplicationError(why, type=ErrorType.FORBIDDEN)
 
-    @workflow.update
+    @workflow.update(name=Update.PAYMENT_RECEIVED)
     async def payment_received(self, payment: PaymentInput) -> OrderState:
         self.payment = payment
         await workflow.wait_condition(lambda: self.paid or self.status in TERMINAL_STATUSES)
@@ -574,7 +578,7 @@ class OrderFulfillment:
         if self.status != OrderStatus.AWAITING_PAYMENT or self.payment is not None:
             raise ValueError(f"order {self.order.order_no} is not awaiting payment (status {self.status.value})")
 
-    @workflow.update
+    @workflow.update(name=Update.DISPATCHED)
     async def dispatched(self, dispatch: DispatchInput) -> OrderState:
         self.dispatch_queue.append(dispatch)
         number = dispatch.tracking_no
@@ -586,16 +590,18 @@ class OrderFulfillment:
             )
         )
         if number in self.dispatch_refusals:
-            raise ApplicationError(self.dispatch_refusals.pop(number), type="DispatchRefused")
+            raise ApplicationError(self.dispatch_refusals.pop(number), type=ErrorType.DISPATCH_REFUSED)
         return self.state()
 
     @dispatched.validator
     def _validate_dispatch(self, dispatch: DispatchInput) -> None:
         if self.cancel_request is not None:
             raise ValueError(f"order {self.order.order_no} is being cancelled")
-        if dispatch.carrier not in KNOWN_CARRIERS:
-            known = ", ".join(sorted(KNOWN_CARRIERS))
-            raise ApplicationError(f"unknown carrier {dispatch.carrier} (known: {known})", type="Invalid")
+        known = self.policy.carriers
+        if known and dispatch.carrier not in known:
+            raise ApplicationError(
+                f"unknown carrier {dispatch.carrier} (known: {', '.join(known)})", type=ErrorType.INVALID
+            )
         queued = {request.warehouse for request in self.dispatch_queue}
         if dispatch.warehouse not in self.awaiting_dispatch or dispatch.warehouse in queued:
             waiting = ", ".join(self.awaiting_dispatch) or "none"
@@ -608,7 +614,7 @@ class OrderFulfillment:
         ):
             raise ValueError(f"tracking number {dispatch.tracking_no} is already used on this order")
 
-    @workflow.update
+    @workflow.update(name=Update.CANCEL)
     async def cancel(self, request: CancelInput) -> OrderState:
         self.cancel_request = request
         await workflow.wait_condition(lambda: self.status in TERMINAL_STATUSES)
@@ -621,11 +627,11 @@ class OrderFulfillment:
         if self.status not in CANCELLABLE_STATUSES or self.dispatch_queue or self.parcels:
             raise ValueError(f"order {self.order.order_no} can no longer be cancelled (status {self.status.value})")
 
-    @workflow.signal
+    @workflow.signal(name=Signal.RESTOCKED)
     def restocked(self, _restock: RestockInput) -> None:
         self.restock_requested = True
 
-    @workflow.signal(name=PROGRESS_SIGNAL)
+    @workflow.signal(name=Signal.SHIPMENT_PROGRESS)
     def shipment_progress(self, progress: ShipmentProgress) -> None:
         known = self.parcels.get(progress.tracking_no)
         if known is None:

@@ -17,7 +17,6 @@ from temporalio.exceptions import CancelledError as TemporalCancelledError
 from temporalio.exceptions import TimeoutError as ActivityTimeout
 
 with workflow.unsafe.imports_passed_through():
-    from activities.tracking import NEWS_SIGNAL, TrackingActivities
     from domain.tracking import FINAL_TRACKING_STATUSES, next_status
     from models.contracts import (
         CloseParcelInput,
@@ -31,9 +30,10 @@ with workflow.unsafe.imports_passed_through():
     from models.status import TrackingStatus
     from models.tracking import TrackingSnapshot
 
-PROGRESS_SIGNAL = "shipment_progress"
-# Poll failures that mean "no news from the carrier" (as opposed to a broken set-up, e.g. an unknown carrier).
-STALL_ERRORS = frozenset({"NoNewTrackingEvents", "CarrierUnavailable"})
+from workflows import contract
+from workflows.contract import STALL_ERRORS, ErrorType, Signal
+from workflows.steps import TrackingSteps
+
 # A run's history stays well under this many events; then the tracking continues as new.
 MAX_EVENTS_PER_RUN = 800
 
@@ -42,7 +42,7 @@ class _QuietWindow(Exception):
     """The stall window closed without any news from the carrier."""
 
 
-@workflow.defn
+@workflow.defn(name=contract.TRACKING_WORKFLOW)
 class ShipmentTracking:
     def __init__(self) -> None:
         self.inbox: list[TrackingSnapshot] = []
@@ -50,7 +50,7 @@ class ShipmentTracking:
         self.known_events = 0
         self.last_event_at: datetime | None = None
 
-    @workflow.signal(name=NEWS_SIGNAL)
+    @workflow.signal(name=Signal.PARCEL_NEWS)
     def parcel_news(self, snapshot: TrackingSnapshot) -> None:
         """A push from the carrier's webhook, or the CarrierPoller's sweep. Repeats are dropped in run()."""
         self.inbox.append(snapshot)
@@ -94,12 +94,12 @@ class ShipmentTracking:
                     stalled = True
                     flagged = TrackingStatus.EXPIRED if expired else TrackingStatus.EXCEPTION
                     await parent.signal(
-                        PROGRESS_SIGNAL,
+                        Signal.SHIPMENT_PROGRESS,
                         ShipmentProgress(carrier=inp.carrier, tracking_no=inp.tracking_no, status=flagged),
                     )
                 if expired:
                     await workflow.execute_activity_method(
-                        TrackingActivities.close_parcel,
+                        TrackingSteps.close_parcel,
                         CloseParcelInput(
                             carrier=inp.carrier, tracking_no=inp.tracking_no, status=TrackingStatus.EXPIRED
                         ),
@@ -127,7 +127,7 @@ class ShipmentTracking:
                 signed_by=snapshot.signed_by,
                 signed_at=snapshot.signed_at,
             )
-            await parent.signal(PROGRESS_SIGNAL, progress)
+            await parent.signal(Signal.SHIPMENT_PROGRESS, progress)
             if self.status in FINAL_TRACKING_STATUSES:
                 delivered = self.status == TrackingStatus.DELIVERED
                 return TrackingResult(
@@ -154,10 +154,10 @@ class ShipmentTracking:
     async def _subscribe(inp: TrackingInput, callback_url: str) -> None:
         try:
             await workflow.execute_activity_method(
-                TrackingActivities.subscribe_parcel,
+                TrackingSteps.subscribe_parcel,
                 SubscribeInput(carrier=inp.carrier, tracking_no=inp.tracking_no, callback_url=callback_url),
                 start_to_close_timeout=timedelta(seconds=30),
-                retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=["UnknownCarrier"]),
+                retry_policy=RetryPolicy(maximum_attempts=5, non_retryable_error_types=[ErrorType.UNKNOWN_CARRIER]),
             )
         except ActivityError as err:  # no pushes then: the parcel is still followed by polling
             workflow.logger.warning("push subscription for %s failed: %s", inp.tracking_no, err.cause)
@@ -165,7 +165,7 @@ class ShipmentTracking:
     @staticmethod
     async def _ensure_poller(inp: TrackingInput) -> None:
         await workflow.execute_activity_method(
-            TrackingActivities.ensure_carrier_poller,
+            TrackingSteps.ensure_carrier_poller,
             EnsurePollerInput(carrier=inp.carrier, interval=inp.poll_interval, give_up_after=inp.give_up_after),
             start_to_close_timeout=timedelta(seconds=30),
         )
@@ -193,7 +193,7 @@ class ShipmentTracking:
         # interval, no attempt limit) is the poller — one activity in history per change. Its schedule-to-close
         # is the stall window: no news that long ends the attempt series.
         poll = workflow.start_activity_method(
-            TrackingActivities.poll_parcel,
+            TrackingSteps.poll_parcel,
             PollInput(
                 order_no=inp.order_no,
                 carrier=inp.carrier,
@@ -207,7 +207,7 @@ class ShipmentTracking:
                 initial_interval=inp.poll_interval,
                 backoff_coefficient=1.0,
                 maximum_interval=inp.poll_interval,
-                non_retryable_error_types=["UnknownCarrier"],
+                non_retryable_error_types=[ErrorType.UNKNOWN_CARRIER],
             ),
         )
         while not poll.done():

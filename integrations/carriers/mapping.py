@@ -1,4 +1,4 @@
-"""Carrier statuses → the canonical tracking statuses (ARCHITECTURE.md), one table per carrier, and the pure
+"""Carrier statuses → the canonical tracking statuses (docs/architecture.md), one table per carrier, and the pure
 helpers the carrier adapters share (times, signer, Retry-After, HTTP answer classification). No I/O here.
 
 Mapping principle: a carrier's *family* (Kuaidi100 top-level state, 17TRACK main status, AfterShip tag) maps to

@@ -93,11 +93,12 @@ def batch_carrier_client(code: str, http: httpx.AsyncClient, settings: Settings)
 SUBSCRIBE_CARRIERS: frozenset[str] = frozenset({"kuaidi100"})
 
 
-def push_callback_url(carrier: str, base_url: str) -> str | None:
-    """Where `carrier` should push news about a parcel, or None when it takes no per-parcel subscription."""
-    if not base_url or carrier not in SUBSCRIBE_CARRIERS:
-        return None
-    return f"{base_url.rstrip('/')}/webhooks/carriers/{carrier}"
+def push_callbacks(base_url: str) -> dict[str, str]:
+    """Carrier → where it should push news about each parcel (carriers that take a per-parcel subscription); none
+    without our public base URL."""
+    if not base_url:
+        return {}
+    return {carrier: f"{base_url.rstrip('/')}/webhooks/carriers/{carrier}" for carrier in sorted(SUBSCRIBE_CARRIERS)}
 
 
 async def subscribe_parcel(

@@ -1,6 +1,5 @@
-"""Customer and staff notices on their way out: templates, senders (SMTP, SMS gateway) and the outbox relay.
+"""Senders of customer and staff notices: SMTP (mail.py) and an SMS gateway in MessageBird's shape (sms.py).
 
-activities/notify.py renders a notice with `templates` and writes it to the outbox (the `notifications` table);
-`relay` sends what is due through `mail.SmtpSender` and `sms.SmsGatewaySender`. `smtp_sink` and
-`sms_gateway_sim` play the far ends for the demo and the tests.
+The outbox relay (services/notify/relay.py) sends what activities/notify.py wrote through these; the far ends the
+demo and the tests talk to are fakes in dev/simulator/ (smtp_sink.py, sms_gateway.py).
 """

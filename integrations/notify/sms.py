@@ -5,7 +5,7 @@
     {"recipients": ["8613800000000"], "originator": "orderflow", "body": "...", "reference": "<outbox key>"}
     → 201 {"id": "...", "reference": "...", "recipients": {"totalCount": 1, "totalSentCount": 1, ...}, ...}
 
-`reference` is the outbox key, so a gateway (ours dedupes on it: integrations/notify/sms_gateway_sim.py) can
+`reference` is the outbox key, so a gateway (ours dedupes on it: dev/simulator/sms_gateway.py) can
 recognise a notice sent twice. The wire models live here, beside the client that owns the contract; the
 simulator imports them to answer in exactly that shape.
 """

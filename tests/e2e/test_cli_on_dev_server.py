@@ -1,4 +1,4 @@
-"""The embedded stack as a user runs it: `python -m core.stack up` (real dev server, worker and carrier
+"""The embedded stack as a user runs it: `python -m dev.stack up` (real dev server, worker and carrier
 simulator as processes), then the `orderflow` command line for every step of an order."""
 
 from __future__ import annotations
@@ -112,7 +112,10 @@ def test_order_through_the_cli(stack: dict[str, str], tmp_path: Path) -> None:
     assert len(texts) >= 3 and all(t["submissions"] == 1 for t in texts), texts  # each sent once
 
     api = f"http://127.0.0.1:{env['ORDERFLOW_API_PORT']}"
-    assert httpx.get(f"{api}/inventory/SKU-1018", timeout=10).json()["reserved"] == 0  # the stack serves the API
+    wang = {"Authorization": f"Bearer {seeded['tokens']['wang']}"}
+    assert httpx.get(f"{api}/inventory/SKU-1018", timeout=10).status_code == 401  # not without a token
+    served = httpx.get(f"{api}/inventory/SKU-1018", headers=wang, timeout=10)  # the stack serves the API
+    assert served.json()["reserved"] == 0
 
     # An operator reads the history: encrypted as stored, decoded through the API's codec endpoint.
     show = [str(Path(sys.executable).parent / "temporal"), "workflow", "show", "-w", "order-E2E-0001",

@@ -39,14 +39,14 @@ from core.codec import data_converter
 from core.config import Settings
 from core.db import make_engine, unit_of_work
 from core.migrate import upgrade
-from core.seed import seed
-from integrations import orders_client
+from dev.seed import seed
 from models.status import OrderStatus
 from models.tables import OrderEvent, PickList, Reservation, ReservationState, SalesOrder, StockLot
+from services import order_commands
 from tests.conftest import binary
 from tests.support.orders import make_order
 from tests.support.worker_process import WorkerProcesses, worker_env
-from workflows import search_attributes as sa
+from workflows import contract
 from workflows.order import OrderFulfillment
 
 SKU = "SKU-1001"
@@ -276,7 +276,7 @@ async def test_worker_killed_while_locking_allocates_each_order_once_or_backorde
 
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=binary("temporal"),
-        search_attributes=sa.ALL,
+        search_attributes=contract.SEARCH_ATTRIBUTES,
         data_converter=data_converter(Settings(state_dir=tmp_path)),  # the worker processes' keys (same state dir)
     )
     clock.mark("dev server up")
@@ -299,7 +299,7 @@ async def test_worker_killed_while_locking_allocates_each_order_once_or_backorde
         numbers = [f"KILL-{i:03d}" for i in range(1, ORDERS + 1)]
         for number in numbers:
             order = make_order(number, [(SKU, QTY, "199.00")])  # small: auto-approved, no approvals
-            handles.append(await orders_client.start(client, order, task_queue))
+            handles.append(await order_commands.start(client, order, task_queue))
         clock.mark(f"{ORDERS} orders submitted")
 
         # Kill each worker the moment its first lock shows in the database: its own allocation has committed

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 
 from core.config import Settings
-from integrations.api.app import create_app
+from entrypoints.api.app import create_app
 from tests.support.notify_peers import sms_gateway, sms_gateway_server, smtp_sink  # noqa: F401  (fixtures)
 
 

@@ -10,8 +10,8 @@ from temporalio.client import Client
 
 from core.config import Settings
 from core.db import unit_of_work
-from core.seed import add_user
 from models.status import OrderStatus, Role
+from services.users import add_user
 from tests.support.cleanup import StartedOrders
 from tests.support.orders import make_order
 from tests.support.waiting import wait_for_status
@@ -24,14 +24,24 @@ def token(engine: Engine, role: Role) -> dict[str, str]:
     return {"Authorization": f"Bearer {secret}"}
 
 
-async def test_inventory_products_customers_are_served(api: httpx.AsyncClient) -> None:
-    view = (await api.get("/inventory/SKU-1024")).json()
+async def test_inventory_products_customers_are_served(api: httpx.AsyncClient, engine: Engine) -> None:
+    warehouse, sales = token(engine, Role.WAREHOUSE), token(engine, Role.SALES)
+    view = (await api.get("/inventory/SKU-1024", headers=warehouse)).json()
     assert [w["warehouse"] for w in view["warehouses"]] == ["WH-BJ", "WH-GZ", "WH-SH"]
     assert (view["on_hand"], view["reserved"], view["available"], view["incoming"]) == (10, 0, 10, 0)
-    unknown = await api.get("/inventory/SKU-NOPE")
+    unknown = await api.get("/inventory/SKU-NOPE", headers=warehouse)
     assert unknown.status_code == 404 and "unknown SKU" in unknown.json()["detail"]
-    assert len((await api.get("/products")).json()) >= 20
-    assert {c["customer_id"] for c in (await api.get("/customers")).json()} >= {"C-1005", "C-2001"}
+    assert len((await api.get("/products", headers=warehouse)).json()) >= 20
+    assert {c["customer_id"] for c in (await api.get("/customers", headers=sales)).json()} >= {"C-1005", "C-2001"}
+
+
+async def test_stock_and_customers_are_not_open_to_anyone(api: httpx.AsyncClient, engine: Engine) -> None:
+    for path in ("/inventory/SKU-1024", "/products", "/customers"):
+        assert (await api.get(path)).status_code == 401, path
+    # Credit limits and exposure are not the warehouse's business.
+    assert (await api.get("/customers", headers=token(engine, Role.WAREHOUSE))).status_code == 403
+    for role in (Role.SALES, Role.FINANCE, Role.FINANCE_DIRECTOR, Role.OPS, Role.ADMIN):
+        assert (await api.get("/customers", headers=token(engine, role))).status_code == 200, role
 
 
 async def test_receipts_need_a_warehouse_token_and_valid_input(api: httpx.AsyncClient, engine: Engine) -> None:
@@ -45,7 +55,7 @@ async def test_receipts_need_a_warehouse_token_and_valid_input(api: httpx.AsyncC
     assert bad.status_code == 422 and {e["loc"][-1] for e in bad.json()["detail"]} == {"qty", "lot"}
     unknown = await api.post("/inventory/receipts", json={**body, "warehouse": "WH-X"}, headers=warehouse)
     assert unknown.status_code == 422 and "unknown warehouse" in unknown.json()["detail"]
-    assert (await api.get("/inventory/SKU-1024")).json()["on_hand"] == 10  # refusals changed nothing
+    assert (await api.get("/inventory/SKU-1024", headers=warehouse)).json()["on_hand"] == 10  # refusals changed nothing
 
 
 async def test_a_receipt_wakes_the_backordered_order(
@@ -73,6 +83,6 @@ async def test_a_retried_receipt_books_once(api: httpx.AsyncClient, engine: Engi
     again = await api.post("/inventory/receipts", json=body, headers=warehouse)
     assert (first.status_code, again.status_code) == (201, 200)
     assert again.json()["duplicate"] and again.json()["receipt_id"] == first.json()["receipt_id"]
-    assert (await api.get("/inventory/SKU-1024")).json()["on_hand"] == 10 + 40  # booked once
+    assert (await api.get("/inventory/SKU-1024", headers=warehouse)).json()["on_hand"] == 10 + 40  # booked once
     other = await api.post("/inventory/receipts", json={**body, "qty": 41}, headers=warehouse)
     assert other.status_code == 409 and "other content" in other.json()["detail"]

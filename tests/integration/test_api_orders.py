@@ -17,17 +17,17 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.config import Settings
 from core.db import unit_of_work
-from core.seed import add_user
 from domain.decision_signing import sign_decision
 from models.contracts import DecisionInput
-from models.order import workflow_id_for
 from models.status import OrderStatus, Role
 from models.tables import ApprovalRecord
+from services.users import add_user
 from tests.conftest import make_settings
 from tests.support.cleanup import StartedOrders
 from tests.support.orders import make_order
 from tests.support.waiting import wait_for_status
 from worker import running_worker
+from workflows.contract import order_workflow_id
 
 BIG = [("SKU-1018", 2, "12999.00")]  # 25,998: a finance approval
 
@@ -57,7 +57,7 @@ def refusals(engine: Engine, number: str) -> list[ApprovalRecord]:
 
 async def workflow_exists(client: Client, number: str) -> bool:
     try:
-        await client.get_workflow_handle(workflow_id_for(number)).describe()
+        await client.get_workflow_handle(order_workflow_id(number)).describe()
         return True
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
@@ -84,7 +84,7 @@ async def _intake(api: httpx.AsyncClient, engine: Engine, client: Client, orders
 
     first = await api.post("/orders", json=body(number), headers={**sales, "Idempotency-Key": "k-1"})
     assert first.status_code == 202, first.text
-    orders.track(workflow_id_for(number))
+    orders.track(order_workflow_id(number))
     answer = first.json()
     assert answer == {"order_no": number, "workflow_id": f"order-{number}", "status": "RECEIVED"}
     again = await api.post("/orders", json=body(number), headers={**sales, "Idempotency-Key": "k-1"})
@@ -141,7 +141,7 @@ async def _intake(api: httpx.AsyncClient, engine: Engine, client: Client, orders
 
     # The accepted order runs to the warehouse; ops cancel it there (a workflow cut off mid-step would stop
     # time skipping for the whole session).
-    handle = client.get_workflow_handle(workflow_id_for(number))
+    handle = client.get_workflow_handle(order_workflow_id(number))
     await wait_for_status(handle, OrderStatus.PICKING)
     view = await api.get(f"/orders/{number}", headers=sales)
     assert view.status_code == 200 and view.json()["status"] == OrderStatus.PICKING
@@ -161,7 +161,7 @@ async def test_decisions_need_a_token_the_right_role_and_the_apis_signature(
     async with running_worker(client, engine, settings, task_queue):
         sent = await api.post("/orders", json=body(number, BIG, sales_rep=rep), headers=bearer(engine, Role.OPS))
         assert sent.status_code == 202, sent.text
-        handle = client.get_workflow_handle(workflow_id_for(number))
+        handle = client.get_workflow_handle(order_workflow_id(number))
         orders.track(handle.id)
         await wait_for_status(handle, OrderStatus.AWAITING_APPROVAL)
         path = f"/orders/{number}/decision"

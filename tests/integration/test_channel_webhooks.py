@@ -15,14 +15,14 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.config import Settings
-from integrations import orders_client
 from integrations.channels import sign
-from models.order import workflow_id_for
 from models.status import OrderStatus
+from services import order_commands
 from tests.conftest import make_settings
 from tests.support.cleanup import StartedOrders
 from tests.support.waiting import wait_for_status
 from worker import running_worker
+from workflows.contract import order_workflow_id
 
 SAMPLES = Path(__file__).resolve().parents[1] / "unit" / "samples" / "channels"
 
@@ -54,7 +54,7 @@ async def post(
 
 async def started(client: Client, order_no: str) -> bool:
     try:
-        await client.get_workflow_handle(workflow_id_for(order_no)).describe()
+        await client.get_workflow_handle(order_workflow_id(order_no)).describe()
         return True
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
@@ -63,9 +63,9 @@ async def started(client: Client, order_no: str) -> bool:
 
 
 async def cancel_in_the_warehouse(client: Client, order_no: str) -> None:
-    handle = client.get_workflow_handle(workflow_id_for(order_no))
+    handle = client.get_workflow_handle(order_workflow_id(order_no))
     await wait_for_status(handle, OrderStatus.PICKING)
-    await orders_client.cancel(client, order_no, reason="test over")
+    await order_commands.cancel(client, order_no, reason="test over")
     await handle.result()
 
 
@@ -89,7 +89,7 @@ async def test_a_shopify_order_is_taken_once_and_forgeries_change_nothing(
     async with running_worker(client, engine, settings, task_queue):
         first = await post(api, settings, "shopify", data)
         assert first.status_code == 202, first.text
-        orders.track(workflow_id_for(number))
+        orders.track(order_workflow_id(number))
         assert first.json()["order_no"] == number
         again = await post(api, settings, "shopify", data)
         assert again.status_code == 200 and again.json()["duplicate"] is True
@@ -115,8 +115,8 @@ async def test_a_pending_shopify_order_waits_for_its_orders_paid_event(
     number = f"SHOPIFY-{data['id']}"
     async with running_worker(client, engine, settings, task_queue):
         assert (await post(api, settings, "shopify", data)).status_code == 202
-        orders.track(workflow_id_for(number))
-        await wait_for_status(client.get_workflow_handle(workflow_id_for(number)), OrderStatus.AWAITING_PAYMENT)
+        orders.track(order_workflow_id(number))
+        await wait_for_status(client.get_workflow_handle(order_workflow_id(number)), OrderStatus.AWAITING_PAYMENT)
         paid = await post(
             api, settings, "shopify", {**data, "financial_status": "paid"}, **{"X-Shopify-Topic": "orders/paid"}
         )
@@ -139,6 +139,6 @@ async def test_taobao_trades_become_orders_when_paid(
     async with running_worker(client, engine, settings, task_queue):
         taken = await post(api, settings, "taobao", paid)
         assert taken.status_code == 202, taken.text
-        orders.track(workflow_id_for(f"TAOBAO-{tid}"))
+        orders.track(order_workflow_id(f"TAOBAO-{tid}"))
         assert taken.json()["order_no"] == f"TAOBAO-{tid}"
         await cancel_in_the_warehouse(client, f"TAOBAO-{tid}")

@@ -22,18 +22,20 @@ from temporalio.testing import ActivityEnvironment
 
 from activities.inventory import InventoryActivities
 from core.config import Settings
-from integrations import orders_client
-from integrations.orders_client import OrderConflict
-from integrations.views import inventory_view
-from models.contracts import AllocatedLot, AllocateInput, AllocateOutcome, FulfillmentResult
+from models.allocation import Allocation
+from models.contracts import AllocateInput, AllocateOutcome, FulfillmentResult
 from models.order import Order
 from models.status import OrderStatus
 from models.tables import OrderEvent, PickList, Reservation, ReservationState, SalesOrder, StockLot
+from services import order_commands
+from services.errors import OrderConflict
+from services.queries.inventory import inventory_view
 from tests.support.cleanup import StartedOrders
 from tests.support.orders import make_order
 from tests.support.waiting import wait_for_status
 from tests.support.workers import running_worker_with
 from worker import running_worker
+from workflows.contract import order_workflow_id
 
 
 def order_no(prefix: str) -> str:
@@ -79,29 +81,29 @@ async def test_same_order_submitted_twice_runs_one_workflow(
 ) -> None:
     number = order_no("DUP")
     order = make_order(number, [("SKU-1001", 2, "199.00")])
-    orders.track(order.workflow_id)
+    orders.track(order_workflow_id(order.order_no))
     async with running_worker(client, engine, settings, task_queue):
-        first = await orders_client.submit(client, order, task_queue)
-        handle = client.get_workflow_handle(order.workflow_id, result_type=FulfillmentResult)
+        first = await order_commands.submit(client, order, task_queue)
+        handle = client.get_workflow_handle(order_workflow_id(order.order_no), result_type=FulfillmentResult)
         run_id = (await handle.describe()).run_id
         # The same payload again, also as it arrives from a channel: re-parsed from JSON.
         again = Order.model_validate_json(order.model_dump_json())
-        second = await orders_client.submit(client, again, task_queue)
+        second = await order_commands.submit(client, again, task_queue)
         assert first.created and not second.created
-        assert first.workflow_id == second.workflow_id == order.workflow_id == f"order-{number}"
+        assert first.workflow_id == second.workflow_id == order_workflow_id(order.order_no) == f"order-{number}"
 
         await wait_for_status(handle, OrderStatus.PICKING)
-        third = await orders_client.submit(client, order, task_queue)
+        third = await order_commands.submit(client, order, task_queue)
         assert not third.created and third.status == OrderStatus.PICKING  # answered from the live workflow
 
         description = await handle.describe()
         assert description.run_id == run_id  # the id still points at the first (and only) run
-        assert await started_events(client, order.workflow_id) == 1
+        assert await started_events(client, order_workflow_id(order.order_no)) == 1
         assert len(order_rows(engine, number)) == 1
         assert received_events(engine, number) == 1
         assert sum(r.qty for r in reservations(engine, number)) == 2
 
-        await orders_client.cancel(client, number, reason="test over")
+        await order_commands.cancel(client, number, reason="test over")
         result = await handle.result()
     assert result.status == OrderStatus.CANCELLED
 
@@ -111,16 +113,16 @@ async def test_concurrent_duplicate_submissions_create_once(
 ) -> None:
     number = order_no("RACE")
     order = make_order(number, [("SKU-1001", 1, "199.00")])
-    orders.track(order.workflow_id)
+    orders.track(order_workflow_id(order.order_no))
     async with running_worker(client, engine, settings, task_queue):
-        answers = await asyncio.gather(*(orders_client.submit(client, order, task_queue) for _ in range(6)))
+        answers = await asyncio.gather(*(order_commands.submit(client, order, task_queue) for _ in range(6)))
         assert sorted(a.created for a in answers) == [False] * 5 + [True]
-        assert {a.workflow_id for a in answers} == {order.workflow_id}
-        handle = client.get_workflow_handle(order.workflow_id, result_type=FulfillmentResult)
+        assert {a.workflow_id for a in answers} == {order_workflow_id(order.order_no)}
+        handle = client.get_workflow_handle(order_workflow_id(order.order_no), result_type=FulfillmentResult)
         await wait_for_status(handle, OrderStatus.PICKING)
-        assert await started_events(client, order.workflow_id) == 1
+        assert await started_events(client, order_workflow_id(order.order_no)) == 1
         assert len(order_rows(engine, number)) == 1 and received_events(engine, number) == 1
-        await orders_client.cancel(client, number, reason="test over")
+        await order_commands.cancel(client, number, reason="test over")
         await handle.result()
 
 
@@ -130,22 +132,22 @@ async def test_same_order_no_with_other_content_conflicts(
     number = order_no("CONFLICT")
     order = make_order(number, [("SKU-1001", 2, "199.00")])
     changed = make_order(number, [("SKU-1001", 3, "199.00")])
-    orders.track(order.workflow_id)
+    orders.track(order_workflow_id(order.order_no))
     async with running_worker(client, engine, settings, task_queue):
-        assert (await orders_client.submit(client, order, task_queue)).created
+        assert (await order_commands.submit(client, order, task_queue)).created
         with pytest.raises(OrderConflict, match="different content"):
-            await orders_client.submit(client, changed, task_queue)
+            await order_commands.submit(client, changed, task_queue)
         with pytest.raises(OrderConflict):
-            await orders_client.submit(
+            await order_commands.submit(
                 client, make_order(number, [("SKU-1001", 2, "199.00")], sales_rep="bob"), task_queue
             )
-        handle = client.get_workflow_handle(order.workflow_id, result_type=FulfillmentResult)
+        handle = client.get_workflow_handle(order_workflow_id(order.order_no), result_type=FulfillmentResult)
         await wait_for_status(handle, OrderStatus.PICKING)
         # The first submission is the order: its content, its quantities.
         rows = order_rows(engine, number)
         assert len(rows) == 1 and rows[0].payload["lines"][0]["qty"] == 2 and rows[0].sales_rep == "alice"
         assert sum(r.qty for r in reservations(engine, number)) == 2
-        await orders_client.cancel(client, number, reason="test over")
+        await order_commands.cancel(client, number, reason="test over")
         await handle.result()
 
 
@@ -157,12 +159,12 @@ async def test_resubmitting_a_finished_order_does_not_start_it_again(
     async with running_worker(client, engine, settings, task_queue):
         handle = await orders.start(order, task_queue)
         assert (await handle.result()).status == OrderStatus.REJECTED
-        answer = await orders_client.submit(client, order, task_queue)
+        answer = await order_commands.submit(client, order, task_queue)
         with pytest.raises(OrderConflict):
-            await orders_client.submit(client, make_order(number, [("SKU-1001", 1, "199.00")]), task_queue)
-    assert not answer.created and answer.workflow_id == order.workflow_id
+            await order_commands.submit(client, make_order(number, [("SKU-1001", 1, "199.00")]), task_queue)
+    assert not answer.created and answer.workflow_id == order_workflow_id(order.order_no)
     assert answer.status == OrderStatus.REJECTED
-    assert await started_events(client, order.workflow_id) == 1
+    assert await started_events(client, order_workflow_id(order.order_no)) == 1
     assert len(order_rows(engine, number)) == 1 and received_events(engine, number) == 1
 
 
@@ -191,7 +193,7 @@ def test_allocate_stock_twice_reserves_once(engine: Engine, settings: Settings) 
     assert reserved(engine, "SKU-1006") == before["SKU-1006"] + 5
 
 
-def _by_lot(allocations: list[AllocatedLot]) -> list[tuple[int, str, int, int]]:
+def _by_lot(allocations: list[Allocation]) -> list[tuple[int, str, int, int]]:
     return sorted((a.line_no, a.sku, a.lot_id, a.qty) for a in allocations)
 
 
@@ -220,7 +222,7 @@ async def test_lock_retried_after_commit_takes_stock_once(
     ):
         handle = await orders.start(order, task_queue)
         await wait_for_status(handle, OrderStatus.AWAITING_APPROVAL)
-        await orders_client.decide(
+        await order_commands.decide(
             client, engine, number, user="fiona", decision="approve", comment="", secret=settings.decision_secret
         )
         state = await wait_for_status(handle, OrderStatus.PICKING)
@@ -234,7 +236,7 @@ async def test_lock_retried_after_commit_takes_stock_once(
         with Session(engine) as session:
             picked = session.exec(select(PickList).where(PickList.order_no == number)).all()
         assert sum(line["qty"] for pick in picked for line in pick.lines) == qty
-        await orders_client.cancel(client, number, reason="test over")
+        await order_commands.cancel(client, number, reason="test over")
         result = await handle.result()
     assert result.status == OrderStatus.CANCELLED
     assert reserved(engine, sku) == before

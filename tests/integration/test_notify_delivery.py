@@ -25,13 +25,13 @@ from activities.records import RecordActivities
 from core.config import Settings
 from core.db import make_engine
 from core.migrate import alembic_config
+from dev.simulator.smtp_sink import SmtpSink, running_smtp_sink
 from integrations.notify.base import OutgoingNotice
 from integrations.notify.mail import message_id
-from integrations.notify.relay import SENDING_LEASE, build_senders, deliver_due, running_relay, sweep
-from integrations.notify.smtp_sink import SmtpSink, running_smtp_sink
 from models.contracts import NotifyInput, RegisterOrderInput
 from models.status import Role
 from models.tables import Notification
+from services.notify.relay import SENDING_LEASE, build_senders, deliver_due, running_relay, sweep
 from tests.support.notify_peers import SmsGateway
 from tests.support.orders import SHANGHAI, make_order
 

@@ -19,10 +19,6 @@ from temporalio.client import Client, WorkflowHandle
 
 from activities.notify import NotifyActivities
 from core.config import Settings
-from core.seed import add_user
-from integrations import orders_client
-from integrations.orders_client import Refused
-from integrations.views import inventory_view, order_view
 from models.contracts import FulfillmentResult, NotifyInput
 from models.status import OrderStatus, Role
 from models.tables import (
@@ -36,6 +32,11 @@ from models.tables import (
     Shipment,
     StockLot,
 )
+from services import order_commands
+from services.errors import Refused
+from services.queries.inventory import inventory_view
+from services.queries.order_view import order_view
+from services.users import add_user
 from tests.support.cleanup import StartedOrders
 from tests.support.orders import SHANGHAI, make_order
 from tests.support.waiting import wait_for_status
@@ -113,7 +114,7 @@ async def cancel_and_finish(
     client: Client, handle: WorkflowHandle[Any, FulfillmentResult], number: str
 ) -> FulfillmentResult:
     """End an order that is parked waiting for people, so nothing is left running on the shared server."""
-    state = await orders_client.cancel(client, number, reason="test over", by="olga")
+    state = await order_commands.cancel(client, number, reason="test over", by="olga")
     assert state.status == OrderStatus.CANCELLED
     return await handle.result()
 
@@ -134,7 +135,7 @@ async def test_finance_level_refuses_own_rep_and_wrong_role_then_finance_approve
         assert (state.pending_approval.level, state.pending_approval.role) == (1, Role.FINANCE)
 
         with pytest.raises(Refused, match="own sales rep"):
-            await orders_client.decide(
+            await order_commands.decide(
                 client,
                 engine,
                 number,
@@ -144,13 +145,13 @@ async def test_finance_level_refuses_own_rep_and_wrong_role_then_finance_approve
                 secret=settings.decision_secret,
             )
         with pytest.raises(Refused, match="role warehouse cannot decide the finance level"):
-            await orders_client.decide(
+            await order_commands.decide(
                 client, engine, number, user="wang", decision="approve", comment="ok", secret=settings.decision_secret
             )
-        state = await orders_client.live_state(client, number)
+        state = await order_commands.live_state(client, number)
         assert state.status == OrderStatus.AWAITING_APPROVAL  # refusals changed nothing
 
-        state = await orders_client.decide(
+        state = await order_commands.decide(
             client,
             engine,
             number,
@@ -203,21 +204,21 @@ async def test_director_level_after_finance_with_four_eyes(
         # Order 1: fiona decides the finance level, felix (finance) may not decide the director level.
         state = await wait_for_status(handle, OrderStatus.AWAITING_APPROVAL)
         assert state.pending_approval is not None and state.pending_approval.role == Role.FINANCE
-        state = await orders_client.decide(
+        state = await order_commands.decide(
             client, engine, two_step, user="fiona", decision="approve", comment="ok", secret=settings.decision_secret
         )
         assert state.status == OrderStatus.AWAITING_APPROVAL
         assert state.pending_approval is not None
         assert (state.pending_approval.level, state.pending_approval.role) == (2, Role.FINANCE_DIRECTOR)
         with pytest.raises(Refused, match="role finance cannot decide the finance_director level"):
-            await orders_client.decide(
+            await order_commands.decide(
                 client, engine, two_step, user="felix", decision="approve", comment="", secret=settings.decision_secret
             )
         with pytest.raises(Refused, match="four-eyes"):
-            await orders_client.decide(
+            await order_commands.decide(
                 client, engine, two_step, user="fiona", decision="approve", comment="", secret=settings.decision_secret
             )
-        await orders_client.decide(
+        await order_commands.decide(
             client,
             engine,
             two_step,
@@ -230,7 +231,7 @@ async def test_director_level_after_finance_with_four_eyes(
 
         # Order 2: derek may decide the finance level, but then not the director level too.
         state = await wait_for_status(other, OrderStatus.AWAITING_APPROVAL)
-        await orders_client.decide(
+        await order_commands.decide(
             client,
             engine,
             same_person,
@@ -240,7 +241,7 @@ async def test_director_level_after_finance_with_four_eyes(
             secret=settings.decision_secret,
         )
         with pytest.raises(Refused, match="four-eyes"):
-            await orders_client.decide(
+            await order_commands.decide(
                 client,
                 engine,
                 same_person,
@@ -249,7 +250,7 @@ async def test_director_level_after_finance_with_four_eyes(
                 comment="",
                 secret=settings.decision_secret,
             )
-        state = await orders_client.live_state(client, same_person)
+        state = await order_commands.live_state(client, same_person)
         assert state.status == OrderStatus.AWAITING_APPROVAL
         assert state.pending_approval is not None and state.pending_approval.role == Role.FINANCE_DIRECTOR
 
@@ -276,10 +277,10 @@ async def test_finance_rejects_with_comment_and_nothing_is_allocated(
         handle = await orders.start(make_order(number, [("SKU-1018", 1, "12999.00")]), task_queue)
         await wait_for_status(handle, OrderStatus.AWAITING_APPROVAL)
         with pytest.raises(Refused, match="needs a comment"):
-            await orders_client.decide(
+            await order_commands.decide(
                 client, engine, number, user="fiona", decision="reject", comment="  ", secret=settings.decision_secret
             )
-        state = await orders_client.decide(
+        state = await order_commands.decide(
             client,
             engine,
             number,
@@ -320,10 +321,10 @@ async def test_credit_hold_needs_finance_then_continues(
         assert state.pending_approval.role == Role.FINANCE and state.pending_approval.credit_hold
         assert any("credit hold" in reason for reason in state.reasons)
         with pytest.raises(Refused):
-            await orders_client.decide(
+            await order_commands.decide(
                 client, engine, number, user="bob", decision="approve", comment="", secret=settings.decision_secret
             )
-        await orders_client.decide(
+        await order_commands.decide(
             client,
             engine,
             number,
@@ -367,11 +368,11 @@ async def test_new_customer_prepays_then_continues(
         state = await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT)
         assert state.pending_approval is None
         assert locked_qty(engine, number) == 0
-        await orders_client.pay(client, number, reference="BANK-778899", by="fiona")
+        await order_commands.pay(client, number, reference="BANK-778899", by="fiona")
         await wait_for_status(handle, OrderStatus.PICKING)
         assert locked_qty(engine, number) == 2
         with pytest.raises(Refused, match="not awaiting payment"):
-            await orders_client.pay(client, number, reference="BANK-778899")
+            await order_commands.pay(client, number, reference="BANK-778899")
         await cancel_and_finish(client, handle, number)
     row = order_row(engine, number)
     assert row.paid
@@ -396,7 +397,7 @@ async def test_unpaid_order_is_cancelled_at_the_payment_deadline(
         result = await handle.result()  # time skips through the 3-day payment deadline
         assert result.status == OrderStatus.CANCELLED
         with pytest.raises(Refused):
-            await orders_client.pay(client, number, reference="TOO-LATE")
+            await order_commands.pay(client, number, reference="TOO-LATE")
     assert "payment deadline" in result.reasons[-1]
     assert reservations(engine, number) == []
     row = order_row(engine, number)
@@ -415,8 +416,8 @@ async def test_payment_when_not_awaiting_payment_is_refused(
         handle = await orders.start(make_order(number, [("SKU-1018", 1, "12999.00")]), task_queue)
         await wait_for_status(handle, OrderStatus.AWAITING_APPROVAL)
         with pytest.raises(Refused, match="not awaiting payment"):
-            await orders_client.pay(client, number, reference="X-1")
-        assert (await orders_client.live_state(client, number)).status == OrderStatus.AWAITING_APPROVAL
+            await order_commands.pay(client, number, reference="X-1")
+        assert (await order_commands.live_state(client, number)).status == OrderStatus.AWAITING_APPROVAL
         await cancel_and_finish(client, handle, number)
     assert not order_row(engine, number).paid
 
@@ -482,7 +483,7 @@ async def test_cancel_in_picking_releases_stock_and_voids_pick_list(
         assert available(engine, "SKU-1001") == before - 7
         with Session(engine) as session:
             assert session.exec(select(PickList.state).where(PickList.order_no == number)).all() == ["issued"]
-        state = await orders_client.cancel(client, number, reason="customer changed mind", by="alice")
+        state = await order_commands.cancel(client, number, reason="customer changed mind", by="alice")
         assert state.status == OrderStatus.CANCELLED
         result = await handle.result()
     assert result.status == OrderStatus.CANCELLED
@@ -503,10 +504,10 @@ async def test_cancel_after_dispatch_is_refused(
     async with running_worker(client, engine, settings, task_queue):
         handle = await orders.start(make_order(number, [("SKU-1001", 1, "199.00")]), task_queue)
         await wait_for_status(handle, OrderStatus.PICKING)
-        await orders_client.dispatch(client, number, warehouse="WH-SH", carrier="sim", tracking_no=tracking_no())
+        await order_commands.dispatch(client, number, warehouse="WH-SH", carrier="sim", tracking_no=tracking_no())
         # Refused while in transit, or as closed if the (quick) simulated parcel was already delivered.
         with pytest.raises(Refused, match="can no longer be cancelled|is closed"):
-            await orders_client.cancel(client, number, reason="too late", by="alice")
+            await order_commands.cancel(client, number, reason="too late", by="alice")
         result = await handle.result()
     assert result.status == OrderStatus.COMPLETED
     assert "CANCELLED" not in timeline(engine, number)
@@ -526,7 +527,7 @@ async def test_backorder_resumes_on_restock(
         await wait_for_status(handle, OrderStatus.BACKORDERED)
         assert locked_qty(engine, number) == 0
         receive_stock(engine, "SKU-1024", 10)
-        await orders_client.notify_restock(client, [number], ["SKU-1024"])
+        await order_commands.notify_restock(client, [number], ["SKU-1024"])
         state = await wait_for_status(handle, OrderStatus.PICKING)
         assert state.awaiting_dispatch == ["WH-GZ"]
         assert locked_qty(engine, number) == 12
@@ -560,7 +561,7 @@ async def test_restock_signalled_while_the_backorder_is_being_recorded_is_not_lo
         handle = await orders.start(make_order(number, [("SKU-1024", 12, "299.00")]), task_queue)
         await wait_for_status(handle, OrderStatus.BACKORDERED)
         receive_stock(engine, "SKU-1024", 10)
-        await orders_client.notify_restock(client, [number], ["SKU-1024"])
+        await order_commands.notify_restock(client, [number], ["SKU-1024"])
         await wait_for_status(handle, OrderStatus.PICKING, timeout=10)
         assert locked_qty(engine, number) == 12
         await cancel_and_finish(client, handle, number)
@@ -605,7 +606,7 @@ async def test_split_shipment_from_two_warehouses(
     async with running_worker(client, engine, settings, task_queue):
         handle = await orders.start(make_order(number, [(sku, qty, "39.00")]), task_queue)
         await wait_for_status(handle, OrderStatus.AWAITING_APPROVAL)  # 19,500: finance
-        await orders_client.decide(
+        await order_commands.decide(
             client, engine, number, user="fiona", decision="approve", comment="", secret=settings.decision_secret
         )
         state = await wait_for_status(handle, OrderStatus.PICKING)
@@ -616,15 +617,15 @@ async def test_split_shipment_from_two_warehouses(
             by_warehouse[res.warehouse] = by_warehouse.get(res.warehouse, 0) + res.qty
         assert by_warehouse == {"WH-SH": per_warehouse["WH-SH"], "WH-BJ": qty - per_warehouse["WH-SH"]}
 
-        state = await orders_client.dispatch(client, number, warehouse="WH-SH", carrier="sim", tracking_no=first)
+        state = await order_commands.dispatch(client, number, warehouse="WH-SH", carrier="sim", tracking_no=first)
         assert state.awaiting_dispatch == ["WH-BJ"] and state.status == OrderStatus.PICKING
         with pytest.raises(Refused, match="awaits no dispatch from WH-GZ"):
-            await orders_client.dispatch(client, number, warehouse="WH-GZ", carrier="sim", tracking_no=second)
+            await order_commands.dispatch(client, number, warehouse="WH-GZ", carrier="sim", tracking_no=second)
         with pytest.raises(Refused, match="awaits no dispatch from WH-SH"):
-            await orders_client.dispatch(client, number, warehouse="WH-SH", carrier="sim", tracking_no=second)
+            await order_commands.dispatch(client, number, warehouse="WH-SH", carrier="sim", tracking_no=second)
         with pytest.raises(Refused, match="already used"):
-            await orders_client.dispatch(client, number, warehouse="WH-BJ", carrier="sim", tracking_no=first)
-        state = await orders_client.dispatch(client, number, warehouse="WH-BJ", carrier="sim", tracking_no=second)
+            await order_commands.dispatch(client, number, warehouse="WH-BJ", carrier="sim", tracking_no=first)
+        state = await order_commands.dispatch(client, number, warehouse="WH-BJ", carrier="sim", tracking_no=second)
         assert state.awaiting_dispatch == []
         result = await handle.result()
     assert result.status == OrderStatus.COMPLETED
@@ -661,14 +662,14 @@ async def test_tracking_number_of_another_order_and_unknown_carrier_are_refused(
         handle_b = await orders.start(make_order(second), task_queue)
         await wait_for_status(handle_a, OrderStatus.PICKING)
         await wait_for_status(handle_b, OrderStatus.PICKING)
-        await orders_client.dispatch(client, first, warehouse="WH-SH", carrier="sim", tracking_no=parcel)
+        await order_commands.dispatch(client, first, warehouse="WH-SH", carrier="sim", tracking_no=parcel)
         with pytest.raises(Refused, match=f"already belongs to order {first}"):
-            await orders_client.dispatch(client, second, warehouse="WH-SH", carrier="sim", tracking_no=parcel)
+            await order_commands.dispatch(client, second, warehouse="WH-SH", carrier="sim", tracking_no=parcel)
         with pytest.raises(Refused, match="unknown carrier ups"):
-            await orders_client.dispatch(client, second, warehouse="WH-SH", carrier="ups", tracking_no=tracking_no())
-        state = await orders_client.live_state(client, second)
+            await order_commands.dispatch(client, second, warehouse="WH-SH", carrier="ups", tracking_no=tracking_no())
+        state = await order_commands.live_state(client, second)
         assert state.status == OrderStatus.PICKING and state.awaiting_dispatch == ["WH-SH"]
-        await orders_client.dispatch(client, second, warehouse="WH-SH", carrier="sim", tracking_no=tracking_no())
+        await order_commands.dispatch(client, second, warehouse="WH-SH", carrier="sim", tracking_no=tracking_no())
         assert (await handle_a.result()).status == OrderStatus.COMPLETED
         assert (await handle_b.result()).status == OrderStatus.COMPLETED
 

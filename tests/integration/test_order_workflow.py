@@ -14,10 +14,11 @@ from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from core.config import Settings
-from integrations import orders_client
-from integrations.views import inventory_view, order_view
 from models.status import OrderStatus
 from models.tables import Notification
+from services import order_commands
+from services.queries.inventory import inventory_view
+from services.queries.order_view import order_view
 from tests.conftest import make_settings
 from tests.support.orders import make_order
 from tests.support.waiting import wait_for_status
@@ -30,10 +31,10 @@ async def test_auto_approved_order_runs_to_completed(
     order = make_order("T-HAPPY-1", [("SKU-1001", 3, "199.00"), ("SKU-1006", 1, "129.00")])
     before = inventory_view(Session(engine), "SKU-1001")["on_hand"]
     async with running_worker(client, engine, settings, task_queue):
-        handle = await orders_client.start(client, order, task_queue)
+        handle = await order_commands.start(client, order, task_queue)
         state = await wait_for_status(handle, OrderStatus.PICKING)
         assert state.awaiting_dispatch == ["WH-SH"]  # ship-to 华东: the Shanghai warehouse is nearest
-        await orders_client.dispatch(client, order.order_no, warehouse="WH-SH", carrier="sim", tracking_no="SIM100001")
+        await order_commands.dispatch(client, order.order_no, warehouse="WH-SH", carrier="sim", tracking_no="SIM100001")
         result = await handle.result()
     assert result.status == OrderStatus.COMPLETED
     with Session(engine) as session:
@@ -56,7 +57,7 @@ async def test_approval_deadline_cancels_after_days(
 ) -> None:
     order = make_order("T-DEADLINE-1", [("SKU-1018", 1, "12999.00")])  # > 10,000: needs finance
     async with running_worker(client, engine, settings, task_queue):
-        handle = await orders_client.start(client, order, task_queue)
+        handle = await order_commands.start(client, order, task_queue)
         state = await wait_for_status(handle, OrderStatus.AWAITING_APPROVAL)
         assert state.pending_approval is not None and state.pending_approval.role == "finance"
         result = await handle.result()  # time skips through the 1-day reminder and the 3-day deadline
@@ -79,9 +80,9 @@ async def test_parcels_are_followed_through_each_carrier_adapter(
     order = make_order(f"T-CARRIER-{carrier}-{uuid.uuid4().hex[:6]}")
     tracking_no = f"{carrier.upper()}{uuid.uuid4().hex[:10].upper()}"
     async with running_worker(client, engine, settings, task_queue):
-        handle = await orders_client.start(client, order, task_queue)
+        handle = await order_commands.start(client, order, task_queue)
         await wait_for_status(handle, OrderStatus.PICKING)
-        await orders_client.dispatch(
+        await order_commands.dispatch(
             client, order.order_no, warehouse="WH-SH", carrier=carrier, tracking_no=tracking_no
         )
         result = await handle.result()
@@ -102,9 +103,9 @@ async def test_a_carrier_429_with_retry_after_delays_the_next_poll(
     async with httpx.AsyncClient(timeout=5) as http:
         assert (await http.post(f"{simulator_url}/sim/faults", json=fault)).status_code in (200, 201, 204)
     async with running_worker(client, engine, settings, task_queue):
-        handle = await orders_client.start(client, order, task_queue)
+        handle = await order_commands.start(client, order, task_queue)
         await wait_for_status(handle, OrderStatus.PICKING)
-        await orders_client.dispatch(client, order.order_no, warehouse="WH-SH", carrier="sim", tracking_no=tracking_no)
+        await order_commands.dispatch(client, order.order_no, warehouse="WH-SH", carrier="sim", tracking_no=tracking_no)
         assert (await handle.result()).status == OrderStatus.COMPLETED
     with Session(engine) as session:
         timeline = {step["status"]: step["at"] for step in order_view(session, order.order_no)["timeline"]}
@@ -132,9 +133,9 @@ async def test_a_stalled_parcel_flags_the_order_then_recovers(
     tracking_no = f"SIMST{uuid.uuid4().hex[:10].upper()}"
     await _carrier_forgets(simulator_url, tracking_no)
     async with running_worker(client, engine, settings, task_queue):
-        handle = await orders_client.start(client, order, task_queue)
+        handle = await order_commands.start(client, order, task_queue)
         await wait_for_status(handle, OrderStatus.PICKING)
-        await orders_client.dispatch(client, order.order_no, warehouse="WH-SH", carrier="sim", tracking_no=tracking_no)
+        await order_commands.dispatch(client, order.order_no, warehouse="WH-SH", carrier="sim", tracking_no=tracking_no)
         await time_env.sleep(timedelta(days=3, hours=2))  # past the 3-day stall window, no carrier news
         await wait_for_status(handle, OrderStatus.DELIVERY_EXCEPTION)
         async with httpx.AsyncClient(timeout=5) as http:
@@ -157,9 +158,9 @@ async def test_a_parcel_with_no_news_for_30_days_expires_and_the_order_fails(
     tracking_no = f"SIMEX{uuid.uuid4().hex[:10].upper()}"
     await _carrier_forgets(simulator_url, tracking_no)
     async with running_worker(client, engine, settings, task_queue):
-        handle = await orders_client.start(client, order, task_queue)
+        handle = await order_commands.start(client, order, task_queue)
         await wait_for_status(handle, OrderStatus.PICKING)
-        await orders_client.dispatch(client, order.order_no, warehouse="WH-SH", carrier="sim", tracking_no=tracking_no)
+        await order_commands.dispatch(client, order.order_no, warehouse="WH-SH", carrier="sim", tracking_no=tracking_no)
         result = await handle.result()  # time skips through ten stall windows
     assert result.status == OrderStatus.FAILED and "EXPIRED" in result.reasons[-1]
     with Session(engine) as session:

@@ -28,9 +28,9 @@ from temporalio.testing import ActivityEnvironment
 from activities.inventory import InventoryActivities
 from core.config import Settings
 from core.db import unit_of_work
-from integrations.views import inventory_view
 from models.contracts import AllocateInput, AllocateOutcome, OrderRef
 from models.tables import Product, PurchaseRequisition, Reservation, ReservationState, StockLot
+from services.queries.inventory import inventory_view
 
 THREADS = 32  # below the engines' pool (tests.support.postgres.PG_POOL_SIZE): no thread waits for a connection
 WAVE_TIMEOUT = 40.0  # seconds for a whole wave; a deadlock or a lost wake-up shows up as a timeout here

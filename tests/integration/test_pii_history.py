@@ -15,14 +15,14 @@ from temporalio.client import Client
 
 from core.config import Settings
 from core.db import unit_of_work
-from core.seed import add_user
-from models.order import workflow_id_for
 from models.status import OrderStatus, Role
+from services.users import add_user
 from tests.conftest import make_settings
 from tests.support.cleanup import StartedOrders
 from tests.support.orders import SHANGHAI, make_order
 from tests.support.waiting import wait_for_status
 from worker import running_worker
+from workflows.contract import order_workflow_id
 
 NAME, PHONE, STREET = "欧阳娜娜", "13912345678", "静安区南京西路 1266 号恒隆广场 52 楼"
 
@@ -45,8 +45,8 @@ async def test_history_on_the_server_holds_no_plaintext_pii_and_the_codec_endpoi
     headers = {"Authorization": f"Bearer {token}"}
     async with running_worker(client, engine, settings, task_queue):
         assert (await api.post("/orders", json=order, headers=headers)).status_code == 202
-        orders.track(workflow_id_for(number))
-        handle = client.get_workflow_handle(workflow_id_for(number))
+        orders.track(order_workflow_id(number))
+        handle = client.get_workflow_handle(order_workflow_id(number))
         await wait_for_status(handle, OrderStatus.PICKING)
         cancelled = await api.post(f"/orders/{number}/cancel", json={"reason": "pii test"}, headers=headers)
         assert cancelled.status_code == 200  # the rep's own order

@@ -11,11 +11,12 @@ from sqlmodel import Session, col, select
 from temporalio.client import Client
 
 from core.config import Settings
-from integrations import orders_client, stock
-from integrations.stock import Receipt
-from integrations.views import inventory_view
 from models.status import OrderStatus
 from models.tables import Notification, PurchaseRequisition, Reservation, ReservationState
+from services import order_commands, stock
+from services.errors import CommandError
+from services.queries.inventory import inventory_view
+from services.stock import Receipt
 from tests.support.cleanup import StartedOrders
 from tests.support.orders import make_order
 from tests.support.waiting import wait_for_status
@@ -54,8 +55,8 @@ async def test_backorders_raise_one_requisition_and_a_receipt_serves_the_oldest_
         first = await orders.start(make_order(older, [(SCARCE, 12, "299.00")]), task_queue)
         await wait_for_status(first, OrderStatus.BACKORDERED)
         # A re-check with no new stock (as the periodic one does) raises nothing new.
-        assert await orders_client.notify_restock(client, [older], [SCARCE]) == []
-        assert (await orders_client.live_state(client, older)).allocation_attempts == 2
+        assert await order_commands.notify_restock(client, [older], [SCARCE]) == []
+        assert (await order_commands.live_state(client, older)).allocation_attempts == 2
         second = await orders.start(make_order(younger, [(SCARCE, 11, "299.00")]), task_queue)
         await wait_for_status(second, OrderStatus.BACKORDERED)
 
@@ -74,21 +75,21 @@ async def test_backorders_raise_one_requisition_and_a_receipt_serves_the_oldest_
         assert booked["requisitions_closed"] == []  # the open requisition is for WH-SH
         waiting = stock.backordered_orders(engine, SCARCE)
         assert waiting == [older, younger]
-        assert await orders_client.notify_restock(client, waiting, [SCARCE]) == [older]
+        assert await order_commands.notify_restock(client, waiting, [SCARCE]) == [older]
         await wait_for_status(first, OrderStatus.PICKING)
         assert locked(engine, older) == 12 and locked(engine, younger) == 0
-        assert (await orders_client.live_state(client, younger)).status == OrderStatus.BACKORDERED
+        assert (await order_commands.live_state(client, younger)).status == OrderStatus.BACKORDERED
 
         # The Shanghai receipt closes the requisition and serves the younger order.
         booked = stock.receive(engine, Receipt(sku=SCARCE, warehouse="WH-SH", qty=52, lot="L-RCV-2"))
         assert booked["requisitions_closed"] == [requisition.id]
-        assert await orders_client.notify_restock(client, stock.backordered_orders(engine, SCARCE), [SCARCE]) == [
+        assert await order_commands.notify_restock(client, stock.backordered_orders(engine, SCARCE), [SCARCE]) == [
             younger
         ]
         state = await wait_for_status(second, OrderStatus.PICKING)
         assert state.awaiting_dispatch == ["WH-SH"]
         for handle in (first, second):  # end them here: a workflow cut off mid-compensation by the teardown
-            await orders_client.cancel(client, handle.id.removeprefix("order-"), reason="test over")
+            await order_commands.cancel(client, handle.id.removeprefix("order-"), reason="test over")
             await handle.result()  # would leave the time-skipping server locked for every later test
     closed = [r for r in requisitions(engine) if r.id == requisition.id][0]
     assert closed.state == "received" and closed.open_key is None and closed.closed_at is not None
@@ -106,7 +107,7 @@ async def test_reorder_point_raises_one_requisition_per_sku_and_warehouse(
             await wait_for_status(handle, OrderStatus.PICKING)
             handles.append(handle)
         for order_no, handle in zip((first, second), handles, strict=True):
-            await orders_client.cancel(client, order_no, reason="test over")
+            await order_commands.cancel(client, order_no, reason="test over")
             await handle.result()  # finished here, not cut off by the teardown (see the test above)
     # After the first order 9 are available (< 50): ask for 41; after the second 8: the open one grows to 42.
     [requisition] = requisitions(engine)
@@ -119,9 +120,9 @@ async def test_reorder_point_raises_one_requisition_per_sku_and_warehouse(
 async def test_receipt_refuses_unknown_sku_or_warehouse_and_changes_nothing(engine: Engine) -> None:
     with Session(engine) as session:
         before = inventory_view(session, SCARCE)
-    with pytest.raises(orders_client.CommandError, match="unknown SKU"):
+    with pytest.raises(CommandError, match="unknown SKU"):
         stock.receive(engine, Receipt(sku="SKU-NOPE", warehouse="WH-GZ", qty=1, lot="L1"))
-    with pytest.raises(orders_client.CommandError, match="unknown warehouse"):
+    with pytest.raises(CommandError, match="unknown warehouse"):
         stock.receive(engine, Receipt(sku=SCARCE, warehouse="WH-XX", qty=1, lot="L1"))
     with Session(engine) as session:
         assert inventory_view(session, SCARCE) == before

@@ -23,14 +23,13 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHistory
 from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import WorkflowEnvironment
 
-from activities.tracking import poller_workflow_id, tracking_workflow_id
 from core.config import Settings
-from integrations import orders_client
-from integrations.api.app import create_app
-from integrations.views import order_view
+from entrypoints.api.app import create_app
 from models.contracts import PollerInput
 from models.status import OrderStatus, TrackingStatus
 from models.tables import Notification, Shipment, TrackingEvent
+from services import order_commands
+from services.queries.order_view import order_view
 from tests.conftest import make_settings
 from tests.support.cleanup import StartedOrders
 from tests.support.orders import make_order
@@ -38,6 +37,7 @@ from tests.support.pushes import parcel_view, signed_push
 from tests.support.simulator import running_simulator
 from tests.support.waiting import wait_for_status
 from worker import running_worker
+from workflows.contract import poller_workflow_id, tracking_workflow_id
 
 MAX_EVENTS_PER_RUN = 1000
 
@@ -80,7 +80,7 @@ async def dispatch_when_picking(
     order = make_order(f"{prefix}-{uuid.uuid4().hex[:6]}")
     handle = await orders.start(order, task_queue)
     await wait_for_status(handle, OrderStatus.PICKING)
-    await orders_client.dispatch(client, order.order_no, warehouse="WH-SH", carrier=carrier, tracking_no=tracking_no)
+    await order_commands.dispatch(client, order.order_no, warehouse="WH-SH", carrier=carrier, tracking_no=tracking_no)
     return handle
 
 

@@ -14,16 +14,16 @@ from typing import Any
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 
-from activities.tracking import poller_workflow_id
-from integrations import orders_client
 from integrations.carriers.registry import BATCH_CARRIERS
 from models.contracts import FulfillmentResult
 from models.order import Order
+from services import order_commands
+from workflows.contract import order_workflow_id, poller_workflow_id
 from workflows.order import OrderFulfillment
 
 
 class StartedOrders:
-    """Starts orders through orders_client.start (a time-skipping handle) and remembers their ids."""
+    """Starts orders through order_commands.start (a time-skipping handle) and remembers their ids."""
 
     def __init__(self, client: Client) -> None:
         self.client = client
@@ -31,9 +31,9 @@ class StartedOrders:
         self.task_queues: set[str] = set()
 
     async def start(self, order: Order, task_queue: str) -> WorkflowHandle[OrderFulfillment, FulfillmentResult]:
-        self.track(order.workflow_id)
+        self.track(order_workflow_id(order.order_no))
         self.task_queues.add(task_queue)
-        return await orders_client.start(self.client, order, task_queue)
+        return await order_commands.start(self.client, order, task_queue)
 
     def track(self, workflow_id: str) -> None:
         if workflow_id not in self.workflow_ids:

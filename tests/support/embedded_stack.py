@@ -1,4 +1,4 @@
-"""The embedded stack as a user runs it (`python -m core.stack up`: dev server, worker, simulator, API as
+"""The embedded stack as a user runs it (`python -m dev.stack up`: dev server, worker, simulator, API as
 processes) on free loopback ports, in a fresh state dir, for e2e tests."""
 
 from __future__ import annotations
@@ -38,9 +38,9 @@ def embedded_stack(tmp_path_factory: pytest.TempPathFactory, **overrides: str) -
         "TEMPORAL_ADDRESS": f"127.0.0.1:{temporal_port}",
         **overrides,
     }
-    up = subprocess.run([sys.executable, "-m", "core.stack", "up"], cwd=ROOT, env=env, capture_output=True, text=True)
+    up = subprocess.run([sys.executable, "-m", "dev.stack", "up"], cwd=ROOT, env=env, capture_output=True, text=True)
     try:
         assert up.returncode == 0, up.stdout + up.stderr
         yield env
     finally:
-        subprocess.run([sys.executable, "-m", "core.stack", "down"], cwd=ROOT, env=env, capture_output=True)
+        subprocess.run([sys.executable, "-m", "dev.stack", "down"], cwd=ROOT, env=env, capture_output=True)

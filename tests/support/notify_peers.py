@@ -15,8 +15,8 @@ import pytest
 import uvicorn
 from fastapi import FastAPI
 
-from integrations.notify.sms_gateway_sim import SIM_SMS_KEY, ReceivedSms, ReceivedSmsList, sms_gateway_router
-from integrations.notify.smtp_sink import SmtpSink, running_smtp_sink
+from dev.simulator.sms_gateway import SIM_SMS_KEY, ReceivedSms, ReceivedSmsList, sms_gateway_router
+from dev.simulator.smtp_sink import SmtpSink, running_smtp_sink
 
 
 @contextmanager

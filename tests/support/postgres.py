@@ -6,7 +6,7 @@ root, so as root the cluster lives in a directory owned by `postgres` and every 
 directory), runs with fsync=off, and is stopped (`-m immediate`) and deleted when the session ends.
 
 Each test that asks for `pg_engine` gets its own database, cloned from a template that was migrated
-(core.migrate.upgrade) and seeded (core.seed.seed) once per session. Missing binaries fail the tests that
+(core.migrate.upgrade) and seeded (dev.seed.seed) once per session. Missing binaries fail the tests that
 need them with a message saying how to install them; they are never skipped.
 """
 
@@ -31,7 +31,7 @@ from sqlalchemy.pool import NullPool
 
 from core.db import make_engine
 from core.migrate import upgrade
-from core.seed import seed
+from dev.seed import seed
 
 TEMPLATE_DB = "orderflow_template"
 # Connections each test engine may open (pool + overflow); the cluster allows far more than a few of them.

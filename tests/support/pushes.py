@@ -7,15 +7,15 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
 
 from core.config import Settings
-from integrations.carriers import aftership, kuaidi100, track17
-from integrations.carriers.sim import SimEvent, SimTrackResponse
-from integrations.carriers.simulator import (
+from dev.simulator.carriers import (
     HAPPY,
     aftership_tracking,
     kuaidi100_answer,
     signer_for,
     track17_accepted,
 )
+from integrations.carriers import aftership, kuaidi100, track17
+from integrations.carriers.sim import SimEvent, SimTrackResponse
 from models.status import TrackingStatus
 
 

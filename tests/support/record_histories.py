@@ -19,19 +19,19 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from activities.tracking import poller_workflow_id
 from core.db import make_engine
 from core.migrate import upgrade
-from core.search_attributes_admin import register_search_attributes
-from core.seed import seed
-from integrations import orders_client
+from dev.seed import seed
+from dev.temporal_admin import register_search_attributes
 from models.order import Order
 from models.status import OrderStatus
+from services import order_commands
 from tests.conftest import binary, make_settings, session_data_converter
 from tests.support.orders import make_order
 from tests.support.simulator import running_simulator
 from tests.support.waiting import wait_for_status
 from worker import running_worker
+from workflows.contract import order_workflow_id, poller_workflow_id
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 TASK_QUEUE = "record-histories"
@@ -41,30 +41,30 @@ DECISION_SECRET = "recording-only"  # signs the recorded decisions; replay never
 
 
 async def happy(client: Client, engine: Engine, order: Order) -> None:
-    handle = await orders_client.start(client, order, TASK_QUEUE)
+    handle = await order_commands.start(client, order, TASK_QUEUE)
     await wait_for_status(handle, OrderStatus.PICKING)
-    await orders_client.dispatch(client, order.order_no, warehouse="WH-SH", carrier="sim", tracking_no="REC0001")
+    await order_commands.dispatch(client, order.order_no, warehouse="WH-SH", carrier="sim", tracking_no="REC0001")
     await handle.result()
 
 
 async def finance_then_split(client: Client, engine: Engine, order: Order) -> None:
-    handle = await orders_client.start(client, order, TASK_QUEUE)
+    handle = await order_commands.start(client, order, TASK_QUEUE)
     await wait_for_status(handle, OrderStatus.AWAITING_APPROVAL)
-    await orders_client.decide(
+    await order_commands.decide(
         client, engine, order.order_no, user="fiona", decision="approve", comment="ok", secret=DECISION_SECRET
     )
     picking = await wait_for_status(handle, OrderStatus.PICKING)
     for index, warehouse in enumerate(picking.awaiting_dispatch):
-        await orders_client.dispatch(
+        await order_commands.dispatch(
             client, order.order_no, warehouse=warehouse, carrier="sim", tracking_no=f"REC-{order.order_no}-{index}"
         )
     await handle.result()
 
 
 async def cancelled(client: Client, engine: Engine, order: Order) -> None:
-    handle = await orders_client.start(client, order, TASK_QUEUE)
+    handle = await order_commands.start(client, order, TASK_QUEUE)
     await wait_for_status(handle, OrderStatus.PICKING)
-    await orders_client.cancel(client, order.order_no, reason="customer changed their mind")
+    await order_commands.cancel(client, order.order_no, reason="customer changed their mind")
     await handle.result()
 
 
@@ -82,14 +82,14 @@ async def _journey(client: Client, order: Order, carrier: str, tracking_no: str,
     async with httpx.AsyncClient(timeout=5) as http:
         answer = await http.post(f"{SIM_URL[0]}/sim/journeys", json={"tracking_no": tracking_no, "journey": journey})
         answer.raise_for_status()
-    handle = await orders_client.start(client, order, TASK_QUEUE)
+    handle = await order_commands.start(client, order, TASK_QUEUE)
     await wait_for_status(handle, OrderStatus.PICKING)
-    await orders_client.dispatch(client, order.order_no, warehouse="WH-SH", carrier=carrier, tracking_no=tracking_no)
+    await order_commands.dispatch(client, order.order_no, warehouse="WH-SH", carrier=carrier, tracking_no=tracking_no)
     await handle.result()
 
 
 async def to_the_end(client: Client, engine: Engine, order: Order) -> None:
-    handle = await orders_client.start(client, order, TASK_QUEUE)
+    handle = await order_commands.start(client, order, TASK_QUEUE)
     await handle.result()  # rejected at validation, or cancelled at the approval deadline (time skips)
 
 
@@ -129,8 +129,10 @@ async def main(force: bool) -> None:
                     if (HISTORIES / f"{name}.json").exists() and not force:
                         continue
                     await play(env.client, engine, order)
-                    handles = [order.workflow_id]
-                    async for event in env.client.get_workflow_handle(order.workflow_id).fetch_history_events():
+                    handles = [order_workflow_id(order.order_no)]
+                    async for event in env.client.get_workflow_handle(
+                        order_workflow_id(order.order_no)
+                    ).fetch_history_events():
                         attrs = event.start_child_workflow_execution_initiated_event_attributes
                         if attrs.workflow_id:
                             handles.append(attrs.workflow_id)

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 import httpx
 import uvicorn
 
-from integrations.carriers.simulator import create_app
+from dev.simulator.carriers import create_app
 
 
 @contextmanager

@@ -13,8 +13,9 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from core.config import Settings
-from core.decision_guard import DecisionGuard
+from services.audit import auditing
 from worker import WORKFLOWS, activity_functions
+from workflows.decision_guard import DecisionGuard
 
 
 @asynccontextmanager
@@ -48,5 +49,5 @@ async def running_worker_with(
                 max_concurrent_activities=settings.worker_activity_threads,
                 interceptors=[guard],
             )
-            async with guard.auditing(engine), worker:
+            async with auditing(guard.refusals, engine), worker:
                 yield worker

@@ -14,7 +14,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.allocation import Allocation, AllocationPlan, LineRequest, LotStock, allocate, rank_warehouses
+from domain.allocation import AllocationPlan, LineRequest, LotStock, allocate, rank_warehouses
+from models.allocation import Allocation
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -108,7 +109,8 @@ class TestNearestWarehouse:
     def test_allocation_carries_lot_and_bin(self) -> None:
         lots = [lot(7, "WH", "A", 3, name="L2609-001", bin_code="B-02-11")]
         plan = allocate([LineRequest(4, "A", 3)], lots, ["WH"], allow_split=False)
-        assert plan.allocations == (Allocation(4, "A", "WH", 7, "L2609-001", "B-02-11", 3),)
+        expected = Allocation(line_no=4, sku="A", warehouse="WH", lot_id=7, lot="L2609-001", bin="B-02-11", qty=3)
+        assert plan.allocations == (expected,)
         assert plan.shortages == {}
 
     def test_lots_of_unranked_warehouses_are_not_used(self) -> None:

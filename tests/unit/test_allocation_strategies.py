@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from domain.allocation import Allocation, LineRequest, LotStock, allocate
+from domain.allocation import LineRequest, LotStock, allocate
 from domain.replenishment import Need, backorder_needs, reorder_needs
+from models.allocation import Allocation
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 

@@ -18,12 +18,12 @@ import httpx
 import pytest
 
 from core.config import Settings
+from dev.simulator.carriers import STEPS, FaultBook, FaultSpec, SimCredentials, signer_for
 from integrations.carriers import aftership, kuaidi100, track17
 from integrations.carriers.aftership import AfterShipClient
 from integrations.carriers.base import CarrierClient, CarrierError, CarrierUnavailable, UnknownParcel
 from integrations.carriers.kuaidi100 import Kuaidi100Client
 from integrations.carriers.registry import KNOWN_CARRIERS, carrier_base_url, carrier_client
-from integrations.carriers.simulator import STEPS, FaultBook, FaultSpec, SimCredentials, signer_for
 from integrations.carriers.track17 import Track17Client
 from models.status import TrackingStatus as S
 from models.tracking import TrackingSnapshot

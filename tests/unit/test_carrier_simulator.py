@@ -9,10 +9,10 @@ import httpx
 import pytest
 
 from core.config import get_settings
+from dev.simulator.carriers import STEPS, ParcelBook, signer_for
 from integrations.carriers.base import CarrierError, UnknownParcel
 from integrations.carriers.registry import carrier_client
 from integrations.carriers.sim import SimCarrierClient
-from integrations.carriers.simulator import STEPS, ParcelBook, signer_for
 from models.status import TrackingStatus
 from tests.support.simulator import running_simulator
 

@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 
 from core.codec import KEY_ID_METADATA, PayloadDecryptionError, PiiCodec, data_converter
 from core.config import Settings
-from integrations.api.codec import add_codec_cors, codec_router
+from entrypoints.api.codec import add_codec_cors, codec_router
 
 PHONE = "13800000000"
 ADDRESS = "北京市朝阳区建国路88号3单元1201室"

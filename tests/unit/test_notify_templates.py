@@ -14,12 +14,12 @@ from jinja2.exceptions import SecurityError
 from activities.notify import NotifyActivities
 from core.config import Settings
 from core.db import make_engine
+from dev.simulator.sms_gateway import SIM_SMS_KEY, sms_gateway_router
 from integrations.notify.base import PermanentDeliveryError
 from integrations.notify.mail import message_id
-from integrations.notify.relay import retry_delay
 from integrations.notify.sms import msisdn
-from integrations.notify.sms_gateway_sim import SIM_SMS_KEY, sms_gateway_router
-from integrations.notify.templates import (
+from services.notify.relay import retry_delay
+from services.notify.templates import (
     REQUIRED_KINDS,
     TemplateError,
     _environment,

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from models.order import Order, OrderLine, workflow_id_for
+from models.order import Order, OrderLine
+from workflows.contract import order_no_of, order_workflow_id
 
 
 def payload(**changes: Any) -> dict[str, Any]:
@@ -166,7 +167,9 @@ class TestOrderNo:
     def test_valid(self, order_no: str) -> None:
         order = Order.model_validate(payload(order_no=order_no))
         assert order.order_no == order_no
-        assert order.workflow_id == f"order-{order_no}" == workflow_id_for(order_no)
+        workflow_id = order_workflow_id(order.order_no)
+        assert workflow_id == f"order-{order_no}"
+        assert order_no_of(workflow_id) == order_no  # the contract reads the number back out of the id
 
     @pytest.mark.parametrize(
         "order_no",

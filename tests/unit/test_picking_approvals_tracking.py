@@ -8,7 +8,6 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from domain.allocation import Allocation
 from domain.approvals import refusal_reason
 from domain.picking import PickLine, bin_path_key, pick_lists
 from domain.tracking import (
@@ -20,6 +19,7 @@ from domain.tracking import (
     next_status,
     order_status_for,
 )
+from models.allocation import Allocation
 from models.status import OrderStatus, Role, TrackingStatus
 
 # --- picking -------------------------------------------------------------------------------------
@@ -28,7 +28,7 @@ from models.status import OrderStatus, Role, TrackingStatus
 def alloc(
     warehouse: str, bin_code: str, sku: str = "SKU-1", lot: str = "L1", qty: int = 1, line_no: int = 1
 ) -> Allocation:
-    return Allocation(line_no, sku, warehouse, 1, lot, bin_code, qty)
+    return Allocation(line_no=line_no, sku=sku, warehouse=warehouse, lot_id=1, lot=lot, bin=bin_code, qty=qty)
 
 
 class TestBinOrder:

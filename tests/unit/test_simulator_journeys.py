@@ -14,11 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from core.config import Settings
-from integrations.carriers.base import CarrierClient
-from integrations.carriers.kuaidi100 import Kuaidi100Client
-from integrations.carriers.mapping import aftership_status, kuaidi100_event_status, kuaidi100_state, track17_status
-from integrations.carriers.registry import carrier_client
-from integrations.carriers.simulator import (
+from dev.simulator.carriers import (
     CARRIER_WORDS,
     HAPPY,
     JOURNEY_STATUSES,
@@ -31,6 +27,10 @@ from integrations.carriers.simulator import (
     create_app,
     signer_for,
 )
+from integrations.carriers.base import CarrierClient
+from integrations.carriers.kuaidi100 import Kuaidi100Client
+from integrations.carriers.mapping import aftership_status, kuaidi100_event_status, kuaidi100_state, track17_status
+from integrations.carriers.registry import carrier_client
 from integrations.carriers.track17 import Track17Client
 from models.status import TrackingStatus as S
 from models.tracking import TrackingSnapshot

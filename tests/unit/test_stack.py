@@ -1,4 +1,4 @@
-"""core.stack without starting Temporal: port checks, command lines, pid-file bookkeeping."""
+"""dev.stack without starting Temporal: port checks, command lines, pid-file bookkeeping."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from core import stack
 from core.config import Settings, get_settings
-from core.stack import SEARCH_ATTRIBUTES, PortClaim, StackError, check_ports
+from dev import stack
+from dev.stack import SEARCH_ATTRIBUTES, PortClaim, StackError, check_ports
 
 pytestmark = pytest.mark.timeout(60)
 

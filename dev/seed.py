@@ -1,0 +1,172 @@
+"""The demo world: warehouses in three regions, 24 SKUs with FIFO lots, customers, and the demo users.
+
+Idempotent: rows that exist are left alone, so seeding twice changes nothing (and prints no new tokens).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlmodel import SQLModel, select
+
+from core.db import unit_of_work
+from models.status import Role
+from models.tables import Customer, Product, RegionDistance, StockLot, User, Warehouse
+from services.users import add_user
+
+REGIONS = ["华东", "华北", "华南", "华中", "西南"]
+# Road distance between region hubs, km (symmetric; a region to itself is 0).
+_DISTANCES = {
+    ("华东", "华北"): 1200,
+    ("华东", "华南"): 1400,
+    ("华东", "华中"): 800,
+    ("华东", "西南"): 1900,
+    ("华北", "华南"): 2100,
+    ("华北", "华中"): 1100,
+    ("华北", "西南"): 1800,
+    ("华南", "华中"): 1000,
+    ("华南", "西南"): 1300,
+    ("华中", "西南"): 1100,
+}
+
+WAREHOUSES = [("WH-SH", "上海嘉定仓", "华东"), ("WH-BJ", "北京顺义仓", "华北"), ("WH-GZ", "广州白云仓", "华南")]
+
+_PRODUCT_NAMES = [
+    ("SKU-1001", "无线鼠标", "199.00"),
+    ("SKU-1002", "机械键盘", "499.00"),
+    ("SKU-1003", "27寸显示器", "1899.00"),
+    ("SKU-1004", "USB-C 扩展坞", "359.00"),
+    ("SKU-1005", "降噪耳机", "1299.00"),
+    ("SKU-1006", "笔记本支架", "129.00"),
+    ("SKU-1007", "高清摄像头", "399.00"),
+    ("SKU-1008", "办公椅", "1599.00"),
+    ("SKU-1009", "升降桌", "2999.00"),
+    ("SKU-1010", "投影仪", "4599.00"),
+    ("SKU-1011", "激光打印机", "2199.00"),
+    ("SKU-1012", "碎纸机", "699.00"),
+    ("SKU-1013", "路由器", "459.00"),
+    ("SKU-1014", "移动硬盘 2TB", "599.00"),
+    ("SKU-1015", "U盘 128GB", "89.00"),
+    ("SKU-1016", "网线 10m", "39.00"),
+    ("SKU-1017", "服务器机柜", "8999.00"),
+    ("SKU-1018", "工作站", "12999.00"),
+    ("SKU-1019", "平板电脑", "3299.00"),
+    ("SKU-1020", "会议音箱", "899.00"),
+    ("SKU-1021", "白板", "259.00"),
+    ("SKU-1022", "文件柜", "1199.00"),
+    ("SKU-1023", "UPS 电源", "1799.00"),
+    ("SKU-1024", "手写笔", "299.00"),
+]
+DISCONTINUED_SKU = "SKU-1099"
+
+# customer_id, name, region, e-mail, credit limit, receivables, first order still to come
+CUSTOMERS = [
+    ("C-1001", "上海星辰科技", "华东", "buyer@xingchen.example", "500000.00", "12000.00", False),
+    ("C-1002", "北京远航贸易", "华北", "po@yuanhang.example", "300000.00", "45000.00", False),
+    ("C-1003", "广州南方电子", "华南", "cg@nanfang.example", "200000.00", "0.00", False),
+    ("C-1004", "武汉光谷创新", "华中", "caigou@guanggu.example", "150000.00", "30000.00", False),
+    ("C-1005", "成都天府商贸", "西南", "order@tianfu.example", "50000.00", "47500.00", False),  # near its limit
+    ("C-2001", "杭州新芽工作室", "华东", "hello@xinya.example", "20000.00", "0.00", True),  # new customer
+]
+
+DEMO_USERS = [
+    ("alice", Role.SALES),
+    ("bob", Role.SALES),
+    ("fiona", Role.FINANCE),
+    ("derek", Role.FINANCE_DIRECTOR),
+    ("wang", Role.WAREHOUSE),
+    ("olga", Role.OPS),
+    ("root", Role.ADMIN),
+]
+
+# Lots arrive at different times, so FIFO has something to choose between.
+_EPOCH = datetime(2026, 9, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class SeedReport:
+    created: dict[str, int]
+    tokens: dict[str, str]  # user -> token, only for users created now
+
+
+def _lots() -> list[StockLot]:
+    lots: list[StockLot] = []
+    for index, (sku, _, _) in enumerate(_PRODUCT_NAMES):
+        for w_index, (code, _, _) in enumerate(WAREHOUSES):
+            if sku == "SKU-1024" and code != "WH-GZ":
+                continue  # a scarce item: only a few units, in one warehouse
+            for age in (0, 1):
+                qty = 5 if sku == "SKU-1024" else 120 + 40 * ((index + w_index + age) % 5)
+                lots.append(
+                    StockLot(
+                        warehouse=code,
+                        sku=sku,
+                        bin=f"{'ABC'[index % 3]}-{(index % 12) + 1:02d}-{age * 10 + w_index + 1:02d}",
+                        lot=f"L{2609 + age}-{index + 1:03d}",
+                        received_at=_EPOCH + timedelta(days=30 * age + index),
+                        on_hand=qty,
+                    )
+                )
+    return lots
+
+
+def seeded_stock() -> dict[tuple[str, str], int]:
+    """(sku, warehouse) → units the seed puts there: the demo tops its world back up to these."""
+    levels: dict[tuple[str, str], int] = {}
+    for lot in _lots():
+        levels[(lot.sku, lot.warehouse)] = levels.get((lot.sku, lot.warehouse), 0) + lot.on_hand
+    return levels
+
+
+def seed(engine: Engine) -> SeedReport:
+    created: dict[str, int] = {}
+    tokens: dict[str, str] = {}
+    with unit_of_work(engine) as session:
+
+        def add_missing(kind: str, rows: Sequence[SQLModel], key: Callable[[Any], object]) -> None:
+            count = 0
+            for row in rows:
+                if session.get(type(row), key(row)) is None:
+                    session.add(row)
+                    count += 1
+            created[kind] = count
+
+        add_missing("warehouses", [Warehouse(code=c, name=n, region=r) for c, n, r in WAREHOUSES], lambda w: w.code)
+        distances = [RegionDistance(from_region=r, to_region=r, distance=0) for r in REGIONS]
+        for (a, b), km in _DISTANCES.items():
+            distances += [
+                RegionDistance(from_region=a, to_region=b, distance=km),
+                RegionDistance(from_region=b, to_region=a, distance=km),
+            ]
+        add_missing("region_distances", distances, lambda d: (d.from_region, d.to_region))
+        products = [Product(sku=sku, name=name, unit_price=Decimal(price)) for sku, name, price in _PRODUCT_NAMES]
+        products.append(Product(sku=DISCONTINUED_SKU, name="停产型号", unit_price=Decimal("99.00"), active=False))
+        add_missing("products", products, lambda p: p.sku)
+        customers = [
+            Customer(
+                customer_id=cid,
+                name=name,
+                region=region,
+                email=email,
+                credit_limit=Decimal(limit),
+                receivables=Decimal(receivables),
+                first_order=new,
+            )
+            for cid, name, region, email, limit, receivables, new in CUSTOMERS
+        ]
+        add_missing("customers", customers, lambda c: c.customer_id)
+        session.flush()
+        if session.exec(select(StockLot.id)).first() is None:
+            lots = _lots()
+            session.add_all(lots)
+            created["stock_lots"] = len(lots)
+        for name, role in DEMO_USERS:
+            if session.get(User, name) is None:
+                tokens[name] = add_user(session, name, role)
+        created["users"] = len(tokens)
+    return SeedReport(created, tokens)

@@ -1,0 +1,249 @@
+"""Order routes (docs/contract.md): intake, the order view, and the answers people give an order — decisions,
+payment, dispatch, cancel — sent as Temporal updates, so the workflow's validators have the last word."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response, status
+from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import Engine
+from temporalio.client import Client
+
+from core.config import Settings
+from core.db import read_only
+from entrypoints.api.auth import bearer, current_user, engine_of, requires
+from entrypoints.api.deps import problems, settings_of, temporal_client
+from integrations.channels import CHANNELS
+from models.contracts import OrderState
+from models.order import Order
+from models.status import Role
+from models.tables import SalesOrder, User
+from models.text import Note
+from services import order_commands
+from services.audit import audit_refused_decision
+from services.errors import OrderConflict, OrderNotFound, Refused
+from services.intake import take_order
+from services.order_commands import SubmitAnswer
+from services.queries.order_view import order_view
+from workflows.contract import ErrorType
+
+EngineDep = Annotated[Engine, Depends(engine_of)]
+ClientDep = Annotated[Client, Depends(temporal_client)]
+SettingsDep = Annotated[Settings, Depends(settings_of)]
+
+# Who may submit an order already marked paid (it skips the payment wait): integrations run with an ops token.
+PAID_INTAKE_ROLES = frozenset({Role.OPS.value, Role.ADMIN.value})
+# Order numbers the channel webhooks give their orders: nobody may take one first through POST /orders.
+CHANNEL_PREFIXES = tuple(f"{channel.upper()}-" for channel in sorted(CHANNELS))
+
+
+class Intake(BaseModel):
+    order_no: str
+    workflow_id: str
+    status: str
+
+
+class Decision(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["approve", "reject"]
+    comment: Note = ""
+
+
+class PaymentBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reference: Annotated[Note, Field(max_length=200)] = ""
+
+
+class DispatchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    warehouse: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    carrier: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    tracking_no: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$")]
+
+
+class CancelBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    reason: Annotated[Note, Field(min_length=1)]
+
+
+OrderNo = Annotated[str, PathParam(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", max_length=64)]
+
+
+async def current_view(engine: Engine, client: Client, order_no: str) -> dict[str, Any]:
+    """The read model's view; an order submitted a moment ago is only known to its workflow yet."""
+    try:
+        return await run_in_threadpool(_db_view, engine, order_no)
+    except OrderNotFound:
+        state: OrderState = await order_commands.live_state(client, order_no)
+        return state.model_dump(mode="json")
+
+
+async def view_after(engine: Engine, state: OrderState) -> dict[str, Any]:
+    """The view after an update: the workflow's answer is the truth about status; the read model may lag."""
+    live = state.model_dump(mode="json", include={"status", "pending_approval", "awaiting_dispatch", "reasons"})
+    try:
+        return {**await run_in_threadpool(_db_view, engine, state.order_no), **live}
+    except OrderNotFound:
+        return state.model_dump(mode="json")
+
+
+def _db_view(engine: Engine, order_no: str) -> dict[str, Any]:
+    with read_only(engine) as session:
+        return order_view(session, order_no)
+
+
+def orders_router() -> APIRouter:
+    router = APIRouter(tags=["orders"])
+
+    @router.post(
+        "/orders",
+        status_code=status.HTTP_202_ACCEPTED,
+        response_model=Intake,
+        responses={
+            200: {"model": Intake, "description": "the same order again: same order and workflow, status now"},
+            **problems(401, 403, 409, 422, 503),
+        },
+    )
+    async def submit(
+        order: Order,
+        request: Request,
+        response: Response,
+        user: Annotated[User, Depends(requires(Role.SALES, Role.OPS))],
+        engine: EngineDep,
+        settings: SettingsDep,
+        idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
+    ) -> Intake:
+        """Start the order's workflow once. Same order again (by order_no or Idempotency-Key) → 200 with the
+        same answer; same order_no or key with other content → 409; never a second workflow."""
+        if order.channel in CHANNELS or order.order_no.upper().startswith(CHANNEL_PREFIXES):
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT,
+                f"{order.channel} orders come in through POST /webhooks/channels/{{channel}}, signed by the platform",
+            )
+        if user.role == Role.SALES.value and order.sales_rep != user.name:
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                f"{user.name} may submit only orders of their own (sales_rep {order.sales_rep}); "
+                "integrations submit with an ops token",
+            )
+        if order.payment.paid and user.role not in PAID_INTAKE_ROLES:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {user.role} may not submit an order as paid")
+        client = await temporal_client(request)
+        try:
+            answer: SubmitAnswer = await take_order(
+                client, engine, order, settings.task_queue, user=user.name, idempotency_key=idempotency_key
+            )
+        except OrderConflict as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        if not answer.created:
+            response.status_code = status.HTTP_200_OK
+        return Intake(order_no=answer.order_no, workflow_id=answer.workflow_id, status=answer.status)
+
+    @router.get("/orders/{order_no}", responses=problems(401, 404, 503))
+    async def view(
+        order_no: OrderNo, _user: Annotated[User, Depends(current_user)], engine: EngineDep, client: ClientDep
+    ) -> dict[str, Any]:
+        return await current_view(engine, client, order_no)
+
+    @router.post("/orders/{order_no}/decision", responses=problems(401, 403, 404, 409, 422, 503))
+    async def decide(
+        order_no: OrderNo,
+        body: Decision,
+        request: Request,
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+        engine: EngineDep,
+        settings: SettingsDep,
+    ) -> dict[str, Any]:
+        """An approver's decision on the level the order awaits. The API vouches for who decided (token →
+        user and role) by signing the decision; the workflow checks the role, the sales rep and the level."""
+        try:
+            user = await run_in_threadpool(current_user, request, credentials)
+        except HTTPException as refusal:
+            who = "(no token)" if credentials is None else "(invalid token)"
+            await run_in_threadpool(
+                audit_refused_decision,
+                engine,
+                order_no,
+                level=0,
+                role="",
+                by=who,
+                decision=body.decision,
+                comment=body.comment,
+                why=str(refusal.detail),
+            )
+            raise
+        client = await temporal_client(request)
+        state = await order_commands.decide(
+            client,
+            engine,
+            order_no,
+            user=user.name,
+            role=user.role,
+            decision=body.decision,
+            comment=body.comment,
+            secret=settings.decision_secret,
+        )
+        return await view_after(engine, state)
+
+    @router.post("/orders/{order_no}/payment", responses=problems(401, 403, 404, 409, 503))
+    async def pay(
+        order_no: OrderNo,
+        body: PaymentBody,
+        user: Annotated[User, Depends(requires(Role.FINANCE, Role.FINANCE_DIRECTOR))],
+        engine: EngineDep,
+        client: ClientDep,
+    ) -> dict[str, Any]:
+        state = await order_commands.pay(client, order_no, reference=body.reference, by=user.name)
+        return await view_after(engine, state)
+
+    @router.post("/orders/{order_no}/dispatch", responses=problems(401, 403, 404, 409, 422, 503))
+    async def dispatch(
+        order_no: OrderNo,
+        body: DispatchBody,
+        user: Annotated[User, Depends(requires(Role.WAREHOUSE, Role.OPS))],
+        engine: EngineDep,
+        client: ClientDep,
+    ) -> dict[str, Any]:
+        state = await order_commands.dispatch(
+            client,
+            order_no,
+            warehouse=body.warehouse,
+            carrier=body.carrier,
+            tracking_no=body.tracking_no,
+            by=user.name,
+        )
+        return await view_after(engine, state)
+
+    @router.post("/orders/{order_no}/cancel", responses=problems(401, 403, 404, 409, 503))
+    async def cancel(
+        order_no: OrderNo,
+        body: CancelBody,
+        user: Annotated[User, Depends(requires(Role.SALES, Role.OPS, Role.FINANCE, Role.FINANCE_DIRECTOR))],
+        engine: EngineDep,
+        client: ClientDep,
+    ) -> dict[str, Any]:
+        """Cancel before dispatch. A sales rep may cancel only their own orders."""
+        if user.role == Role.SALES.value:
+            await _own_order_only(engine, client, order_no, user.name)
+        state = await order_commands.cancel(client, order_no, reason=body.reason, by=user.name)
+        return await view_after(engine, state)
+
+    return router
+
+
+async def _own_order_only(engine: Engine, client: Client, order_no: str, user: str) -> None:
+    def sales_rep() -> str | None:
+        with read_only(engine) as session:
+            order = session.get(SalesOrder, order_no)
+            return None if order is None else order.sales_rep
+
+    rep = await run_in_threadpool(sales_rep)
+    if rep is None:
+        await order_commands.live_state(client, order_no)  # OrderNotFound (404) when it does not exist at all
+        raise Refused(f"order {order_no} is not registered yet; try again in a moment")
+    if rep != user:
+        raise Refused(f"{user} may cancel only their own orders ({order_no} is {rep}'s)", ErrorType.FORBIDDEN)

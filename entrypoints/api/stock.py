@@ -1,0 +1,87 @@
+"""Stock and master data: GET /inventory/{sku}, /products, /customers, and POST /inventory/receipts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy import Engine
+from temporalio.service import RPCError
+
+from core.db import read_only
+from entrypoints.api.auth import CUSTOMER_READERS, current_user, engine_of, requires
+from entrypoints.api.deps import problems, temporal_client
+from models.status import Role
+from models.tables import User
+from services import order_commands, stock
+from services.errors import CommandError, ReceiptConflict
+from services.queries.customers import customers_view
+from services.queries.inventory import inventory_view
+from services.queries.products import products_view
+from services.stock import Receipt
+
+EngineDep = Annotated[Engine, Depends(engine_of)]
+
+
+def stock_router() -> APIRouter:
+    router = APIRouter(tags=["stock"])
+
+    @router.get("/inventory/{sku}", responses=problems(401, 404))
+    def inventory(sku: str, _user: Annotated[User, Depends(current_user)], engine: EngineDep) -> dict[str, Any]:
+        """Per warehouse: on hand, reserved, available, expired, incoming. Any signed-in user."""
+        with read_only(engine) as session:
+            return inventory_view(session, sku)
+
+    @router.get("/products", responses=problems(401))
+    def products(_user: Annotated[User, Depends(current_user)], engine: EngineDep) -> list[dict[str, Any]]:
+        """List price and what may still be promised, per SKU. Any signed-in user."""
+        with read_only(engine) as session:
+            return products_view(session)
+
+    @router.get("/customers", responses=problems(401, 403))
+    def customers(
+        _user: Annotated[User, Depends(requires(*CUSTOMER_READERS))], engine: EngineDep
+    ) -> list[dict[str, Any]]:
+        """Customers with credit limit and exposure: sales, finance, finance director, ops."""
+        with read_only(engine) as session:
+            return customers_view(session)
+
+    @router.post(
+        "/inventory/receipts",
+        status_code=status.HTTP_201_CREATED,
+        responses={200: {"description": "the same receipt again: booked once"}, **problems(401, 403, 409, 422)},
+    )
+    async def receive(
+        receipt: Receipt,
+        request: Request,
+        response: Response,
+        user: Annotated[User, Depends(requires(Role.WAREHOUSE, Role.OPS))],
+        engine: EngineDep,
+        idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
+    ) -> dict[str, Any]:
+        """Book a goods receipt, then wake the orders waiting for the SKU, oldest first."""
+        if receipt.receipt_no is None and idempotency_key:
+            receipt = receipt.model_copy(update={"receipt_no": idempotency_key})
+        try:
+            booked = await run_in_threadpool(stock.receive, engine, receipt, user.name)
+        except ReceiptConflict as exc:
+            raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
+        except CommandError as exc:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
+        if booked["duplicate"]:
+            response.status_code = status.HTTP_200_OK
+        waiting = await run_in_threadpool(stock.backordered_orders, engine, receipt.sku)
+        booked["backordered_orders"] = waiting
+        if waiting:
+            # The receipt is booked whatever happens next: waking the orders is best effort (they also
+            # re-check by themselves), so a Temporal outage must not make the caller book it again.
+            try:
+                booked["allocated_orders"] = await order_commands.notify_restock(
+                    await temporal_client(request), waiting, [receipt.sku]
+                )
+            except (HTTPException, RPCError, CommandError) as exc:
+                booked["note"] = f"waiting orders not woken now ({getattr(exc, 'detail', exc)}); they re-check later"
+        return booked
+
+    return router

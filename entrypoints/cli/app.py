@@ -1,0 +1,367 @@
+"""The command line (docs/contract.md): `orderflow` (starter.py) — orders, stock, master data, reports, users.
+
+Every command calls the application layer (services/) like the HTTP API does. Reads run in read-only transactions
+(on SQLite they never queue behind the worker's write lock). JSON when the output is not a terminal, or with
+`--json`, which every command takes (before or after its arguments); errors are one line on stderr, exit code 1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from sqlalchemy import Engine
+from temporalio.client import Client
+from temporalio.service import RPCError
+
+from core.config import Settings, get_settings
+from core.db import make_engine, read_only, unit_of_work
+from core.migrate import ensure_current
+from core.temporal import connect
+from entrypoints.cli.output import emit, fail, force_json, wants_json
+from models.contracts import OrderState
+from models.order import Order
+from models.status import Role
+from models.tables import User
+from services import order_commands, stock
+from services.errors import CommandError, OrderNotFound
+from services.queries.customers import customers_view
+from services.queries.inventory import inventory_view
+from services.queries.kpis import kpi_report
+from services.queries.order_view import order_view
+from services.queries.products import products_view
+from services.queries.requisitions import requisitions_view
+from services.stock import Receipt
+from services.users import add_user
+
+app = typer.Typer(help="orderflow: durable sales-order fulfillment on Temporal.", no_args_is_help=True)
+users_app = typer.Typer(help="Manage users and their API tokens.", no_args_is_help=True)
+app.add_typer(users_app, name="users")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON even on a terminal.")]
+
+
+class CliError(Exception):
+    pass
+
+
+@app.callback()
+def _options(json_output: JsonOption = False) -> None:
+    force_json(json_output)
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+def engine() -> Engine:
+    found = make_engine(settings().effective_database_url)
+    ensure_current(found)
+    return found
+
+
+async def client() -> Client:
+    current = settings()
+    try:
+        return await connect(current)
+    except RuntimeError as exc:
+        why = "connection refused" if "Connection refused" in str(exc) else str(exc)
+        raise CliError(
+            f"cannot reach Temporal at {current.temporal_address}: {why}; is the stack up? (make up)"
+        ) from None
+
+
+def command(func: Callable[..., Coroutine[Any, Any, None] | None]) -> Callable[..., None]:
+    """Run a sync or async command body: `--json` is taken wherever it stands, and every refusal becomes one
+    line on stderr and exit code 1."""
+
+    @wraps(func)
+    def wrapper(*args: Any, json_output: bool = False, **kwargs: Any) -> None:
+        if json_output:
+            force_json(True)
+        try:
+            result = func(*args, **kwargs)
+            if isinstance(result, Awaitable):
+                asyncio.run(result)
+        except (CommandError, CliError) as exc:
+            fail(str(exc))
+            raise typer.Exit(1) from None
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'order'}: {err['msg']}" for err in exc.errors()
+            )
+            fail(f"invalid input: {problems}")
+            raise typer.Exit(1) from None
+        except RPCError as exc:
+            fail(f"Temporal refused the request: {exc.message}")
+            raise typer.Exit(1) from None
+
+    # Typer reads the command's options off its signature: the command's own, plus --json.
+    signature = inspect.signature(func, eval_str=True)
+    json_parameter = inspect.Parameter(
+        "json_output", inspect.Parameter.KEYWORD_ONLY, default=False, annotation=JsonOption
+    )
+    wrapper.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), json_parameter]
+    )
+    wrapper.__annotations__ = {**func.__annotations__, "json_output": JsonOption}
+    return wrapper
+
+
+def _state_json(state: OrderState) -> dict[str, Any]:
+    return state.model_dump(mode="json")
+
+
+# --- orders ------------------------------------------------------------------------------------
+
+
+@app.command()
+@command
+async def submit(file: Annotated[str, typer.Argument(help="Order JSON file, or - for stdin.")]) -> None:
+    """Submit a canonical order; prints {order_no, workflow_id, status}."""
+    try:
+        text = sys.stdin.read() if file == "-" else Path(file).read_text(encoding="utf-8")  # noqa: ASYNC240 (CLI, one small file)
+    except OSError as exc:
+        raise CliError(f"cannot read {file}: {exc.strerror}") from None
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{file} is not valid JSON: {exc}") from None
+    order = Order.model_validate(raw)
+    answer = await order_commands.submit(await client(), order, settings().task_queue)
+    emit(answer.model_dump(exclude={"created"}))
+
+
+@app.command()
+@command
+async def status(order_no: str) -> None:
+    """The order view: status, lines, approvals, allocations, shipments with tracking, timeline."""
+    try:
+        with read_only(engine()) as session:
+            emit(order_view(session, order_no))
+    except OrderNotFound:
+        # Submitted a moment ago: the workflow knows it before the read model does.
+        emit(_state_json(await order_commands.live_state(await client(), order_no)))
+
+
+async def _decide(order_no: str, user: str, decision: str, comment: str) -> None:
+    state = await order_commands.decide(
+        await client(),
+        engine(),
+        order_no,
+        user=user,
+        decision=decision,
+        comment=comment,
+        secret=settings().decision_secret,
+    )
+    emit(_state_json(state))
+
+
+@app.command()
+@command
+async def approve(
+    order_no: str,
+    user: Annotated[str, typer.Option("--as", help="Approver's user name.")],
+    comment: Annotated[str, typer.Option(help="Optional comment for the audit trail.")] = "",
+) -> None:
+    """Approve the order's pending level as USER (role and sales-rep rules are checked by the workflow)."""
+    await _decide(order_no, user, "approve", comment)
+
+
+@app.command()
+@command
+async def reject(
+    order_no: str,
+    user: Annotated[str, typer.Option("--as", help="Approver's user name.")],
+    comment: Annotated[str, typer.Option(help="Why the order is rejected (required).")],
+) -> None:
+    """Reject the order at its pending level."""
+    await _decide(order_no, user, "reject", comment)
+
+
+@app.command()
+@command
+async def pay(order_no: str, reference: Annotated[str, typer.Option(help="Payment reference.")] = "") -> None:
+    """Record the prepayment the order is waiting for."""
+    emit(_state_json(await order_commands.pay(await client(), order_no, reference=reference)))
+
+
+@app.command()
+@command
+async def dispatch(
+    order_no: str,
+    warehouse: Annotated[str, typer.Option(help="Warehouse code the parcel leaves from.")],
+    carrier: Annotated[str, typer.Option(help="Carrier code, e.g. sim.")],
+    tracking_no: Annotated[str, typer.Option("--tracking-no", help="The carrier's tracking number.")],
+) -> None:
+    """Report that a warehouse handed the order's parcel to a carrier."""
+    state = await order_commands.dispatch(
+        await client(), order_no, warehouse=warehouse, carrier=carrier, tracking_no=tracking_no
+    )
+    emit(_state_json(state))
+
+
+@app.command()
+@command
+async def cancel(order_no: str, reason: Annotated[str, typer.Option(help="Why the order is cancelled.")]) -> None:
+    """Cancel before dispatch: stock is released and pick lists voided."""
+    emit(_state_json(await order_commands.cancel(await client(), order_no, reason=reason)))
+
+
+# --- stock, master data and reports ------------------------------------------------------------
+
+
+@app.command()
+@command
+def inventory(sku: str) -> None:
+    """Per-warehouse on hand / reserved / available for a SKU."""
+    with read_only(engine()) as session:
+        view = inventory_view(session, sku)
+    if wants_json():
+        emit(view)
+        return
+    emit(
+        view["warehouses"],
+        ["warehouse", "region", "on_hand", "reserved", "available", "incoming"],
+        f"{sku} {view['name']}",
+    )
+
+
+@app.command()
+@command
+async def receive(
+    sku: str,
+    warehouse: Annotated[str, typer.Option(help="Receiving warehouse code.")],
+    qty: Annotated[int, typer.Option(help="Units received.")],
+    lot: Annotated[str, typer.Option(help="Lot number (more of an existing lot adds to it).")],
+    bin_code: Annotated[str, typer.Option("--bin", help="Bin the lot is put away in.")] = "RECV-01",
+    expires: Annotated[str | None, typer.Option(help="Lot expiry, ISO 8601 with zone (FEFO).")] = None,
+    receipt_no: Annotated[
+        str | None, typer.Option("--receipt-no", help="Delivery note number: the same one again books nothing.")
+    ] = None,
+) -> None:
+    """Book a goods receipt, close the requisitions it answers, and wake backordered orders oldest first."""
+    receipt = Receipt.model_validate(
+        {
+            "sku": sku,
+            "warehouse": warehouse,
+            "qty": qty,
+            "lot": lot,
+            "bin": bin_code,
+            "expires_at": expires,
+            "receipt_no": receipt_no,
+        }
+    )
+    db = engine()
+    booked = stock.receive(db, receipt)
+    waiting = stock.backordered_orders(db, sku)
+    booked["backordered_orders"] = waiting
+    if waiting:
+        try:
+            temporal = await client()
+        except CliError as exc:
+            booked["note"] = f"{exc}; waiting orders re-check stock by themselves"
+        else:
+            try:
+                booked["allocated_orders"] = await order_commands.notify_restock(temporal, waiting, [sku])
+            except RPCError as exc:  # booked already: never make the user book it twice
+                booked["note"] = f"waiting orders not woken now ({exc.message}); they re-check later"
+    emit(booked)
+
+
+@app.command()
+@command
+def requisitions(include_closed: Annotated[bool, typer.Option("--all", help="Include closed ones.")] = False) -> None:
+    """Purchase requisitions (open ones unless --all)."""
+    with read_only(engine()) as session:
+        rows = requisitions_view(session, include_closed=include_closed)
+    emit(rows, ["id", "sku", "warehouse", "qty", "reason", "order_no", "state"], "Purchase requisitions")
+
+
+@app.command()
+@command
+def products() -> None:
+    """Products with list price and available quantity."""
+    with read_only(engine()) as session:
+        emit(products_view(session), ["sku", "name", "unit_price", "available"], "Products")
+
+
+@app.command()
+@command
+def customers() -> None:
+    """Customers with credit limit and current exposure."""
+    with read_only(engine()) as session:
+        emit(customers_view(session), ["customer_id", "name", "credit_limit", "exposure", "new"], "Customers")
+
+
+@app.command()
+@command
+def report() -> None:
+    """KPIs: orders by status, lead time, mean seconds per stage."""
+    with read_only(engine()) as session:
+        kpis = kpi_report(session)
+    if wants_json():
+        emit(kpis)
+        return
+    rows = [{"metric": f"orders {status}", "value": n} for status, n in sorted(kpis["orders_by_status"].items())]
+    rows += [{"metric": f"lead time {p} (s)", "value": v} for p, v in kpis["lead_time_seconds"].items()]
+    rows += [{"metric": f"mean s in {stage}", "value": v} for stage, v in kpis["mean_stage_seconds"].items()]
+    emit(rows, ["metric", "value"], "orderflow KPIs")
+
+
+# --- users ---------------------------------------------------------------------------------------
+
+
+@users_app.command("add")
+@command
+def users_add(name: str, role: Annotated[Role, typer.Option(help="The user's role.")]) -> None:
+    """Add a user; prints their API token once (only its hash is stored)."""
+    with unit_of_work(engine()) as session:
+        if session.get(User, name) is not None:
+            raise CliError(f"user {name} already exists")
+        token = add_user(session, name, role)
+    emit({"name": name, "role": role.value, "token": token})
+
+
+# --- the development room's commands --------------------------------------------------------------
+
+
+def add_source_only_commands(cli: typer.Typer) -> None:
+    """`seed` and `demo` in an installed package: they need the demo world of a source checkout (dev/)."""
+
+    def source_only(name: str) -> Callable[[], None]:
+        def refuse() -> None:
+            fail(f"orderflow {name} runs from a source checkout (make demo): the installed package has no demo world")
+            raise typer.Exit(1)
+
+        refuse.__doc__ = f"Only in a source checkout: `orderflow {name}` needs the demo world (dev/)."
+        return refuse
+
+    for name in ("seed", "demo"):
+        cli.command(name=name)(source_only(name))
+
+
+def main() -> None:
+    """Run the CLI, then leave without interpreter teardown.
+
+    The Temporal client's Rust runtime threads can abort CPython's finalisation ("PyGILState_Release:
+    thread state must be current", temporalio/sdk-python#300), turning a finished command into SIGABRT.
+    Output is flushed first, so skipping teardown loses nothing.
+    """
+    code = 0
+    try:
+        app()
+    except SystemExit as exc:  # typer's standalone mode ends every command this way
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

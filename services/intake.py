@@ -1,0 +1,62 @@
+"""Order intake shared by the API's POST /orders and the channel webhooks: once per order, whatever retries."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
+from temporalio.client import Client
+
+from core.db import read_only, unit_of_work
+from models.order import Order
+from models.tables import IntakeKey, SalesOrder
+from services import order_commands
+from services.errors import OrderConflict
+from services.order_commands import SubmitAnswer
+
+
+def claim_idempotency_key(engine: Engine, user: str, key: str, order: Order) -> None:
+    """Bind the client's Idempotency-Key to this order the first time; later the same key must carry the same
+    order (else OrderConflict). Two concurrent first uses: the primary key lets one win, the other re-reads."""
+    for _ in range(2):
+        with read_only(engine) as session:
+            known = session.get(IntakeKey, (user, key))
+            if known is not None:
+                if known.order_no != order.order_no or known.content_hash != order.content_hash():
+                    raise OrderConflict(
+                        f"Idempotency-Key {key!r} was already used for order {known.order_no} with other content"
+                    )
+                return
+        try:
+            with unit_of_work(engine) as session:
+                session.add(
+                    IntakeKey(user_name=user, key=key, order_no=order.order_no, content_hash=order.content_hash())
+                )
+            return
+        except IntegrityError:
+            continue  # someone else claimed it between our read and write: compare with theirs
+    raise OrderConflict(f"Idempotency-Key {key!r} is being used concurrently; try again")
+
+
+def known_order(engine: Engine, order: Order) -> SubmitAnswer | None:
+    """The answer for an order the read model already holds. Temporal refuses a second workflow with the same
+    id only within the namespace's retention; the read model remembers for good."""
+    with read_only(engine) as session:
+        row = session.get(SalesOrder, order.order_no)
+        if row is None:
+            return None
+        if row.content_hash != order.content_hash():
+            raise OrderConflict(f"order {order.order_no} was already submitted with different content")
+        return SubmitAnswer(order_no=row.order_no, workflow_id=row.workflow_id, status=row.status, created=False)
+
+
+async def take_order(
+    client: Client, engine: Engine, order: Order, task_queue: str, *, user: str, idempotency_key: str | None
+) -> SubmitAnswer:
+    if idempotency_key:
+        await asyncio.to_thread(claim_idempotency_key, engine, user, idempotency_key, order)
+    known = await asyncio.to_thread(known_order, engine, order)
+    if known is not None:
+        return known
+    return await order_commands.submit(client, order, task_queue)

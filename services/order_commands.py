@@ -1,0 +1,223 @@
+"""Order commands through the Temporal client: start an order's workflow once, answer it (decisions, payment,
+dispatch, cancel) with updates whose validators have the last word, and read its live state.
+
+Used by the HTTP API, the CLI, the demo and the activities alike. Only the Temporal contract
+(workflows/contract.py) is needed here, never the workflow code itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import Engine
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from domain.decision_signing import sign_decision
+from models.contracts import (
+    CancelInput,
+    DecisionInput,
+    DispatchInput,
+    FulfillmentInput,
+    FulfillmentResult,
+    OrderState,
+    PaymentInput,
+    RestockInput,
+)
+from models.order import Order
+from models.status import OrderStatus
+from services.audit import audit_refused_decision
+from services.errors import OrderConflict, OrderNotFound, Refused
+from services.users import user_role
+from workflows import contract
+from workflows.contract import ErrorType, Query, Signal, Update, order_workflow_id
+
+
+class SubmitAnswer(BaseModel):
+    order_no: str
+    workflow_id: str
+    status: str
+    created: bool
+
+
+async def start(client: Client, order: Order, task_queue: str) -> WorkflowHandle[Any, FulfillmentResult]:
+    """Start the order's workflow; raises WorkflowAlreadyStartedError when its id was ever used."""
+    return await client.start_workflow(
+        contract.ORDER_WORKFLOW,
+        FulfillmentInput(order=order),
+        id=order_workflow_id(order.order_no),
+        task_queue=task_queue,
+        result_type=FulfillmentResult,
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+        memo={contract.CONTENT_HASH_MEMO: order.content_hash()},
+        search_attributes=TypedSearchAttributes(
+            [
+                SearchAttributePair(contract.ORDER_STATUS, OrderStatus.RECEIVED.value),
+                SearchAttributePair(contract.CUSTOMER_ID, order.customer_id),
+                SearchAttributePair(contract.CHANNEL, order.channel),
+                SearchAttributePair(contract.ORDER_TOTAL, float(order.total)),
+            ]
+        ),
+    )
+
+
+async def submit(client: Client, order: Order, task_queue: str) -> SubmitAnswer:
+    """Start the order's workflow once. The same order again answers as before; other content conflicts."""
+    workflow_id = order_workflow_id(order.order_no)
+    try:
+        await start(client, order, task_queue)
+        return SubmitAnswer(order_no=order.order_no, workflow_id=workflow_id, status="RECEIVED", created=True)
+    except WorkflowAlreadyStartedError:
+        description = await client.get_workflow_handle(workflow_id).describe()
+        if await description.memo_value(contract.CONTENT_HASH_MEMO, default=None) != order.content_hash():
+            raise OrderConflict(f"order {order.order_no} was already submitted with different content") from None
+        status = description.typed_search_attributes.get(contract.ORDER_STATUS) or "RECEIVED"
+        return SubmitAnswer(order_no=order.order_no, workflow_id=workflow_id, status=status, created=False)
+
+
+def handle(client: Client, order_no: str) -> WorkflowHandle[Any, FulfillmentResult]:
+    return client.get_workflow_handle(order_workflow_id(order_no), result_type=FulfillmentResult)
+
+
+async def _update(client: Client, order_no: str, update: Update, arg: BaseModel) -> OrderState:
+    order = handle(client, order_no)
+    try:
+        result: OrderState = await order.execute_update(update, arg, result_type=OrderState)
+        return result
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        kind = getattr(cause, "type", None) or ErrorType.NOT_AWAITING
+        raise Refused(str(getattr(cause, "message", None) or cause or exc), kind) from None
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            if await _is_closed(order):
+                raise Refused(f"order {order_no} is closed and takes no more input", ErrorType.CLOSED) from None
+            raise OrderNotFound(f"unknown order {order_no}") from None
+        raise
+
+
+async def _is_closed(order: WorkflowHandle[Any, Any]) -> bool:
+    """True when the workflow exists but has finished (it takes no more updates)."""
+    try:
+        description = await order.describe()
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return description.status != WorkflowExecutionStatus.RUNNING
+
+
+async def decide(
+    client: Client,
+    engine: Engine,
+    order_no: str,
+    *,
+    user: str,
+    decision: str,
+    comment: str,
+    secret: str,
+    role: str | None = None,
+) -> OrderState:
+    """Send an approver's decision for the level the order awaits, signed with the decision secret (the
+    worker refuses unsigned ones). `role` is the verified user's role (the API's); else it is looked up.
+    Refusals are audited here, since the workflow's history never sees them."""
+    if role is None:
+        role = await asyncio.to_thread(user_role, engine, user)
+    pending = None
+    with suppress(OrderNotFound):
+        pending = (await live_state(client, order_no)).pending_approval
+    level = pending.level if pending else 0  # 0: the order awaits no decision; the validator refuses it
+    signature = sign_decision(
+        secret,
+        workflow_id=order_workflow_id(order_no),
+        level=level,
+        decision=decision,
+        by=user,
+        role=role,
+        comment=comment,
+    )
+    try:
+        arg = DecisionInput.model_validate(
+            {"decision": decision, "by": user, "role": role, "comment": comment, "level": level, "signature": signature}
+        )
+        return await _update(client, order_no, Update.DECIDE, arg)
+    except Refused as refusal:
+        if refusal.kind == ErrorType.UNSIGNED_DECISION:
+            raise  # the worker's DecisionGuard audits these itself
+        await asyncio.to_thread(
+            audit_refused_decision,
+            engine,
+            order_no,
+            level=level,
+            role=role,
+            by=user,
+            decision=decision,
+            comment=comment,
+            why=str(refusal),
+        )
+        raise
+
+
+async def pay(client: Client, order_no: str, *, reference: str, by: str = "") -> OrderState:
+    return await _update(client, order_no, Update.PAYMENT_RECEIVED, PaymentInput(reference=reference, by=by))
+
+
+async def dispatch(
+    client: Client, order_no: str, *, warehouse: str, carrier: str, tracking_no: str, by: str = ""
+) -> OrderState:
+    return await _update(
+        client,
+        order_no,
+        Update.DISPATCHED,
+        DispatchInput(warehouse=warehouse, carrier=carrier, tracking_no=tracking_no, by=by),
+    )
+
+
+async def cancel(client: Client, order_no: str, *, reason: str, by: str = "") -> OrderState:
+    return await _update(client, order_no, Update.CANCEL, CancelInput(reason=reason, by=by))
+
+
+async def live_state(client: Client, order_no: str) -> OrderState:
+    try:
+        state: OrderState = await handle(client, order_no).query(Query.STATE, result_type=OrderState)
+        return state
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise OrderNotFound(f"unknown order {order_no}") from None
+        raise
+
+
+async def notify_restock(client: Client, order_nos: list[str], skus: list[str], *, settle: float = 10.0) -> list[str]:
+    """Tell backordered orders to look at stock again, one at a time in the given (oldest-first) order: each
+    order's re-check finishes before the next is told, so an older order is served first. Returns the
+    orders that are allocated now."""
+    served: list[str] = []
+    for order_no in order_nos:
+        try:
+            before = await live_state(client, order_no)
+        except OrderNotFound:
+            continue
+        if before.status != OrderStatus.BACKORDERED:
+            continue
+        await handle(client, order_no).signal(Signal.RESTOCKED, RestockInput(skus=skus))
+        deadline = asyncio.get_running_loop().time() + settle
+        state = before
+        while state.allocation_attempts == before.allocation_attempts and state.status == OrderStatus.BACKORDERED:
+            if asyncio.get_running_loop().time() > deadline:
+                break  # the worker is slow or down: the order re-checks by itself later
+            await asyncio.sleep(0.05)
+            state = await live_state(client, order_no)
+        if state.status != OrderStatus.BACKORDERED:
+            served.append(order_no)
+    return served

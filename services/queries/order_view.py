@@ -1,0 +1,93 @@
+"""The order view (docs/contract.md): status, lines, approvals, allocations, shipments with tracking, timeline."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlmodel import Session, col, select
+
+from models.tables import (
+    ApprovalRecord,
+    OrderEvent,
+    Reservation,
+    ReservationState,
+    SalesOrder,
+    Shipment,
+    StockLot,
+    TrackingEvent,
+)
+from services.errors import OrderNotFound
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def order_view(session: Session, order_no: str) -> dict[str, Any]:
+    order = session.get(SalesOrder, order_no)
+    if order is None:
+        raise OrderNotFound(f"unknown order {order_no}")
+    events = session.exec(select(OrderEvent).where(OrderEvent.order_no == order_no).order_by(col(OrderEvent.seq))).all()
+    approvals = session.exec(
+        select(ApprovalRecord).where(ApprovalRecord.order_no == order_no).order_by(col(ApprovalRecord.id))
+    ).all()
+    reservations = session.exec(
+        select(Reservation, StockLot)
+        .join(StockLot, col(StockLot.id) == col(Reservation.lot_id))
+        .where(Reservation.order_no == order_no, Reservation.state != ReservationState.RELEASED)
+        .order_by(col(Reservation.line_no), col(Reservation.id))
+    ).all()
+    shipments = session.exec(select(Shipment).where(Shipment.order_no == order_no).order_by(col(Shipment.id))).all()
+    return {
+        "order_no": order.order_no,
+        "status": order.status,
+        "customer_id": order.customer_id,
+        "channel": order.channel,
+        "sales_rep": order.sales_rep,
+        "currency": order.currency,
+        "total": str(order.total),
+        "paid": order.paid,
+        "reasons": order.reasons,
+        "lines": [
+            {"line": i, "sku": line["sku"], "qty": line["qty"], "unit_price": line["unit_price"]}
+            for i, line in enumerate(order.payload.get("lines", []), start=1)
+        ],
+        "approvals": [
+            {
+                "level": a.level,
+                "role": a.role,
+                "by": a.by,
+                "decision": a.decision,
+                "at": _iso(a.at),
+                "comment": a.comment,
+                **({} if a.accepted else {"refused": a.refusal_reason}),
+            }
+            for a in approvals
+        ],
+        "allocations": [
+            {"line": r.line_no, "sku": r.sku, "warehouse": r.warehouse, "lot": lot.lot, "qty": r.qty, "state": r.state}
+            for r, lot in reservations
+        ],
+        "shipments": [_shipment_view(session, s) for s in shipments],
+        "timeline": [{"status": e.status, "at": _iso(e.at), "detail": e.detail} for e in events],
+    }
+
+
+def _shipment_view(session: Session, shipment: Shipment) -> dict[str, Any]:
+    events = session.exec(
+        select(TrackingEvent)
+        .where(TrackingEvent.carrier == shipment.carrier, TrackingEvent.tracking_no == shipment.tracking_no)
+        .order_by(col(TrackingEvent.at), col(TrackingEvent.id))
+    ).all()
+    return {
+        "warehouse": shipment.warehouse,
+        "carrier": shipment.carrier,
+        "tracking_no": shipment.tracking_no,
+        "status": shipment.status,
+        "signed_by": shipment.signed_by,
+        "signed_at": _iso(shipment.signed_at),
+        "events": [
+            {"status": e.status, "at": _iso(e.at), "location": e.location, "description": e.description} for e in events
+        ],
+    }

@@ -1,0 +1,54 @@
+"""Users and their API tokens: only a token's hash is stored; a token is shown once, when it is made."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+
+from sqlalchemy import Engine
+from sqlmodel import Session, select
+
+from core.db import read_only
+from models.status import Role
+from models.tables import User
+from services.errors import CommandError
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    return "of_" + secrets.token_urlsafe(24)
+
+
+def add_user(session: Session, name: str, role: Role) -> str:
+    """Add the user in the caller's unit of work; returns their token (shown once)."""
+    token = new_token()
+    session.add(User(name=name, role=role.value, token_hash=hash_token(token)))
+    return token
+
+
+def reissue_token(session: Session, name: str, role: Role) -> str:
+    """A fresh token for `name` with `role` (created if missing); the old token stops working."""
+    user = session.get(User, name)
+    if user is None:
+        return add_user(session, name, role)
+    token = new_token()
+    user.token_hash = hash_token(token)
+    user.role = role.value
+    session.add(user)
+    return token
+
+
+def user_by_token(session: Session, token: str) -> User | None:
+    digest = hash_token(token)
+    return session.exec(select(User).where(User.token_hash == digest)).first()
+
+
+def user_role(engine: Engine, name: str) -> str:
+    with read_only(engine) as session:
+        user = session.get(User, name)
+        if user is None:
+            raise CommandError(f"unknown user {name}")
+        return user.role

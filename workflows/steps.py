@@ -1,0 +1,166 @@
+"""The activities the workflows call, as typed interfaces, and how long each stage may take.
+
+A workflow calls `workflow.execute_activity_method(RecordSteps.record_transition, ...)`: the name, the payload types
+and the result type come from here, so the workflow code never imports an implementation (activities/ subclasses
+these classes; an implementation that misses a method cannot be built, and mypy checks every override).
+
+Timeouts per stage. Database steps get 30 s: above SQLite's 20 s wait for the write lock (core/db.py), so an
+attempt gives up waiting before Temporal retries it and a stale attempt cannot commit behind its own retry (each
+step is idempotent on its key anyway). Allocation gets 60 s: it locks every candidate lot and, on Postgres, may
+queue behind other orders' locks. Retries back off from 1 s to 30 s, without limit: a database outage is waited
+out, business refusals are non-retryable ApplicationErrors (workflows/contract.py ErrorType).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from temporalio import activity
+from temporalio.common import RetryPolicy
+
+from models.contracts import (
+    AllocateInput,
+    AllocateOutcome,
+    ApprovalAudit,
+    CloseParcelInput,
+    CreditInput,
+    CreditOutcome,
+    DispatchRecord,
+    EnsurePollerInput,
+    FulfillmentInput,
+    NotifyInput,
+    OrderRef,
+    PickListsInput,
+    PollInput,
+    RegisterOrderInput,
+    ReviewInput,
+    ReviewOutcome,
+    SubscribeInput,
+    SweepInput,
+    SweepOutcome,
+    TransitionInput,
+    ValidationOutcome,
+)
+from models.tracking import TrackingSnapshot
+
+DB_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30))
+
+
+@dataclass(frozen=True)
+class Stage:
+    """How long one attempt of a stage's activity may run, and how it is retried."""
+
+    start_to_close: timedelta
+    retry: RetryPolicy = field(default_factory=lambda: DB_RETRY)
+
+
+RECORDING = Stage(timedelta(seconds=30))  # read model, audit trail, pick lists, dispatch: short DB writes
+CHECKING = Stage(timedelta(seconds=30))  # validation, review, credit: reads and pure decisions
+ALLOCATING = Stage(timedelta(seconds=60))  # stock locking: waits for other orders' row locks on Postgres
+COMPENSATING = Stage(timedelta(seconds=30))  # release stock, void pick lists
+NOTIFYING = Stage(timedelta(seconds=30))  # one outbox row per recipient; the relay sends after commit
+
+
+class RecordSteps(ABC):
+    """The read model and the audit trail (activities/records.py)."""
+
+    @activity.defn
+    @abstractmethod
+    def register_order(self, inp: RegisterOrderInput) -> None: ...
+
+    @activity.defn
+    @abstractmethod
+    def record_transition(self, inp: TransitionInput) -> None: ...
+
+    @activity.defn
+    @abstractmethod
+    def record_approval(self, inp: ApprovalAudit) -> None: ...
+
+
+class ValidationSteps(ABC):
+    @activity.defn
+    @abstractmethod
+    def validate_order(self, inp: FulfillmentInput) -> ValidationOutcome: ...
+
+
+class ReviewSteps(ABC):
+    @activity.defn
+    @abstractmethod
+    def review_order(self, inp: ReviewInput) -> ReviewOutcome: ...
+
+
+class CreditSteps(ABC):
+    @activity.defn
+    @abstractmethod
+    def check_credit(self, inp: CreditInput) -> CreditOutcome: ...
+
+
+class InventorySteps(ABC):
+    @activity.defn
+    @abstractmethod
+    def allocate_stock(self, inp: AllocateInput) -> AllocateOutcome: ...
+
+    @activity.defn
+    @abstractmethod
+    def release_stock(self, inp: OrderRef) -> int: ...
+
+
+class PickingSteps(ABC):
+    @activity.defn
+    @abstractmethod
+    def issue_pick_lists(self, inp: PickListsInput) -> list[str]: ...
+
+    @activity.defn
+    @abstractmethod
+    def void_pick_lists(self, inp: OrderRef) -> int: ...
+
+
+class ShippingSteps(ABC):
+    @activity.defn
+    @abstractmethod
+    def record_dispatch(self, inp: DispatchRecord) -> None: ...
+
+
+class NotifySteps(ABC):
+    @activity.defn
+    @abstractmethod
+    def notify(self, inp: NotifyInput) -> int: ...
+
+
+class TrackingSteps(ABC):
+    """Carriers: polls, batch sweeps, push subscriptions (activities/tracking.py)."""
+
+    @activity.defn
+    @abstractmethod
+    async def subscribe_parcel(self, inp: SubscribeInput) -> None: ...
+
+    @activity.defn
+    @abstractmethod
+    async def ensure_carrier_poller(self, inp: EnsurePollerInput) -> str: ...
+
+    @activity.defn
+    @abstractmethod
+    async def sweep_carrier(self, inp: SweepInput) -> SweepOutcome: ...
+
+    @activity.defn
+    @abstractmethod
+    def close_parcel(self, inp: CloseParcelInput) -> None: ...
+
+    @activity.defn
+    @abstractmethod
+    async def poll_parcel(self, inp: PollInput) -> TrackingSnapshot: ...
+
+
+INTERFACES: tuple[type, ...] = (
+    RecordSteps,
+    ValidationSteps,
+    ReviewSteps,
+    CreditSteps,
+    InventorySteps,
+    PickingSteps,
+    ShippingSteps,
+    NotifySteps,
+    TrackingSteps,
+)
