@@ -1,0 +1,148 @@
+"""The approval stage of OrderFulfillment: the prepayment wait and every approval level, with reminders,
+escalation and deadlines; and the checks the `decide` and `payment_received` updates make before they are taken.
+
+A credit hold is a finance level (CREDIT_HOLD instead of AWAITING_APPROVAL): never a silent reject.
+"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+from workflows.contract import ErrorType
+from workflows.order_state import FulfillmentState, Level, Stop
+from workflows.order_steps import OrderMoves, run_step
+from workflows.steps import RECORDING, RecordSteps
+
+with workflow.unsafe.imports_passed_through():
+    from domain.approvals import refusal_reason
+    from models.contracts import ApprovalAudit, DecisionInput, PaymentInput
+    from models.status import TERMINAL_STATUSES, OrderStatus, Role
+
+# Who hears about an approval that has waited past its reminder.
+ESCALATE_TO = {Role.FINANCE: Role.FINANCE_DIRECTOR, Role.FINANCE_DIRECTOR: Role.OPS}
+
+
+def with_credit_hold(state: FulfillmentState, levels: list[Level], why: str) -> list[Level]:
+    """A credit hold needs finance: the first finance level carries it, or one is added in front."""
+    state.reasons.append(f"credit hold: {why}")
+    for level in levels:
+        if level.role == Role.FINANCE:
+            level.credit_hold = True
+            return levels
+    held = [Level(1, Role.FINANCE, credit_hold=True)]
+    return held + [Level(level.index + 1, level.role) for level in levels]
+
+
+async def await_payment(moves: OrderMoves) -> None:
+    state = moves.state
+    await moves.transition(OrderStatus.AWAITING_PAYMENT)
+    await moves.notify("payment_requested", "customer")
+    paid = await moves.wait(lambda: state.payment is not None, state.policy.payment_deadline)
+    if not paid:
+        raise Stop(OrderStatus.CANCELLED, "payment deadline passed")
+    state.paid = True
+    reference = state.payment.reference if state.payment else ""
+    await moves.transition(state.status, f"payment received {reference}".strip(), paid=True)
+
+
+async def await_decision(moves: OrderMoves, level: Level) -> None:
+    """One level: ask its role, remind (and escalate) once, cancel at the deadline; audit the decision."""
+    state = moves.state
+    state.level = level
+    status = OrderStatus.CREDIT_HOLD if level.credit_hold else OrderStatus.AWAITING_APPROVAL
+    await moves.transition(status, f"level {level.index}: {level.role.value}")
+    await moves.notify(f"approval_needed:{level.index}", "role", role=level.role, kind="approval_needed")
+    started = workflow.now()
+    deadline = started + state.policy.approval_deadline
+    reminder_at = started + state.policy.approval_reminder
+    reminded = reminder_at >= deadline
+    while not state.decisions:
+        now = workflow.now()
+        if now >= deadline:
+            raise Stop(OrderStatus.CANCELLED, f"no {level.role.value} decision before the approval deadline")
+        if not reminded and now >= reminder_at:
+            reminded = True
+            waited = str(now - started)
+            await moves.notify(
+                f"approval_reminder:{level.index}", "role", role=level.role, kind="approval_reminder", waited=waited
+            )
+            if workflow.patched("approval-escalation"):
+                await moves.notify(
+                    f"approval_escalated:{level.index}",
+                    "role",
+                    role=ESCALATE_TO.get(level.role, Role.OPS),
+                    kind="approval_escalated",
+                    waited=waited,
+                    level_role=level.role.value,
+                )
+            continue
+        wake = deadline if reminded else reminder_at
+        await moves.wait(lambda: bool(state.decisions), wake - now)
+    decision = state.decisions[0]
+    state.decided_at_seq = state.seq
+    await run_step(
+        RECORDING,
+        RecordSteps.record_approval,
+        ApprovalAudit(
+            order_no=state.order.order_no,
+            level=level.index,
+            role=level.role,
+            by=decision.by,
+            decision=decision.decision,
+            at=workflow.now(),
+            comment=decision.comment,
+        ),
+    )
+    state.deciders.append(decision.by)
+    state.decisions.pop(0)
+    state.level = None
+    if decision.decision == "reject":
+        raise Stop(OrderStatus.REJECTED, f"rejected by {decision.by} ({level.role.value}): {decision.comment}")
+    state.decisions_taken += 1
+
+
+def decided(state: FulfillmentState, taken_before: int) -> bool:
+    """A decision taken after `taken_before` has been acted on (the next status is set), or the order ended."""
+    return (
+        state.decisions_taken > taken_before and state.seq > state.decided_at_seq
+    ) or state.status in TERMINAL_STATUSES
+
+
+def decision_refusal(state: FulfillmentState, decision: DecisionInput) -> ApplicationError | None:
+    """Why the order cannot take this decision now, or None. Runs after the worker's DecisionGuard verified the
+    API's signature (workflows/decision_guard.py). The refusal's type picks the API's answer (docs/contract.md)."""
+    level = state.level
+    if level is None or state.status not in (OrderStatus.AWAITING_APPROVAL, OrderStatus.CREDIT_HOLD):
+        return ApplicationError(
+            f"order {state.order.order_no} is not awaiting a decision (status {state.status.value})",
+            type=ErrorType.NOT_AWAITING,
+        )
+    if state.decisions:
+        return ApplicationError(
+            f"a decision on level {level.index} is already being processed", type=ErrorType.NOT_AWAITING
+        )
+    if decision.level != level.index:
+        return ApplicationError(
+            f"the decision is for level {decision.level} but the order awaits level {level.index}",
+            type=ErrorType.NOT_AWAITING,
+        )
+    if decision.decision == "reject" and not decision.comment.strip():
+        return ApplicationError("a rejection needs a comment", type=ErrorType.INVALID)
+    why = refusal_reason(
+        level_role=level.role,
+        decider=decision.by,
+        decider_role=decision.role,
+        sales_rep=state.order.sales_rep,
+        earlier_deciders=state.deciders,
+    )
+    return ApplicationError(why, type=ErrorType.FORBIDDEN) if why else None
+
+
+def payment_refusal(state: FulfillmentState, _payment: PaymentInput) -> ApplicationError | None:
+    if state.status != OrderStatus.AWAITING_PAYMENT or state.payment is not None:
+        return ApplicationError(
+            f"order {state.order.order_no} is not awaiting payment (status {state.status.value})",
+            type=ErrorType.NOT_AWAITING,
+        )
+    return None
