@@ -24,10 +24,11 @@ from activities.review import ReviewActivities
 from activities.shipping import ShippingActivities
 from activities.tracking import TrackingActivities
 from activities.validation import ValidationActivities
-from core.config import Settings, get_settings
+from core.config import Settings
 from core.db import make_engine
 from core.logging import configure_logging
 from core.migrate import upgrade
+from core.secrets import runtime_settings
 from core.temporal import connect
 from services.audit import auditing
 from services.notify.relay import running_relay
@@ -88,7 +89,7 @@ async def running_worker(
 
 async def main() -> None:
     configure_logging()
-    settings = get_settings()
+    settings = runtime_settings()
     log = structlog.get_logger("worker")
     engine = make_engine(settings.effective_database_url, pool_size=settings.worker_activity_threads + 4)
     upgrade(engine)

@@ -21,22 +21,13 @@ class ReviewActivities(DbActivities, ReviewSteps):
     def rules(self) -> RuleSet:
         return load_rules(self.settings.rules_file)
 
+    @cached_property
     def policy(self) -> Policy:
-        s = self.settings
-        return Policy(
-            allow_split=s.allow_split_shipments,
-            approval_reminder=s.approval_reminder,
-            approval_deadline=s.approval_deadline,
-            payment_deadline=s.payment_deadline,
-            backorder_recheck=s.backorder_recheck,
-            backorder_deadline=s.backorder_deadline,
-            tracking_poll_interval=s.tracking_poll_interval,
-            tracking_stall_after=s.tracking_stall_after,
-            tracking_give_up_after=s.tracking_give_up_after,
-            tracking_batch_carriers=[c for c in s.tracking_batch_carriers if c in BATCH_CARRIERS],
-            tracking_push_callbacks=push_callbacks(s.public_api_url),
-            carriers=sorted(KNOWN_CARRIERS),
-            lot_order=s.lot_order,
+        """The settings' policy as each order workflow gets it, with what this worker knows about carriers."""
+        return self.settings.policy.workflow_policy(
+            carriers=KNOWN_CARRIERS,
+            batch_capable=BATCH_CARRIERS,
+            push_callbacks=push_callbacks(self.settings.public_api_url),
         )
 
     @activity.defn
@@ -64,7 +55,7 @@ class ReviewActivities(DbActivities, ReviewSteps):
             prepay_required=outcome.prepay_required,
             skip_finance=outcome.skip_finance,
             fired=list(outcome.fired),
-            policy=self.policy(),
+            policy=self.policy,
             allocation=outcome.allocation,
             lot_order=outcome.lot_order,
         )

@@ -83,6 +83,7 @@ from bench.pipeline import (
 from bench.tracking import git_facts, source_digest
 from core.config import PROJECT_ROOT, Settings
 from core.db import make_engine, unit_of_work
+from core.secrets import with_local_secrets
 from dev.stack import LOOPBACK, temporal_argv, temporal_binary
 from models.status import Role
 from services.users import add_user
@@ -397,7 +398,9 @@ async def bench(args: argparse.Namespace, tmp: Path, log: Callable[[str], None])
         temporal_ui_port=free_port(),
         task_queue=f"bench-intake-{run_id}",
     )
-    settings = settings.model_copy(update={"temporal_address": f"{LOOPBACK}:{settings.temporal_port}"})
+    settings = with_local_secrets(
+        settings.model_copy(update={"temporal_address": f"{LOOPBACK}:{settings.temporal_port}"})
+    )
     logs = tmp / "logs"
     logs.mkdir()
     digest = source_digest()

@@ -58,6 +58,7 @@ from bench.procstat import machine_cpu_fields, process_cpu
 from core.config import PROJECT_ROOT, Settings
 from core.db import make_engine, unit_of_work
 from core.migrate import upgrade
+from core.secrets import with_local_secrets
 from core.temporal import connect
 from dev.seed import seed
 from dev.stack import LOOPBACK, temporal_argv, temporal_binary
@@ -697,7 +698,9 @@ async def bench(args: argparse.Namespace, tmp: Path, log: Callable[[str], None])
         temporal_ui_port=free_port(),
         task_queue=f"bench-orders-{run_id}",
     )
-    settings = settings.model_copy(update={"temporal_address": f"{LOOPBACK}:{settings.temporal_port}"})
+    settings = with_local_secrets(
+        settings.model_copy(update={"temporal_address": f"{LOOPBACK}:{settings.temporal_port}"})
+    )
     logs = tmp / "logs"
     logs.mkdir()
     result: dict[str, Any] = {

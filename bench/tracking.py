@@ -73,6 +73,7 @@ from bench.procstat import machine_cpu_fields, process_cpu, process_memory
 from core.config import PROJECT_ROOT, Settings
 from core.db import make_engine, unit_of_work
 from core.migrate import upgrade
+from core.secrets import with_local_secrets
 from dev.stack import LOOPBACK, temporal_argv, temporal_binary
 from integrations.carriers import track17
 from integrations.carriers.registry import carrier_base_url
@@ -421,7 +422,9 @@ async def run_mode(shared: Shared, mode: str) -> dict[str, Any]:
         temporal_ui_port=free_port(),
         task_queue=f"bench-track-{mode}-{shared.run_id}",
     )
-    settings = settings.model_copy(update={"temporal_address": f"{LOOPBACK}:{settings.temporal_port}"})
+    settings = with_local_secrets(
+        settings.model_copy(update={"temporal_address": f"{LOOPBACK}:{settings.temporal_port}"})
+    )
     temporal_log = state / "temporal.log"
     argv = [*temporal_argv(temporal_binary(), settings), "--headless"]
     for value in args.dynamic_config:  # experiments only (e.g. a lower signal limit); none by default

@@ -1,51 +1,87 @@
-"""One settings object, read from the environment (and `.env` when present)."""
+"""The settings, one object read from the environment (and `.env` when present), split by concern.
+
+Each concern is its own model below (Temporal, database, embedded stack, carriers, notices, secrets, policy);
+`Settings` is all of them, so a setting is `settings.<name>` and its environment variable is `ORDERFLOW_<NAME>`
+(the CONTRACT's public names — TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, DATABASE_URL, ORDERFLOW_API — without the
+prefix). Building Settings reads the environment only: the embedded stack's secrets file is created or read by an
+explicit start-up step (core/secrets.py `with_local_secrets`), never as a side effect of importing or building.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import timedelta
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from models.allocation import LotOrder
+from models.contracts import Policy
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# A source checkout keeps its state beside the code; an installed package in the directory it is run from.
+_DEFAULT_STATE_DIR = (
+    PROJECT_ROOT / ".orderflow" if (PROJECT_ROOT / "pyproject.toml").is_file() else Path.cwd() / ".orderflow"
+)
+
+# Credentials that only the carrier simulator and its SMS gateway accept: public knowledge, so refused for an
+# endpoint the simulator does not play (Settings validates it: the embedded stack and the tests talk to loopback).
+SIMULATOR_CREDENTIAL_PREFIX = "sim-"
+_CREDENTIALS_BY_ENDPOINT = {
+    "carrier_kuaidi100_url": ("carrier_kuaidi100_key", "carrier_kuaidi100_salt"),
+    "carrier_17track_url": ("carrier_17track_key",),
+    "carrier_aftership_url": ("carrier_aftership_key", "carrier_aftership_webhook_secret"),
+    "sms_gateway_url": ("sms_gateway_key",),
+}
+_LOOPBACK_HOSTS = frozenset({"localhost", "::1"})
 
 
-class Settings(BaseSettings):
-    """Everything configurable. Names without the ORDERFLOW_ prefix are the CONTRACT's public ones."""
-
-    model_config = SettingsConfigDict(env_prefix="ORDERFLOW_", env_file=".env", extra="ignore")
-
+class TemporalSettings(BaseModel):
     temporal_address: str = Field(
         "localhost:7233", validation_alias=AliasChoices("TEMPORAL_ADDRESS", "ORDERFLOW_TEMPORAL_ADDRESS")
     )
     temporal_namespace: str = Field(
         "default", validation_alias=AliasChoices("TEMPORAL_NAMESPACE", "ORDERFLOW_TEMPORAL_NAMESPACE")
     )
-    database_url: str = Field("", validation_alias=AliasChoices("DATABASE_URL", "ORDERFLOW_DATABASE_URL"))
-    api_url: str = Field("http://127.0.0.1:8000", validation_alias=AliasChoices("ORDERFLOW_API", "ORDERFLOW_API_URL"))
-
-    state_dir: Path = PROJECT_ROOT / ".orderflow"
     task_queue: str = "orderflow"
-    rules_file: Path = PROJECT_ROOT / "rules" / "default_rules.yaml"
+    worker_activity_threads: int = 16
 
-    # Embedded stack ports (make up / make demo).
+
+class DatabaseSettings(BaseModel):
+    database_url: str = Field("", validation_alias=AliasChoices("DATABASE_URL", "ORDERFLOW_DATABASE_URL"))
+    # The embedded stack's state: SQLite database, secrets file, logs and pids.
+    state_dir: Path = _DEFAULT_STATE_DIR
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.state_dir / 'orderflow.db'}"
+
+
+class StackSettings(BaseModel):
+    """The embedded stack (make up / make demo) and where its API is."""
+
+    api_url: str = Field("http://127.0.0.1:8000", validation_alias=AliasChoices("ORDERFLOW_API", "ORDERFLOW_API_URL"))
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     simulator_port: int = 8081
     smtp_sink_port: int = 8025  # the embedded stack's loopback mail sink (served by the simulator process)
     api_port: int = 8000
-
-    # Carriers: base URL of the carrier simulator (carrier code `sim`).
-    carrier_sim_url: str = "http://127.0.0.1:8081"
     # Seconds between status steps of a simulated parcel: a parcel is signed for ~5 steps after dispatch.
     simulator_step_seconds: float = 3.0
+
+
+class CarrierSettings(BaseModel):
+    # Base URL of the carrier simulator (carrier code `sim`).
+    carrier_sim_url: str = "http://127.0.0.1:8081"
     # Carrier aggregators (carrier codes `kuaidi100`, `17track`, `aftership`). An empty URL means the carrier
-    # simulator's route for that API under carrier_sim_url (/kuaidi100, /track17/track/v2.2, /aftership/v4).
-    # The credential defaults are the simulator's; real ones come from the environment.
+    # simulator's route for that API under carrier_sim_url (/kuaidi100, /track17/track/v2.2, /aftership/v4), and
+    # the credential defaults are the simulator's; a real URL needs real credentials (Settings refuses the sim-ones).
     carrier_kuaidi100_url: str = ""
     carrier_kuaidi100_customer: str = "SIMCUSTOMER"
     carrier_kuaidi100_key: str = "sim-kuaidi100-key"
@@ -57,32 +93,17 @@ class Settings(BaseSettings):
     carrier_aftership_key: str = "sim-aftership-key"  # the as-api-key header
     carrier_aftership_webhook_secret: str = "sim-aftership-secret"
     carrier_aftership_slug: str = "sf-express"  # default courier slug; `slug:number` overrides per parcel
-
-    # Business policy handed to each workflow by the review activity (so workflows stay deterministic).
-    price_tolerance: Decimal = Decimal("0.05")
-    allow_split_shipments: bool = True
-    lot_order: Literal["fifo", "fefo"] = "fifo"  # default; review rules may choose per order
-    approval_reminder: timedelta = timedelta(days=1)
-    approval_deadline: timedelta = timedelta(days=3)
-    payment_deadline: timedelta = timedelta(days=3)
-    backorder_recheck: timedelta = timedelta(hours=6)
-    backorder_deadline: timedelta = timedelta(days=14)
-    tracking_poll_interval: timedelta = timedelta(hours=1)
-    tracking_stall_after: timedelta = timedelta(days=3)  # no carrier news this long: DELIVERY_EXCEPTION + ops
-    tracking_give_up_after: timedelta = timedelta(days=30)  # no news this long: the parcel is EXPIRED
-    # Carriers polled in batches by one CarrierPoller per carrier (their batch query, e.g. 40 numbers a call)
-    # instead of one poll per parcel. Only carriers with a batch API count; [] turns batching off.
-    tracking_batch_carriers: list[str] = ["17track"]
     # Where carriers reach our webhooks (the API's public base URL). Set: parcels of carriers that take a
     # per-parcel callback (Kuaidi100) are subscribed at dispatch, so news is pushed; polling stays as backstop.
     public_api_url: str = ""
 
-    worker_activity_threads: int = 16
 
-    # Notifications (integrations/notify): each worker's outbox relay sends queued notices every
-    # notify_relay_interval seconds: e-mail over SMTP, SMS through an HTTP gateway (MessageBird's API shape; the
-    # carrier simulator serves one under /sms). An empty smtp_host or sms_gateway_url leaves that channel
-    # unconfigured: its notices stay in the outbox as 'unsent', never 'sent', until it is configured.
+class NotifySettings(BaseModel):
+    """Notices (services/notify): each worker's outbox relay sends queued notices every notify_relay_interval seconds:
+    e-mail over SMTP, SMS through an HTTP gateway (MessageBird's API shape; the carrier simulator serves one under
+    /sms). An empty smtp_host or sms_gateway_url leaves that channel unconfigured: its notices stay in the outbox as
+    'unsent', never 'sent', until it is configured."""
+
     smtp_host: str = ""
     smtp_port: int = 587
     smtp_from: str = "orderflow <noreply@orderflow.example>"
@@ -96,8 +117,21 @@ class Settings(BaseSettings):
     notify_relay_interval: float = Field(5.0, gt=0)  # seconds between outbox sweeps
     notify_max_attempts: int = Field(8, ge=1)  # then the row is 'failed' (retries back off 30 s, 1 min, … 1 h)
 
-    # Secrets. Empty ones are filled from state_dir/secrets.json (created on first use) unless
-    # local_secrets is false (production: every one comes from the environment, see docker-compose.yml).
+
+# The secrets the embedded stack creates once in its state dir (core/secrets.py) when they are not given.
+LOCAL_SECRETS = (
+    "decision_secret",
+    "pii_keys",
+    "pii_key_id",
+    "channel_shopify_secret",
+    "channel_taobao_secret",
+    "channel_jd_secret",
+)
+
+
+class SecretSettings(BaseModel):
+    # Empty secrets are filled from state_dir/secrets.json at start-up (core/secrets.py) unless local_secrets is
+    # false (production: every one comes from the environment, see docker-compose.yml).
     local_secrets: bool = True
     # HMAC key the API (and CLI) sign approvers' decisions with; the order workflow's update validator refuses
     # a decision without a valid signature, so nobody can approve around the API by talking to Temporal.
@@ -120,32 +154,92 @@ class Settings(BaseSettings):
     channel_customer_ids: dict[str, str] = {"shopify": "C-1001", "taobao": "C-1003", "jd": "C-1002"}
     channel_sales_reps: dict[str, str] = {"shopify": "bob", "taobao": "bob", "jd": "bob"}
 
-    @model_validator(mode="after")
-    def _fill_local_secrets(self) -> Settings:
-        names = (
-            "decision_secret",
-            "pii_keys",
-            "pii_key_id",
-            "channel_shopify_secret",
-            "channel_taobao_secret",
-            "channel_jd_secret",
-        )
-        if self.local_secrets and any(not getattr(self, name) for name in names):
-            from core.secrets import load_or_create
+    def missing_secrets(self) -> list[str]:
+        return [name for name in LOCAL_SECRETS if not getattr(self, name)]
 
-            stored = load_or_create(self.state_dir)
-            for name in names:
-                if not getattr(self, name):
-                    object.__setattr__(self, name, stored[name])
+
+class PolicySettings(BaseModel):
+    """The business policy: what the review step hands each order workflow (models.contracts.Policy, built by
+    `workflow_policy`, so replays see the values the run saw), plus what the checking steps apply themselves."""
+
+    rules_file: Path = PROJECT_ROOT / "rules" / "default_rules.yaml"
+    price_tolerance: Decimal = Decimal("0.05")  # a line price may deviate this much from the price list
+    # Split an order across warehouses when no single one holds it all (review rules may choose per order).
+    allow_split: bool = Field(
+        True, validation_alias=AliasChoices("ORDERFLOW_ALLOW_SPLIT", "ORDERFLOW_ALLOW_SPLIT_SHIPMENTS", "allow_split")
+    )
+    lot_order: LotOrder = "fifo"  # default; review rules may choose per order
+    approval_reminder: timedelta = timedelta(days=1)
+    approval_deadline: timedelta = timedelta(days=3)
+    payment_deadline: timedelta = timedelta(days=3)
+    backorder_recheck: timedelta = timedelta(hours=6)
+    backorder_deadline: timedelta = timedelta(days=14)
+    tracking_poll_interval: timedelta = timedelta(hours=1)
+    tracking_stall_after: timedelta = timedelta(days=3)  # no carrier news this long: DELIVERY_EXCEPTION + ops
+    tracking_give_up_after: timedelta = timedelta(days=30)  # no news this long: the parcel is EXPIRED
+    # Carriers polled in batches by one CarrierPoller per carrier (their batch query, e.g. 40 numbers a call)
+    # instead of one poll per parcel. Only carriers with a batch API count; [] turns batching off.
+    tracking_batch_carriers: list[str] = ["17track"]
+
+    def workflow_policy(
+        self, *, carriers: Iterable[str], batch_capable: Iterable[str], push_callbacks: Mapping[str, str]
+    ) -> Policy:
+        """The policy an order workflow follows: these settings under the contract's names, and what the worker
+        knows about carriers (codes it has adapters for, which have a batch query, where each pushes)."""
+        batch = set(batch_capable)
+        shared = {name: getattr(self, name) for name in Policy.model_fields if name in type(self).model_fields}
+        return Policy.model_validate(
+            {
+                **shared,
+                "tracking_batch_carriers": [c for c in self.tracking_batch_carriers if c in batch],
+                "tracking_push_callbacks": dict(push_callbacks),
+                "carriers": sorted(carriers),
+            }
+        )
+
+
+class Settings(
+    BaseSettings,
+    TemporalSettings,
+    DatabaseSettings,
+    StackSettings,
+    CarrierSettings,
+    NotifySettings,
+    SecretSettings,
+    PolicySettings,
+):
+    """Everything configurable (the concerns above). Names without the ORDERFLOW_ prefix are the CONTRACT's."""
+
+    model_config = SettingsConfigDict(env_prefix="ORDERFLOW_", env_file=".env", extra="ignore", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _no_simulator_credentials_for_real_services(self) -> Settings:
+        wrong = [
+            credential
+            for url_setting, credentials in _CREDENTIALS_BY_ENDPOINT.items()
+            if not self._simulated(getattr(self, url_setting))
+            for credential in credentials
+            if str(getattr(self, credential)).startswith(SIMULATOR_CREDENTIAL_PREFIX)
+        ]
+        if wrong:
+            names = ", ".join(f"ORDERFLOW_{name.upper()}" for name in wrong)
+            raise ValueError(
+                f"{names}: a carrier simulator credential cannot be used with a real service; set the real one"
+            )
         return self
 
+    def _simulated(self, url: str) -> bool:
+        """An endpoint the simulator plays: none set (the simulator's route), the simulator, or this machine."""
+        if not url or url.startswith(self.carrier_sim_url.rstrip("/")):
+            return True
+        return urlsplit(url).hostname in _LOOPBACK_HOSTS or (urlsplit(url).hostname or "").startswith("127.")
+
     @property
-    def effective_database_url(self) -> str:
-        if self.database_url:
-            return self.database_url
-        return f"sqlite:///{self.state_dir / 'orderflow.db'}"
+    def policy(self) -> PolicySettings:
+        return PolicySettings.model_validate({name: getattr(self, name) for name in PolicySettings.model_fields})
 
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
+    """The process's settings from its environment (no files are read or written but `.env`)."""
     return Settings()

@@ -12,8 +12,11 @@ import secrets
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
+
+from core.config import Settings, get_settings
 
 FILE_NAME = "secrets.json"
 
@@ -70,3 +73,23 @@ def load_or_create(state_dir: Path) -> dict[str, Any]:
             loaded.update(missing)
             _write(path, loaded)
     return loaded
+
+
+def with_local_secrets(settings: Settings) -> Settings:
+    """The start-up step that gives a process its secrets: those the environment left empty come from the state
+    dir's secrets file (created on first use) unless `local_secrets` is false. Without local secrets, every
+    secret must be given: a missing one is refused here, by name, rather than failing the first request."""
+    missing = settings.missing_secrets()
+    if not missing:
+        return settings
+    if not settings.local_secrets:
+        names = ", ".join(f"ORDERFLOW_{name.upper()}" for name in missing)
+        raise ValueError(f"{names} not set (ORDERFLOW_LOCAL_SECRETS is false: every secret comes from the environment)")
+    stored = load_or_create(settings.state_dir)
+    return settings.model_copy(update={name: stored[name] for name in missing})
+
+
+@lru_cache(maxsize=1)
+def runtime_settings() -> Settings:
+    """What the worker, the API and the CLI run with: the environment's settings and their secrets."""
+    return with_local_secrets(get_settings())

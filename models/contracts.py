@@ -31,23 +31,25 @@ class FulfillmentResult(Contract):
 
 
 class Policy(Contract):
-    """Worker-side settings handed to the workflow through an activity result (so replays see them)."""
+    """The business policy one order workflow follows, handed to it by the review step (so replays see the values
+    the run saw). Its values always come from the worker's settings (core.config.PolicySettings.workflow_policy);
+    the defaults here only stand for runs recorded before a field existed (what those runs did without it)."""
 
-    allow_split: bool = True
-    approval_reminder: timedelta = timedelta(days=1)
-    approval_deadline: timedelta = timedelta(days=3)
-    payment_deadline: timedelta = timedelta(days=3)
-    backorder_recheck: timedelta = timedelta(hours=6)
-    backorder_deadline: timedelta = timedelta(days=14)
-    tracking_poll_interval: timedelta = timedelta(hours=1)
+    allow_split: bool
+    approval_reminder: timedelta
+    approval_deadline: timedelta
+    payment_deadline: timedelta
+    backorder_recheck: timedelta
+    backorder_deadline: timedelta
+    tracking_poll_interval: timedelta
     tracking_stall_after: timedelta = timedelta(days=3)
     tracking_give_up_after: timedelta = timedelta(days=30)
     # Carriers whose parcels are polled together by one CarrierPoller sweep (batch queries), not one by one.
     tracking_batch_carriers: list[str] = []
     # Carrier → the URL it should push a parcel's news to, for carriers that take a per-parcel subscription.
     tracking_push_callbacks: dict[str, str] = {}
-    # The carrier codes the worker has an adapter for (a dispatch naming another is refused). Empty in policies
-    # handed out before they were listed: the dispatch step itself refuses unknown carriers then.
+    # The carrier codes the worker has an adapter for (a dispatch naming another is refused). Empty for runs from
+    # before they were listed: the dispatch step itself refuses unknown carriers then.
     carriers: list[str] = []
     lot_order: LotOrder = "fifo"
 

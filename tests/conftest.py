@@ -19,6 +19,7 @@ from core.codec import data_converter
 from core.config import Settings
 from core.db import make_engine
 from core.migrate import upgrade
+from core.secrets import with_local_secrets
 from dev.seed import seed
 from dev.temporal_admin import register_search_attributes
 from tests.support.cleanup import StartedOrders
@@ -101,7 +102,8 @@ def make_settings(tmp_path: Path, simulator_url: str, **overrides: object) -> Se
         **TEST_PII_KEYS,
     }
     values.update(overrides)
-    return Settings.model_validate(values)
+    # The same start-up step the worker, the API and the CLI take: the rest of the secrets from the state dir.
+    return with_local_secrets(Settings.model_validate(values))
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ async def await_payment(moves: OrderMoves) -> None:
     state = moves.state
     await moves.transition(OrderStatus.AWAITING_PAYMENT)
     await moves.notify("payment_requested", "customer")
-    paid = await moves.wait(lambda: state.payment is not None, state.policy.payment_deadline)
+    paid = await moves.wait(lambda: state.payment is not None, state.reviewed.payment_deadline)
     if not paid:
         raise Stop(OrderStatus.CANCELLED, "payment deadline passed")
     state.paid = True
@@ -54,8 +54,8 @@ async def await_decision(moves: OrderMoves, level: Level) -> None:
     await moves.transition(status, f"level {level.index}: {level.role.value}")
     await moves.notify(f"approval_needed:{level.index}", "role", role=level.role, kind="approval_needed")
     started = workflow.now()
-    deadline = started + state.policy.approval_deadline
-    reminder_at = started + state.policy.approval_reminder
+    deadline = started + state.reviewed.approval_deadline
+    reminder_at = started + state.reviewed.approval_reminder
     reminded = reminder_at >= deadline
     while not state.decisions:
         now = workflow.now()

@@ -88,7 +88,7 @@ async def await_dispatches(moves: OrderMoves) -> list[Tracker]:
 
 
 async def _start_tracking(state: FulfillmentState, request: DispatchInput) -> Tracker:
-    policy = state.policy
+    policy = state.reviewed
     return await workflow.start_child_workflow(
         ShipmentTracking.run,
         TrackingInput(
@@ -185,7 +185,7 @@ def dispatch_refusal(state: FulfillmentState, dispatch: DispatchInput) -> Applic
     order_no = state.order.order_no
     if state.cancel_request is not None:
         return ApplicationError(f"order {order_no} is being cancelled", type=ErrorType.NOT_AWAITING)
-    known = state.policy.carriers
+    known = state.policy.carriers if state.policy else []
     if known and dispatch.carrier not in known:
         return ApplicationError(
             f"unknown carrier {dispatch.carrier} (known: {', '.join(known)})", type=ErrorType.INVALID

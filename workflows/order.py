@@ -93,9 +93,9 @@ class OrderFulfillment:
         review = await run_step(
             CHECKING, ReviewSteps.review_order, ReviewInput(order=order, customer_new=validation.customer_new)
         )
-        state.policy = review.policy
-        state.allow_split = state.policy.allow_split if review.allocation is None else review.allocation == "split"
-        state.lot_order = review.lot_order or state.policy.lot_order
+        policy = state.policy = review.policy
+        state.allow_split = policy.allow_split if review.allocation is None else review.allocation == "split"
+        state.lot_order = review.lot_order or policy.lot_order
         prepay = review.prepay_required or order.payment.method == PaymentMethod.PREPAID
         levels = [Level(i, role) for i, role in enumerate(review.approval_roles, start=1)]
         if not review.skip_finance and not prepay:
@@ -139,7 +139,7 @@ class OrderFulfillment:
             allow_split=state.allow_split,
             lot_order=state.lot_order,
         )
-        give_up = workflow.now() + state.policy.backorder_deadline
+        give_up = workflow.now() + state.reviewed.backorder_deadline
         while True:
             # Cleared before each look at stock, so a restock signalled at any later point (even while the
             # backorder is still being recorded) triggers another look.
@@ -159,7 +159,7 @@ class OrderFulfillment:
             remaining = give_up - workflow.now()
             if remaining <= timedelta(0):
                 raise Stop(OrderStatus.CANCELLED, f"backorder deadline passed ({shortages})")
-            await moves.wait(lambda: state.restock_requested, min(remaining, state.policy.backorder_recheck))
+            await moves.wait(lambda: state.restock_requested, min(remaining, state.reviewed.backorder_recheck))
 
     async def _compensate(self, stop: Stop) -> None:
         """Give back what the order holds, in reverse, then record and announce how it ended."""

@@ -51,7 +51,7 @@ class FulfillmentState:
     status: OrderStatus = OrderStatus.RECEIVED
     seq: int = 1  # the transition counter; RECEIVED is event 1, written by register_order
     reasons: list[str] = field(default_factory=list)
-    policy: Policy = field(default_factory=Policy)  # the worker's policy, from the review step
+    policy: Policy | None = None  # the worker's policy, from the review step (None before it)
 
     # --- payment and approvals (approval.py)
     paid: bool = False
@@ -81,6 +81,13 @@ class FulfillmentState:
     # runs must flag the order even when both reports arrive together). Off in older histories.
     progress_queue: list[ShipmentProgress] = field(default_factory=list)
     progress_in_order: bool = False
+
+    @property
+    def reviewed(self) -> Policy:
+        """The policy, for the stages after the review step (the first step of every run) has handed it over."""
+        if self.policy is None:
+            raise RuntimeError(f"order {self.order.order_no}: its policy was read before the review step")
+        return self.policy
 
     def view(self) -> OrderState:
         """The `state` query's answer, and every update's."""

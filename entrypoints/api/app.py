@@ -18,9 +18,10 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.exceptions import TemporalError
 
-from core.config import Settings, get_settings
+from core.config import Settings
 from core.db import make_engine
 from core.migrate import upgrade
+from core.secrets import runtime_settings
 from entrypoints.api.carriers import carriers_router
 from entrypoints.api.channels import channels_router
 from entrypoints.api.codec import add_codec_cors, codec_router
@@ -92,5 +93,6 @@ def create_app(settings: Settings, *, engine: Engine | None = None, client: Clie
 
 
 def serve() -> FastAPI:
-    """uvicorn's factory (`uvicorn --factory entrypoints.api.app:serve`): the API with the process's settings."""
-    return create_app(get_settings())
+    """uvicorn's factory (`uvicorn --factory entrypoints.api.app:serve`): the API with the process's settings and
+    secrets (the embedded stack's secrets file is read, or created, here)."""
+    return create_app(runtime_settings())

@@ -23,9 +23,10 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.service import RPCError
 
-from core.config import Settings, get_settings
+from core.config import Settings
 from core.db import make_engine, read_only, unit_of_work
 from core.migrate import ensure_current
+from core.secrets import runtime_settings
 from core.temporal import connect
 from entrypoints.cli.output import emit, fail, force_json, wants_json
 from models.contracts import OrderState
@@ -60,7 +61,8 @@ def _options(json_output: JsonOption = False) -> None:
 
 
 def settings() -> Settings:
-    return get_settings()
+    """The environment's settings with the embedded stack's secrets (the CLI signs decisions like the API)."""
+    return runtime_settings()
 
 
 def engine() -> Engine:

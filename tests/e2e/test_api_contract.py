@@ -24,6 +24,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from core.config import Settings
+from core.secrets import with_local_secrets
 from core.temporal import connect
 from integrations.channels import sign
 from models.order import Order
@@ -47,9 +48,8 @@ def api(stack: dict[str, str]) -> str:
 @pytest.fixture(scope="module")
 def stack_settings(stack: dict[str, str]) -> Settings:
     """The stack's own settings (its state dir holds the secrets the API signs and checks with)."""
-    return Settings(
-        state_dir=Path(stack["ORDERFLOW_STATE_DIR"]),
-        temporal_address=stack["TEMPORAL_ADDRESS"],
+    return with_local_secrets(
+        Settings(state_dir=Path(stack["ORDERFLOW_STATE_DIR"]), temporal_address=stack["TEMPORAL_ADDRESS"])
     )
 
 

@@ -39,6 +39,7 @@ from core.codec import data_converter
 from core.config import Settings
 from core.db import make_engine, unit_of_work
 from core.migrate import upgrade
+from core.secrets import with_local_secrets
 from dev.seed import seed
 from models.status import OrderStatus
 from models.tables import OrderEvent, PickList, Reservation, ReservationState, SalesOrder, StockLot
@@ -277,7 +278,8 @@ async def test_worker_killed_while_locking_allocates_each_order_once_or_backorde
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=binary("temporal"),
         search_attributes=contract.SEARCH_ATTRIBUTES,
-        data_converter=data_converter(Settings(state_dir=tmp_path)),  # the worker processes' keys (same state dir)
+        # the worker processes' keys (same state dir)
+        data_converter=data_converter(with_local_secrets(Settings(state_dir=tmp_path))),
     )
     clock.mark("dev server up")
     client = env.client

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import stat
+import subprocess
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
-from core.config import Settings
-from core.secrets import FILE_NAME, generate, load_or_create
+import pytest
+
+from core.config import PROJECT_ROOT, Settings
+from core.secrets import FILE_NAME, generate, load_or_create, with_local_secrets
 
 
 def test_processes_starting_together_share_one_set_and_the_file_is_private(tmp_path: Path) -> None:
@@ -26,8 +31,23 @@ def test_an_older_file_gains_new_secrets_and_keeps_its_own(tmp_path: Path) -> No
     assert found.keys() == generate().keys()
 
 
-def test_settings_fill_only_what_the_environment_left_empty(tmp_path: Path) -> None:
-    settings = Settings.model_validate({"state_dir": tmp_path, "decision_secret": "from-env"})
+def test_the_start_up_step_fills_only_what_the_environment_left_empty(tmp_path: Path) -> None:
+    given = Settings.model_validate({"state_dir": tmp_path, "decision_secret": "from-env"})
+    assert given.pii_key_id == "" and not (tmp_path / FILE_NAME).exists()  # building settings touches no file
+    settings = with_local_secrets(given)
     assert settings.decision_secret == "from-env" and settings.pii_key_id == "local-1"
-    off = Settings.model_validate({"state_dir": tmp_path / "none", "local_secrets": False})
-    assert off.decision_secret == "" and not (tmp_path / "none").exists()
+    assert json.loads((tmp_path / FILE_NAME).read_text())["pii_key_id"] == "local-1"
+
+
+def test_without_local_secrets_a_missing_secret_is_refused_by_name(tmp_path: Path) -> None:
+    off = Settings.model_validate({"state_dir": tmp_path / "none", "local_secrets": False, "decision_secret": "x"})
+    with pytest.raises(ValueError, match="ORDERFLOW_PII_KEYS, ORDERFLOW_PII_KEY_ID"):
+        with_local_secrets(off)
+    assert not (tmp_path / "none").exists()
+
+
+def test_importing_the_api_and_building_settings_create_no_secrets_file(tmp_path: Path) -> None:
+    code = "import entrypoints.api.app, core.config; core.config.Settings()"
+    env = {**os.environ, "ORDERFLOW_STATE_DIR": str(tmp_path)}
+    subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, env=env, check=True, timeout=60)
+    assert list(tmp_path.iterdir()) == []
