@@ -23,7 +23,7 @@ from core.db import unit_of_work
 from core.logging import bind_activity
 from domain.tracking import FINAL_TRACKING_STATUSES, is_newer
 from integrations.carriers.base import CarrierError, CarrierUnavailable
-from integrations.carriers.registry import batch_carrier_client, carrier_client, subscribe_parcel
+from integrations.carriers.registry import UnknownCarrierCode, batch_carrier_client, carrier_client, subscribe_parcel
 from models.contracts import (
     CloseParcelInput,
     EnsurePollerInput,
@@ -54,7 +54,7 @@ class TrackingActivities(TrackingSteps):
         bind_activity("", "subscribe_parcel", activity.info().workflow_id or "")
         try:
             await subscribe_parcel(inp.carrier, inp.tracking_no, inp.callback_url, self.http, self.settings)
-        except ValueError as exc:
+        except UnknownCarrierCode as exc:
             raise ApplicationError(str(exc), type=ErrorType.UNKNOWN_CARRIER, non_retryable=True) from exc
 
     @activity.defn
@@ -180,9 +180,11 @@ class TrackingActivities(TrackingSteps):
     async def poll_parcel(self, inp: PollInput) -> TrackingSnapshot:
         bind_activity(inp.order_no, "poll_parcel", activity.info().workflow_id or "")
         try:
-            snapshot = await carrier_client(inp.carrier, self.http, self.settings).track(inp.tracking_no)
-        except ValueError as exc:  # unknown carrier code: retrying cannot help
+            carrier = carrier_client(inp.carrier, self.http, self.settings)
+        except UnknownCarrierCode as exc:  # retrying cannot help
             raise ApplicationError(str(exc), type=ErrorType.UNKNOWN_CARRIER, non_retryable=True) from exc
+        try:
+            snapshot = await carrier.track(inp.tracking_no)
         except CarrierError as exc:
             # The carrier's own Retry-After (429, 503) replaces the poll interval for the next attempt.
             retry_after = getattr(exc, "retry_after", None)
@@ -190,6 +192,14 @@ class TrackingActivities(TrackingSteps):
                 f"carrier {inp.carrier} unavailable: {exc}",
                 type=ErrorType.CARRIER_UNAVAILABLE,
                 next_retry_delay=timedelta(seconds=retry_after) if retry_after else None,
+            ) from exc
+        except Exception as exc:
+            # An answer the adapter could not read (a parsing bug, a shape nobody foresaw): logged in full for a
+            # developer, and for the parcel just a quiet carrier — polled again, flagged as stalled, never ended.
+            activity.logger.exception("poll of %s %s: unreadable answer", inp.carrier, inp.tracking_no)
+            raise ApplicationError(
+                f"carrier {inp.carrier}: answer for {inp.tracking_no} could not be read: {exc}",
+                type=ErrorType.CARRIER_UNREADABLE,
             ) from exc
         if not is_newer(inp.known_status, snapshot.status) and len(snapshot.events) <= inp.known_events:
             # BENIGN: "nothing new yet" is the poll's normal answer, not a failure worth a logged traceback.

@@ -766,7 +766,7 @@ async def bench(args: argparse.Namespace, tmp: Path, log: Callable[[str], None])
     meter = CpuMeter(pids)
     runs, wall = await run_pipeline(client, db_path, settings.task_queue, measured, args.concurrency, args.poll)
     cpu = meter.read()
-    shape_source = shape_source or order_workflow_id(runs[0].order.order_no).removeprefix("order-")
+    shape_source = shape_source or runs[0].order.order_no
     history = await client.get_workflow_handle(f"order-{shape_source}").fetch_history()
     cut = cut_at_dispatched(history.events)
     plan, activity_types = plan_of(cut)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
 from simpleeval import EvalWithCompoundTypes, InvalidExpression
 
+from models.allocation import AllocationMode, LotOrder
 from models.status import Role
 
 FINANCE_ROLES = frozenset({Role.FINANCE, Role.FINANCE_DIRECTOR})
@@ -29,8 +30,8 @@ class Rule(BaseModel):
     require_approval: Role | None = None
     prepay: bool = False
     skip_finance: bool = False
-    allocation: Literal["split", "single_warehouse"] | None = None
-    lot_order: Literal["fifo", "fefo"] | None = None
+    allocation: AllocationMode | None = None
+    lot_order: LotOrder | None = None
 
     @field_validator("when")
     @classmethod
@@ -68,8 +69,8 @@ class Review:
     prepay_required: bool = False
     skip_finance: bool = False
     fired: tuple[str, ...] = field(default=())
-    allocation: Literal["split", "single_warehouse"] | None = None  # the last matching rule that sets it
-    lot_order: Literal["fifo", "fefo"] | None = None
+    allocation: AllocationMode | None = None  # the last matching rule that sets it
+    lot_order: LotOrder | None = None
 
 
 SAMPLE_FACTS = OrderFacts(
@@ -103,8 +104,8 @@ def review(rules: RuleSet, facts: OrderFacts) -> Review:
     evaluator = EvalWithCompoundTypes(names=facts.names())
     roles: set[Role] = set()
     prepay = skip_finance = False
-    allocation: Literal["split", "single_warehouse"] | None = None
-    lot_order: Literal["fifo", "fefo"] | None = None
+    allocation: AllocationMode | None = None
+    lot_order: LotOrder | None = None
     fired: list[str] = []
     for rule in rules.rules:
         try:

@@ -89,10 +89,13 @@ class ErrorType(StrEnum):
     RULE_ERROR = "RuleError"  # the rules file fails on this order: retried until an operator fixes it
     NO_NEW_TRACKING_EVENTS = "NoNewTrackingEvents"  # a poll with nothing new (the infrequent-poll pattern)
     CARRIER_UNAVAILABLE = "CarrierUnavailable"  # the carrier could not answer; retried at the poll interval
+    CARRIER_UNREADABLE = "CarrierUnreadable"  # its answer could not be read (an adapter's bug): retried the same way
 
 
 # Poll failures that mean "no news from the carrier" (as opposed to a broken set-up, e.g. an unknown carrier).
-STALL_ERRORS: Final = frozenset({ErrorType.NO_NEW_TRACKING_EVENTS, ErrorType.CARRIER_UNAVAILABLE})
+STALL_ERRORS: Final = frozenset(
+    {ErrorType.NO_NEW_TRACKING_EVENTS, ErrorType.CARRIER_UNAVAILABLE, ErrorType.CARRIER_UNREADABLE}
+)
 
 # --- search attributes and memo ------------------------------------------------------------------------------------
 

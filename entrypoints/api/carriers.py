@@ -15,6 +15,7 @@ from entrypoints.api.auth import engine_of
 from entrypoints.api.deps import problems, settings_of, temporal_client
 from integrations.carriers.base import CarrierError
 from integrations.carriers.push import PushRefused, acknowledgement, read_push
+from integrations.carriers.registry import UnknownCarrierCode
 from services.tracking import record_snapshot, shipment_status
 from workflows.contract import Signal, tracking_workflow_id
 
@@ -33,7 +34,7 @@ def carriers_router() -> APIRouter:
             snapshot = read_push(carrier, body, request.headers, settings_of(request))
         except PushRefused as exc:
             raise HTTPException(status.HTTP_401_UNAUTHORIZED, str(exc)) from None
-        except ValueError as exc:  # not a carrier that pushes
+        except UnknownCarrierCode as exc:  # not a carrier that pushes
             raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
         except CarrierError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None

@@ -12,9 +12,11 @@ from typing import Any
 
 from core.config import Settings
 from integrations.carriers import aftership, kuaidi100, track17
+from integrations.carriers.registry import UnknownCarrierCode
 from models.tracking import TrackingSnapshot
 
 PUSH_CARRIERS = frozenset({"kuaidi100", "17track", "aftership"})
+_PUSHERS = ", ".join(sorted(PUSH_CARRIERS))
 
 
 class PushRefused(Exception):
@@ -33,9 +35,9 @@ def _secret(carrier: str, settings: Settings) -> str:
 def read_push(carrier: str, body: bytes, headers: Mapping[str, str], settings: Settings) -> TrackingSnapshot | None:
     """The pushed snapshot (None: a push without tracking news, e.g. 17TRACK's TRACKING_STOPPED).
     Raises PushRefused on a bad signature, CarrierError on a
-    malformed payload, ValueError on an unknown carrier."""
+    malformed payload, UnknownCarrierCode for a carrier that does not push."""
     if carrier not in PUSH_CARRIERS:
-        raise ValueError(f"carrier {carrier!r} does not push (push carriers: {', '.join(sorted(PUSH_CARRIERS))})")
+        raise UnknownCarrierCode(f"carrier {carrier!r} does not push (push carriers: {_PUSHERS})")
     secret = _secret(carrier, settings)
     if carrier == "kuaidi100":
         param, sign = kuaidi100.parse_push_form(body)
@@ -51,7 +53,7 @@ def read_push(carrier: str, body: bytes, headers: Mapping[str, str], settings: S
         if not aftership.verify_webhook_signature(body, signature, secret):
             raise PushRefused("aftership: webhook signature does not match")
         return aftership.parse_webhook(body, default_slug=settings.carrier_aftership_slug)
-    raise ValueError(f"carrier {carrier!r} does not push (push carriers: {', '.join(sorted(PUSH_CARRIERS))})")
+    raise UnknownCarrierCode(f"carrier {carrier!r} does not push (push carriers: {_PUSHERS})")
 
 
 def acknowledgement(carrier: str) -> dict[str, Any]:

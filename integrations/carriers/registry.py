@@ -21,6 +21,10 @@ SIMULATOR_ROUTES: dict[str, str] = {
 }
 
 
+class UnknownCarrierCode(ValueError):
+    """No adapter for this carrier code (or not one that does what was asked): retrying cannot help."""
+
+
 def carrier_base_url(code: str, settings: Settings) -> str:
     configured = {
         "kuaidi100": settings.carrier_kuaidi100_url,
@@ -72,7 +76,7 @@ def carrier_client(code: str, http: httpx.AsyncClient, settings: Settings) -> Ca
     factory = _FACTORIES.get(code.strip().lower())
     if factory is None:
         known = ", ".join(sorted(_FACTORIES))
-        raise ValueError(f"unknown carrier code {code!r} (known: {known})")
+        raise UnknownCarrierCode(f"unknown carrier code {code!r} (known: {known})")
     return factory(http, settings)
 
 
@@ -84,7 +88,8 @@ BATCH_CARRIERS: frozenset[str] = frozenset(_BATCH_FACTORIES)
 def batch_carrier_client(code: str, http: httpx.AsyncClient, settings: Settings) -> BatchCarrierClient:
     factory = _BATCH_FACTORIES.get(code.strip().lower())
     if factory is None:
-        raise ValueError(f"carrier {code!r} has no batch query (batch carriers: {', '.join(sorted(BATCH_CARRIERS))})")
+        batch = ", ".join(sorted(BATCH_CARRIERS))
+        raise UnknownCarrierCode(f"carrier {code!r} has no batch query (batch carriers: {batch})")
     return factory(http, settings)
 
 
@@ -106,5 +111,5 @@ async def subscribe_parcel(
 ) -> None:
     """Ask the carrier to push news about the parcel to `callback_url` (subscribing twice is fine)."""
     if carrier != "kuaidi100":
-        raise ValueError(f"carrier {carrier!r} takes no per-parcel subscription")
+        raise UnknownCarrierCode(f"carrier {carrier!r} takes no per-parcel subscription")
     await _kuaidi100(http, settings).subscribe(tracking_no, callback_url)
