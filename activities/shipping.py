@@ -1,22 +1,25 @@
-"""Dispatch: the warehouse hands parcels to a carrier; locked stock becomes shipped stock."""
+"""Dispatch: the warehouse hands parcels to a carrier; locked stock becomes shipped stock.
+
+Idempotent under a stale attempt racing its own retry: the arithmetic is done by conditional UPDATEs in SQL, so
+the reservations are consumed (and on_hand lowered) by exactly one attempt, and the shipment row is inserted
+once whoever gets there first. The attempt that finds the work done does nothing and succeeds.
+"""
 
 from __future__ import annotations
 
-from sqlmodel import col, select
+from collections import defaultdict
+
+from sqlalchemy import Engine, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.base import DbActivities
+from core.db import is_postgres
 from integrations.carriers.registry import KNOWN_CARRIERS
 from models.contracts import DispatchRecord
-from models.tables import (
-    PickList,
-    Reservation,
-    ReservationState,
-    Shipment,
-    StockLot,
-    utcnow,
-)
+from models.tables import PickList, Reservation, ReservationState, Shipment, StockLot, utcnow
 from workflows.contract import ErrorType
 from workflows.steps import ShippingSteps
 
@@ -24,61 +27,76 @@ from workflows.steps import ShippingSteps
 class ShippingActivities(DbActivities, ShippingSteps):
     @activity.defn
     def record_dispatch(self, inp: DispatchRecord) -> None:
-        """Consume the warehouse's reservations (on_hand goes down), close its pick list, add the shipment.
-
-        Idempotent: only still-locked reservations are consumed, and the shipment row is written once.
-        """
+        """Consume the warehouse's reservations (on_hand goes down), close its pick list, add the shipment."""
         if inp.carrier not in KNOWN_CARRIERS:  # the workflow refuses these too, when its policy lists carriers
             known = ", ".join(sorted(KNOWN_CARRIERS))
             raise ApplicationError(
                 f"unknown carrier {inp.carrier} (known: {known})", type=ErrorType.UNKNOWN_CARRIER, non_retryable=True
             )
         with self.transaction(inp.order_no) as session:
-            shipment = session.exec(
-                select(Shipment).where(Shipment.carrier == inp.carrier, Shipment.tracking_no == inp.tracking_no)
-            ).first()
-            if shipment is not None and shipment.order_no != inp.order_no:
-                raise ApplicationError(
-                    f"tracking number {inp.tracking_no} already belongs to order {shipment.order_no}",
-                    type=ErrorType.DUPLICATE_TRACKING_NO,
-                    non_retryable=True,
-                )
-            reservations = session.exec(
-                select(Reservation)
-                .where(
-                    Reservation.order_no == inp.order_no,
-                    Reservation.warehouse == inp.warehouse,
-                    Reservation.state == ReservationState.LOCKED,
-                )
-                .order_by(col(Reservation.lot_id))
-            ).all()
+            _refuse_another_orders_parcel(session, inp)
             now = utcnow()
-            for res in reservations:
-                lot = session.get(StockLot, res.lot_id, with_for_update=True)
-                if lot is None or lot.on_hand < res.qty:
+            # Only reservations still locked are consumed: an attempt behind another one (Postgres waits on the rows'
+            # locks, then re-reads them) finds them consumed and takes nothing.
+            consumed = session.exec(
+                update(Reservation)
+                .where(
+                    col(Reservation.order_no) == inp.order_no,
+                    col(Reservation.warehouse) == inp.warehouse,
+                    col(Reservation.state) == ReservationState.LOCKED,
+                )
+                .values(state=ReservationState.CONSUMED, updated_at=now)
+                .returning(col(Reservation.lot_id), col(Reservation.qty))
+            ).all()
+            taken: dict[int, int] = defaultdict(int)
+            for lot_id, qty in consumed:
+                taken[lot_id] += qty
+            for lot_id in sorted(taken):  # lots in id order, the order allocation locks them in
+                lowered = session.exec(
+                    update(StockLot)
+                    .where(col(StockLot.id) == lot_id, col(StockLot.on_hand) >= taken[lot_id])
+                    .values(on_hand=col(StockLot.on_hand) - taken[lot_id])
+                )
+                if lowered.rowcount != 1:
                     raise ApplicationError(
-                        f"lot {res.lot_id} has less on hand than reserved",
+                        f"lot {lot_id} has less on hand than reserved",
                         type=ErrorType.LEDGER_MISMATCH,
                         non_retryable=True,
                     )
-                lot.on_hand -= res.qty
-                res.state = ReservationState.CONSUMED
-                res.updated_at = now
-                session.add(lot)
-                session.add(res)
-            for pick in session.exec(
-                select(PickList).where(PickList.order_no == inp.order_no, PickList.warehouse == inp.warehouse)
-            ):
-                pick.state = "shipped"
-                session.add(pick)
-            if shipment is None:
-                session.add(
-                    Shipment(
-                        order_no=inp.order_no,
-                        warehouse=inp.warehouse,
-                        carrier=inp.carrier,
-                        tracking_no=inp.tracking_no,
-                        dispatched_at=inp.at,
-                    )
-                )
+            session.exec(
+                update(PickList)
+                .where(col(PickList.order_no) == inp.order_no, col(PickList.warehouse) == inp.warehouse)
+                .values(state="shipped")
+            )
+            _insert_shipment_once(session, self.engine, inp)
+            _refuse_another_orders_parcel(session, inp)  # the number may have been taken while we worked
         self.log.info("dispatched", warehouse=inp.warehouse, carrier=inp.carrier, tracking_no=inp.tracking_no)
+
+
+def _refuse_another_orders_parcel(session: Session, inp: DispatchRecord) -> None:
+    owner = session.exec(
+        select(Shipment.order_no).where(Shipment.carrier == inp.carrier, Shipment.tracking_no == inp.tracking_no)
+    ).first()
+    if owner is not None and owner != inp.order_no:
+        raise ApplicationError(
+            f"tracking number {inp.tracking_no} already belongs to order {owner}",
+            type=ErrorType.DUPLICATE_TRACKING_NO,
+            non_retryable=True,
+        )
+
+
+def _insert_shipment_once(session: Session, engine: Engine, inp: DispatchRecord) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING on (carrier, tracking_no): the second attempt finds the row, not an error."""
+    dialect = postgresql if is_postgres(engine) else sqlite
+    session.exec(
+        dialect.insert(Shipment)
+        .values(
+            order_no=inp.order_no,
+            warehouse=inp.warehouse,
+            carrier=inp.carrier,
+            tracking_no=inp.tracking_no,
+            status="PENDING",
+            dispatched_at=inp.at,
+        )
+        .on_conflict_do_nothing(index_elements=["carrier", "tracking_no"])
+    )

@@ -12,12 +12,24 @@ from core.db import read_only, unit_of_work
 from domain.tracking import next_status
 from models.status import TrackingStatus
 from models.tables import Shipment, TrackingEvent
+from models.text import strip_unstorable
 from models.tracking import TrackingSnapshot
 
 
 def record_snapshot(engine: Engine, snapshot: TrackingSnapshot) -> int:
-    """Store the events not yet stored and move the shipment forward only; returns how many events were new."""
+    """Store the events not yet stored and move the shipment forward only; returns how many events were new.
+
+    The shipment row is locked first (Postgres; SQLite's BEGIN IMMEDIATE serialises writers anyway), so a push and
+    a sweep with the same news take turns: the second sees the first's events and adds nothing. News about a
+    parcel we do not ship is not kept."""
     with unit_of_work(engine) as session:
+        shipment = session.exec(
+            select(Shipment)
+            .where(Shipment.carrier == snapshot.carrier, Shipment.tracking_no == snapshot.tracking_no)
+            .with_for_update()
+        ).first()
+        if shipment is None:
+            return 0
         seen = {
             (event.status, event.at)
             for event in session.exec(
@@ -26,7 +38,7 @@ def record_snapshot(engine: Engine, snapshot: TrackingSnapshot) -> int:
                 )
             )
         }
-        seen_before = set(seen)
+        newest_before = max((at for _, at in seen), default=None)
         added = 0
         for event in snapshot.events:
             if (event.status, event.at) in seen:
@@ -39,29 +51,20 @@ def record_snapshot(engine: Engine, snapshot: TrackingSnapshot) -> int:
                     tracking_no=snapshot.tracking_no,
                     status=event.status,
                     at=event.at,
-                    location=event.location[:200],
-                    description=event.description[:500],
+                    location=strip_unstorable(event.location)[:200],
+                    description=strip_unstorable(event.description)[:500],
                 )
             )
-        shipment = session.exec(
-            select(Shipment)
-            .where(Shipment.carrier == snapshot.carrier, Shipment.tracking_no == snapshot.tracking_no)
-            .with_for_update()  # a push and a sweep at once must not move the status back (Postgres)
-        ).first()
-        moved = (
-            next_status(
-                TrackingStatus(shipment.status),
-                snapshot.status,
-                last_event_at=max((at for _, at in seen_before), default=None),
-                candidate_at=snapshot.events[-1].at if snapshot.events else None,
-            )
-            if shipment is not None
-            else None
+        moved = next_status(
+            TrackingStatus(shipment.status),
+            snapshot.status,
+            last_event_at=newest_before,
+            candidate_at=snapshot.events[-1].at if snapshot.events else None,
         )
-        if shipment is not None and moved is not None:
+        if moved is not None:
             shipment.status = moved
             if moved == TrackingStatus.DELIVERED:
-                shipment.signed_by = snapshot.signed_by
+                shipment.signed_by = strip_unstorable(snapshot.signed_by)[:200] if snapshot.signed_by else None
                 shipment.signed_at = snapshot.signed_at
             session.add(shipment)
     return added
