@@ -72,9 +72,8 @@ async def test_an_unknown_carrier_code_still_ends_the_poll_for_good(settings: Se
 
 def _waiting_backends(engine: Engine) -> int:
     with engine.connect() as connection:
-        found = connection.execute(
-            text("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
-        ).scalar_one()
+        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        found = connection.execute(text(query)).scalar_one()
     return int(found)
 
 
