@@ -20,6 +20,7 @@ from activities.inventory import InventoryActivities
 from activities.notify import NotifyActivities
 from activities.picking import PickingActivities
 from activities.records import RecordActivities
+from activities.restock import RestockActivities
 from activities.review import ReviewActivities
 from activities.shipping import ShippingActivities
 from activities.tracking import TrackingActivities
@@ -35,9 +36,10 @@ from services.notify.relay import running_relay
 from workflows.carrier_poller import CarrierPoller
 from workflows.decision_guard import DecisionGuard
 from workflows.order import OrderFulfillment
+from workflows.restock import RestockWakeUp
 from workflows.tracking import ShipmentTracking
 
-WORKFLOWS = [OrderFulfillment, ShipmentTracking, CarrierPoller]
+WORKFLOWS = [OrderFulfillment, ShipmentTracking, CarrierPoller, RestockWakeUp]
 
 
 def activity_functions(engine: Engine, settings: Settings, http: httpx.AsyncClient) -> list[Callable[..., Any]]:
@@ -63,14 +65,17 @@ def activity_functions(engine: Engine, settings: Settings, http: httpx.AsyncClie
         tracking.ensure_carrier_poller,
         tracking.subscribe_parcel,
         tracking.close_parcel,
+        RestockActivities().wake_backordered_orders,
     ]
 
 
 @asynccontextmanager
 async def running_worker(
-    client: Client, engine: Engine, settings: Settings, task_queue: str | None = None
+    client: Client, engine: Engine, settings: Settings, task_queue: str | None = None, *, sticky: bool = True
 ) -> AsyncIterator[Worker]:
-    """A started worker for the duration of the block (used by main() and by the tests)."""
+    """A started worker for the duration of the block (used by main() and by the tests). `sticky=False` keeps no
+    workflow in its cache, so another worker takes its workflows over at once (the server hands a sticky worker's
+    workflows to others only after its sticky timeout)."""
     async with httpx.AsyncClient(timeout=httpx.Timeout(10.0)) as http:
         with ThreadPoolExecutor(max_workers=settings.worker_activity_threads) as executor:
             guard = DecisionGuard(settings.decision_secret)
@@ -82,6 +87,7 @@ async def running_worker(
                 activity_executor=executor,
                 max_concurrent_activities=settings.worker_activity_threads,
                 interceptors=[guard],
+                max_cached_workflows=1000 if sticky else 0,  # 1000: the SDK's default
             )
             async with auditing(guard.refusals, engine), worker:
                 yield worker

@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.config import Settings
-from core.db import unit_of_work
+from core.db import read_only, unit_of_work
 from core.logging import bind_activity
 from domain.tracking import FINAL_TRACKING_STATUSES, is_newer
 from integrations.carriers.base import CarrierError, CarrierUnavailable
@@ -120,7 +120,7 @@ class TrackingActivities(TrackingSteps):
     def _open_parcels(self, carrier: str, dispatched_since: datetime) -> list[str]:
         """Parcels not at a final status (an expired tracking marks its parcel EXPIRED). The dispatch bound only
         keeps rows orphaned by a terminated tracking from being asked about forever."""
-        with unit_of_work(self.engine) as session:
+        with read_only(self.engine) as session:
             return list(
                 session.exec(
                     select(Shipment.tracking_no)
@@ -151,7 +151,7 @@ class TrackingActivities(TrackingSteps):
         if not snapshots:
             return []
         numbers = [s.tracking_no for s in snapshots]
-        with unit_of_work(self.engine) as session:
+        with read_only(self.engine) as session:
             statuses = dict(
                 session.exec(
                     select(Shipment.tracking_no, Shipment.status).where(

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-
-from models.order import Order
 
 
 @dataclass(frozen=True)
@@ -15,17 +14,32 @@ class ProductFacts:
     active: bool
 
 
+@dataclass(frozen=True)
+class LineFacts:
+    sku: str
+    unit_price: Decimal
+
+
+@dataclass(frozen=True)
+class OrderFacts:
+    """What validation looks at: plain data, whichever wire shape the order came in."""
+
+    customer_id: str
+    ship_to: Mapping[str, str]  # the ship-to address's fields by name
+    lines: Sequence[LineFacts]
+
+
 REQUIRED_ADDRESS_FIELDS = ("name", "phone", "region", "province", "city", "address")
 
 
 def validate_order(
-    order: Order, products: dict[str, ProductFacts], customer_known: bool, price_tolerance: Decimal
+    order: OrderFacts, products: Mapping[str, ProductFacts], customer_known: bool, price_tolerance: Decimal
 ) -> list[str]:
     """Return the reasons to reject the order; an empty list means it may go on."""
     reasons: list[str] = []
     if not customer_known:
         reasons.append(f"unknown customer {order.customer_id}")
-    missing = [name for name in REQUIRED_ADDRESS_FIELDS if not getattr(order.ship_to, name)]
+    missing = [name for name in REQUIRED_ADDRESS_FIELDS if not order.ship_to.get(name)]
     if missing:
         reasons.append("ship-to address incomplete: missing " + ", ".join(missing))
     seen: set[str] = set()

@@ -196,6 +196,13 @@ class RestockInput(Contract):
     skus: list[str] = []
 
 
+class WakeBackorderedInput(Contract):
+    """RestockWakeUp: tell these backordered orders (oldest first) that stock of `skus` arrived."""
+
+    order_nos: list[str]
+    skus: list[str]
+
+
 class ShipmentProgress(Contract):
     carrier: str
     tracking_no: str

@@ -8,6 +8,7 @@ Used by the HTTP API, the CLI, the demo and the activities alike. Only the Tempo
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any
 
@@ -33,6 +34,7 @@ from models.contracts import (
     OrderState,
     PaymentInput,
     RestockInput,
+    WakeBackorderedInput,
 )
 from models.order import Order
 from models.status import OrderStatus
@@ -40,7 +42,7 @@ from services.audit import audit_refused_decision
 from services.errors import OrderConflict, OrderNotFound, Refused
 from services.users import user_role
 from workflows import contract
-from workflows.contract import ErrorType, Query, Signal, Update, order_workflow_id
+from workflows.contract import ErrorType, Query, Signal, Update, order_workflow_id, restock_workflow_id
 
 
 class SubmitAnswer(BaseModel):
@@ -198,12 +200,21 @@ async def live_state(client: Client, order_no: str) -> OrderState:
         raise
 
 
-async def notify_restock(client: Client, order_nos: list[str], skus: list[str], *, settle: float = 10.0) -> list[str]:
+async def notify_restock(
+    client: Client,
+    order_nos: list[str],
+    skus: list[str],
+    *,
+    settle: float = 10.0,
+    on_each: Callable[[str], object] | None = None,
+) -> list[str]:
     """Tell backordered orders to look at stock again, one at a time in the given (oldest-first) order: each
     order's re-check finishes before the next is told, so an older order is served first. Returns the
-    orders that are allocated now."""
+    orders that are allocated now. `on_each` hears of each order as its turn comes (a heartbeat)."""
     served: list[str] = []
     for order_no in order_nos:
+        if on_each is not None:
+            on_each(order_no)
         try:
             before = await live_state(client, order_no)
         except OrderNotFound:
@@ -221,3 +232,21 @@ async def notify_restock(client: Client, order_nos: list[str], skus: list[str], 
         if state.status != OrderStatus.BACKORDERED:
             served.append(order_no)
     return served
+
+
+async def wake_backordered(
+    client: Client, receipt: dict[str, Any], order_nos: list[str], skus: list[str], task_queue: str
+) -> str:
+    """Start the receipt's RestockWakeUp (workflows/restock.py) and return its workflow id without waiting for
+    it: the orders are woken in the background, oldest first. The same receipt again finds the same wake-up."""
+    workflow_id = restock_workflow_id(receipt["receipt_id"], receipt["at"])
+    with suppress(WorkflowAlreadyStartedError):  # this receipt's wake-up ran already
+        await client.start_workflow(
+            contract.RESTOCK_WORKFLOW,
+            WakeBackorderedInput(order_nos=order_nos, skus=skus),
+            id=workflow_id,
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        )
+    return workflow_id

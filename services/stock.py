@@ -39,7 +39,8 @@ class Receipt(BaseModel):
 def _answer(row: StockReceipt, *, duplicate: bool) -> dict[str, Any]:
     return {"receipt_id": row.id, "receipt_no": row.receipt_no, "sku": row.sku, "warehouse": row.warehouse,
             "lot": row.lot, "lot_id": row.lot_id, "qty": row.qty, "received_by": row.received_by,
-            "requisitions_closed": row.requisitions_closed, "duplicate": duplicate}  # fmt: skip
+            "requisitions_closed": row.requisitions_closed, "at": row.at.isoformat(),
+            "duplicate": duplicate}  # fmt: skip
 
 
 def receive(engine: Engine, receipt: Receipt, received_by: str = "") -> dict[str, Any]:

@@ -44,8 +44,11 @@ def binary(name: str) -> str:
     return found
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A time-skipping test server of the test's own (it starts in ~0.1 s). One shared by the whole session let a
+    workflow that one test left with a pending task (a carrier poller whose timer fired after its worker stopped)
+    stop time skipping for every later test: they hung until their timeout."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=binary("temporal-test-server"), data_converter=session_data_converter()
     )
@@ -107,8 +110,10 @@ def make_settings(tmp_path: Path, simulator_url: str, **overrides: object) -> Se
 
 
 @pytest.fixture
-def settings(tmp_path: Path, simulator_url: str) -> Settings:
-    return make_settings(tmp_path, simulator_url)
+def settings(tmp_path: Path, simulator_url: str, task_queue: str) -> Settings:
+    """The test's settings: its own state dir, the session's simulator, and the task queue its worker serves (so
+    whatever the API or a step starts on `settings.task_queue` runs on that worker)."""
+    return make_settings(tmp_path, simulator_url, task_queue=task_queue)
 
 
 @pytest.fixture
@@ -116,23 +121,7 @@ def client(time_env: WorkflowEnvironment) -> Client:
     return time_env.client
 
 
-@pytest.fixture(autouse=True)
-async def _carrier_pollers_stop(request: pytest.FixtureRequest) -> AsyncIterator[None]:
-    """A test's carrier poller outlives its worker (it sleeps between sweeps): end it with the test, or its
-    next wake-up would hold a workflow task no worker takes and stop time skipping for every later test."""
-    if not {"client", "task_queue"} <= set(request.fixturenames):
-        yield
-        return
-    cleanup = StartedOrders(request.getfixturevalue("client"))  # set up now: torn down after this fixture
-    cleanup.task_queues.add(request.getfixturevalue("task_queue"))
-    yield
-    await cleanup.terminate_running()
-
-
 @pytest.fixture
-async def orders(client: Client) -> AsyncIterator[StartedOrders]:
-    """Start orders through this; whatever a test leaves running is terminated, so the shared time-skipping
-    server is never blocked by a parked workflow."""
-    started = StartedOrders(client)
-    yield started
-    await started.terminate_running()
+def orders(client: Client) -> StartedOrders:
+    """Start orders through this (a time-skipping handle each; what is left running ends with the test's server)."""
+    return StartedOrders(client)

@@ -18,10 +18,12 @@ from temporalio.common import SearchAttributeKey
 ORDER_WORKFLOW: Final = "OrderFulfillment"
 TRACKING_WORKFLOW: Final = "ShipmentTracking"
 POLLER_WORKFLOW: Final = "CarrierPoller"
+RESTOCK_WORKFLOW: Final = "RestockWakeUp"
 
 _ORDER_PREFIX: Final = "order-"
 _TRACKING_PREFIX: Final = "track-"
 _POLLER_PREFIX: Final = "carrier-poller-"
+_RESTOCK_PREFIX: Final = "restock-"
 
 
 def order_workflow_id(order_no: str) -> str:
@@ -42,6 +44,12 @@ def tracking_workflow_id(carrier: str, tracking_no: str) -> str:
 
 def poller_workflow_id(carrier: str, task_queue: str) -> str:
     return f"{_POLLER_PREFIX}{carrier}-{task_queue}"
+
+
+def restock_workflow_id(receipt_id: int, booked_at: str) -> str:
+    """One wake-up per goods receipt (its row and when it was booked: a database started afresh reuses row ids):
+    booking the same receipt again wakes nobody twice."""
+    return f"{_RESTOCK_PREFIX}{receipt_id}-{booked_at}"
 
 
 # --- messages ------------------------------------------------------------------------------------------------------

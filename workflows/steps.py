@@ -42,6 +42,7 @@ from models.contracts import (
     SweepOutcome,
     TransitionInput,
     ValidationOutcome,
+    WakeBackorderedInput,
 )
 from models.tracking import TrackingSnapshot
 
@@ -61,6 +62,9 @@ CHECKING = Stage(timedelta(seconds=30))  # validation, review, credit: reads and
 ALLOCATING = Stage(timedelta(seconds=60))  # stock locking: waits for other orders' row locks on Postgres
 COMPENSATING = Stage(timedelta(seconds=30))  # release stock, void pick lists
 NOTIFYING = Stage(timedelta(seconds=30))  # one outbox row per recipient; the relay sends after commit
+# Waking backordered orders one at a time (each gets ~10 s to re-check): long, so it heartbeats per order.
+WAKING = Stage(timedelta(hours=1))
+WAKING_HEARTBEAT = timedelta(seconds=30)
 
 
 class RecordSteps(ABC):
@@ -153,6 +157,12 @@ class TrackingSteps(ABC):
     async def poll_parcel(self, inp: PollInput) -> TrackingSnapshot: ...
 
 
+class RestockSteps(ABC):
+    @activity.defn
+    @abstractmethod
+    async def wake_backordered_orders(self, inp: WakeBackorderedInput) -> list[str]: ...
+
+
 INTERFACES: tuple[type, ...] = (
     RecordSteps,
     ValidationSteps,
@@ -163,4 +173,5 @@ INTERFACES: tuple[type, ...] = (
     ShippingSteps,
     NotifySteps,
     TrackingSteps,
+    RestockSteps,
 )

@@ -9,9 +9,10 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
 from temporalio.service import RPCError
 
+from core.config import Settings
 from core.db import read_only
 from entrypoints.api.auth import CUSTOMER_READERS, current_user, engine_of, requires
-from entrypoints.api.deps import problems, temporal_client
+from entrypoints.api.deps import problems, settings_of, temporal_client
 from models.status import Role
 from models.tables import User
 from services import order_commands, stock
@@ -58,9 +59,11 @@ def stock_router() -> APIRouter:
         response: Response,
         user: Annotated[User, Depends(requires(Role.WAREHOUSE, Role.OPS))],
         engine: EngineDep,
+        settings: Annotated[Settings, Depends(settings_of)],
         idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
     ) -> dict[str, Any]:
-        """Book a goods receipt, then wake the orders waiting for the SKU, oldest first."""
+        """Book a goods receipt, then wake the orders waiting for the SKU, oldest first, in the background
+        (`woken_by`: the RestockWakeUp workflow doing it); the answer does not wait for them."""
         if receipt.receipt_no is None and idempotency_key:
             receipt = receipt.model_copy(update={"receipt_no": idempotency_key})
         try:
@@ -77,8 +80,8 @@ def stock_router() -> APIRouter:
             # The receipt is booked whatever happens next: waking the orders is best effort (they also
             # re-check by themselves), so a Temporal outage must not make the caller book it again.
             try:
-                booked["allocated_orders"] = await order_commands.notify_restock(
-                    await temporal_client(request), waiting, [receipt.sku]
+                booked["woken_by"] = await order_commands.wake_backordered(
+                    await temporal_client(request), booked, waiting, [receipt.sku], settings.task_queue
                 )
             except (HTTPException, RPCError, CommandError) as exc:
                 booked["note"] = f"waiting orders not woken now ({getattr(exc, 'detail', exc)}); they re-check later"

@@ -251,7 +251,8 @@ async def receive(
         str | None, typer.Option("--receipt-no", help="Delivery note number: the same one again books nothing.")
     ] = None,
 ) -> None:
-    """Book a goods receipt, close the requisitions it answers, and wake backordered orders oldest first."""
+    """Book a goods receipt, close the requisitions it answers, and wake backordered orders oldest first (in the
+    background: `woken_by` names the workflow doing it)."""
     receipt = Receipt.model_validate(
         {
             "sku": sku,
@@ -274,7 +275,9 @@ async def receive(
             booked["note"] = f"{exc}; waiting orders re-check stock by themselves"
         else:
             try:
-                booked["allocated_orders"] = await order_commands.notify_restock(temporal, waiting, [sku])
+                booked["woken_by"] = await order_commands.wake_backordered(
+                    temporal, booked, waiting, [sku], settings().task_queue
+                )
             except RPCError as exc:  # booked already: never make the user book it twice
                 booked["note"] = f"waiting orders not woken now ({exc.message}); they re-check later"
     emit(booked)

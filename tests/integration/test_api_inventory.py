@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import httpx
@@ -11,6 +12,7 @@ from temporalio.client import Client
 from core.config import Settings
 from core.db import unit_of_work
 from models.status import OrderStatus, Role
+from services import order_commands
 from services.users import add_user
 from tests.support.cleanup import StartedOrders
 from tests.support.orders import make_order
@@ -72,8 +74,37 @@ async def test_a_receipt_wakes_the_backordered_order(
         )
         assert answer.status_code == 201, answer.text
         assert answer.json()["backordered_orders"] == [number]
-        assert answer.json()["allocated_orders"] == [number]
+        wake_up = client.get_workflow_handle(answer.json()["woken_by"], result_type=list[str])
+        assert await wake_up.result() == [number]  # served when its turn came
         await wait_for_status(handle, OrderStatus.PICKING)
+
+
+async def test_a_receipt_answers_at_once_and_the_waiting_orders_are_woken_oldest_first_after(
+    api: httpx.AsyncClient, engine: Engine, client: Client, settings: Settings, task_queue: str, orders: StartedOrders
+) -> None:
+    numbers = [f"T-WAKE-{i}-{uuid.uuid4().hex[:6]}" for i in range(3)]
+    async with running_worker(client, engine, settings, task_queue, sticky=False):
+        handles = []
+        for number in numbers:  # 10 on hand; each wants 11: after 4 more, only the oldest fits
+            handles.append(await orders.start(make_order(number, [("SKU-1024", 11, "299.00")]), task_queue))
+        for handle in handles:
+            await wait_for_status(handle, OrderStatus.BACKORDERED)
+    # No worker now: before, the receipt waited ~10 s per order for a re-check that could not come.
+    started = time.monotonic()
+    answer = await api.post(
+        "/inventory/receipts",
+        json={"sku": "SKU-1024", "warehouse": "WH-GZ", "qty": 4, "lot": "L-WAKE-1"},
+        headers=token(engine, Role.WAREHOUSE),
+    )
+    assert answer.status_code == 201, answer.text
+    assert time.monotonic() - started < 5
+    assert answer.json()["backordered_orders"] == numbers
+    async with running_worker(client, engine, settings, task_queue):  # the wake-up waited for a worker
+        wake_up = client.get_workflow_handle(answer.json()["woken_by"], result_type=list[str])
+        assert await wake_up.result() == numbers[:1]  # 14 units: the oldest order takes 11, the others still wait
+        await wait_for_status(handles[0], OrderStatus.PICKING)
+        for handle in handles:
+            await order_commands.cancel(client, handle.id.removeprefix("order-"), reason="test over")
 
 
 async def test_a_retried_receipt_books_once(api: httpx.AsyncClient, engine: Engine) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -22,19 +21,12 @@ from models.contracts import DecisionInput
 from models.status import OrderStatus, Role
 from models.tables import ApprovalRecord
 from services.users import add_user
-from tests.conftest import make_settings
-from tests.support.cleanup import StartedOrders
 from tests.support.orders import make_order
 from tests.support.waiting import wait_for_status
 from worker import running_worker
 from workflows.contract import order_workflow_id
 
 BIG = [("SKU-1018", 2, "12999.00")]  # 25,998: a finance approval
-
-
-@pytest.fixture
-def settings(tmp_path: Path, simulator_url: str, task_queue: str) -> Settings:
-    return make_settings(tmp_path, simulator_url, task_queue=task_queue)
 
 
 def bearer(engine: Engine, role: Role, name: str | None = None) -> dict[str, str]:
@@ -66,13 +58,13 @@ async def workflow_exists(client: Client, number: str) -> bool:
 
 
 async def test_intake_is_idempotent_and_refuses_bad_orders_without_starting_anything(
-    api: httpx.AsyncClient, engine: Engine, client: Client, settings: Settings, task_queue: str, orders: StartedOrders
+    api: httpx.AsyncClient, engine: Engine, client: Client, settings: Settings, task_queue: str
 ) -> None:
     async with running_worker(client, engine, settings, task_queue):
-        await _intake(api, engine, client, orders)
+        await _intake(api, engine, client)
 
 
-async def _intake(api: httpx.AsyncClient, engine: Engine, client: Client, orders: StartedOrders) -> None:
+async def _intake(api: httpx.AsyncClient, engine: Engine, client: Client) -> None:
     number = f"T-IN-{uuid.uuid4().hex[:8]}"
     sales = bearer(engine, Role.OPS)  # an integration (ops may submit any rep's orders)
     rep = f"rep-{uuid.uuid4().hex[:6]}"
@@ -84,7 +76,6 @@ async def _intake(api: httpx.AsyncClient, engine: Engine, client: Client, orders
 
     first = await api.post("/orders", json=body(number), headers={**sales, "Idempotency-Key": "k-1"})
     assert first.status_code == 202, first.text
-    orders.track(order_workflow_id(number))
     answer = first.json()
     assert answer == {"order_no": number, "workflow_id": f"order-{number}", "status": "RECEIVED"}
     again = await api.post("/orders", json=body(number), headers={**sales, "Idempotency-Key": "k-1"})
@@ -151,7 +142,7 @@ async def _intake(api: httpx.AsyncClient, engine: Engine, client: Client, orders
 
 
 async def test_decisions_need_a_token_the_right_role_and_the_apis_signature(
-    api: httpx.AsyncClient, engine: Engine, client: Client, settings: Settings, task_queue: str, orders: StartedOrders
+    api: httpx.AsyncClient, engine: Engine, client: Client, settings: Settings, task_queue: str
 ) -> None:
     number = f"T-DEC-{uuid.uuid4().hex[:8]}"
     rep = f"rep-{uuid.uuid4().hex[:6]}"  # a finance clerk who is also this order's sales rep
@@ -162,7 +153,6 @@ async def test_decisions_need_a_token_the_right_role_and_the_apis_signature(
         sent = await api.post("/orders", json=body(number, BIG, sales_rep=rep), headers=bearer(engine, Role.OPS))
         assert sent.status_code == 202, sent.text
         handle = client.get_workflow_handle(order_workflow_id(number))
-        orders.track(handle.id)
         await wait_for_status(handle, OrderStatus.AWAITING_APPROVAL)
         path = f"/orders/{number}/decision"
 

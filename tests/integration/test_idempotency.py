@@ -77,11 +77,10 @@ async def started_events(client: Client, workflow_id: str) -> int:
 
 
 async def test_same_order_submitted_twice_runs_one_workflow(
-    client: Client, engine: Engine, settings: Settings, task_queue: str, orders: StartedOrders
+    client: Client, engine: Engine, settings: Settings, task_queue: str
 ) -> None:
     number = order_no("DUP")
     order = make_order(number, [("SKU-1001", 2, "199.00")])
-    orders.track(order_workflow_id(order.order_no))
     async with running_worker(client, engine, settings, task_queue):
         first = await order_commands.submit(client, order, task_queue)
         handle = client.get_workflow_handle(order_workflow_id(order.order_no), result_type=FulfillmentResult)
@@ -109,11 +108,10 @@ async def test_same_order_submitted_twice_runs_one_workflow(
 
 
 async def test_concurrent_duplicate_submissions_create_once(
-    client: Client, engine: Engine, settings: Settings, task_queue: str, orders: StartedOrders
+    client: Client, engine: Engine, settings: Settings, task_queue: str
 ) -> None:
     number = order_no("RACE")
     order = make_order(number, [("SKU-1001", 1, "199.00")])
-    orders.track(order_workflow_id(order.order_no))
     async with running_worker(client, engine, settings, task_queue):
         answers = await asyncio.gather(*(order_commands.submit(client, order, task_queue) for _ in range(6)))
         assert sorted(a.created for a in answers) == [False] * 5 + [True]
@@ -127,12 +125,11 @@ async def test_concurrent_duplicate_submissions_create_once(
 
 
 async def test_same_order_no_with_other_content_conflicts(
-    client: Client, engine: Engine, settings: Settings, task_queue: str, orders: StartedOrders
+    client: Client, engine: Engine, settings: Settings, task_queue: str
 ) -> None:
     number = order_no("CONFLICT")
     order = make_order(number, [("SKU-1001", 2, "199.00")])
     changed = make_order(number, [("SKU-1001", 3, "199.00")])
-    orders.track(order_workflow_id(order.order_no))
     async with running_worker(client, engine, settings, task_queue):
         assert (await order_commands.submit(client, order, task_queue)).created
         with pytest.raises(OrderConflict, match="different content"):

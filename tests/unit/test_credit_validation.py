@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from activities.validation import facts_of
 from domain.credit import check_credit
 from domain.validation import REQUIRED_ADDRESS_FIELDS, ProductFacts, price_within_policy, validate_order
 from models.order import Order
@@ -82,7 +83,7 @@ def order(lines: list[tuple[str, int, str]] | None = None, **fields: Any) -> Ord
 
 
 def reasons_for(o: Order, *, customer_known: bool = True) -> list[str]:
-    return validate_order(o, PRODUCTS, customer_known, TOLERANCE)
+    return validate_order(facts_of(o), PRODUCTS, customer_known, TOLERANCE)
 
 
 class TestValidation:
