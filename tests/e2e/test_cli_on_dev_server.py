@@ -90,6 +90,8 @@ def test_order_through_the_cli(stack: dict[str, str], tmp_path: Path) -> None:
     assert "can no longer be cancelled" in too_late or "is closed" in too_late, too_late
 
     done = wait_status(env, "E2E-0001", "COMPLETED")
+    # --json goes wherever people put it: after the command's arguments as well as before the command.
+    assert ok(env, "status", "E2E-0001", "--json") == ok(env, "--json", "status", "E2E-0001") == done
     [shipment] = done["shipments"]
     assert shipment["status"] == "DELIVERED" and shipment["signed_by"] and shipment["signed_at"]
     timeline = [step["status"] for step in done["timeline"]]
