@@ -67,6 +67,7 @@ class ShipmentTracking:
         if inp.batched and inp.last_news_at is None:  # first run only: make sure the carrier's poller runs
             await self._ensure_poller(inp)
         while True:
+            _stop_if_cancelled()
             info = workflow.info()
             long_run = info.is_continue_as_new_suggested() or info.get_current_history_length() > MAX_EVENTS_PER_RUN
             if long_run and not self.inbox:
@@ -218,7 +219,7 @@ class ShipmentTracking:
                 try:
                     self.inbox.append(await poll)  # it finished in the same breath: its answer is news too
                 except (ActivityError, asyncio.CancelledError, TemporalCancelledError):
-                    pass
+                    _stop_if_cancelled()  # the poll's own cancel is expected; the tracking's is not swallowed
                 return self.inbox.pop(0)
         try:
             return poll.result()
@@ -235,3 +236,12 @@ class ShipmentTracking:
 
     def _drop_repeats(self) -> None:
         self.inbox = [snapshot for snapshot in self.inbox if self._is_news(snapshot)]
+
+
+def _stop_if_cancelled() -> None:
+    """End the run when it was cancelled. Awaiting a signal to the order (or a poll being cancelled) when the cancel
+    lands, the SDK finishes that operation and carries on, so a cancel can go unseen: the loop asks at every turn.
+    Runs recorded before this check went on after such a cancel; the patch keeps their replays as they ran."""
+    reason = workflow.cancellation_reason()
+    if reason is not None and workflow.patched("tracking-honours-cancel"):
+        raise asyncio.CancelledError(reason)

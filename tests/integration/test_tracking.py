@@ -25,6 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from core.config import Settings
 from entrypoints.api.app import create_app
+from integrations.carriers.sim import to_snapshot
 from models.contracts import PollerInput
 from models.status import OrderStatus, TrackingStatus
 from models.tables import Notification, Shipment, TrackingEvent
@@ -37,7 +38,7 @@ from tests.support.pushes import parcel_view, signed_push
 from tests.support.simulator import running_simulator
 from tests.support.waiting import wait_for_status
 from worker import running_worker
-from workflows.contract import poller_workflow_id, tracking_workflow_id
+from workflows.contract import Signal, poller_workflow_id, tracking_workflow_id
 
 MAX_EVENTS_PER_RUN = 1000
 
@@ -451,3 +452,34 @@ async def test_a_flood_of_new_parcels_rolls_the_poller_over_without_extra_sweeps
     sweeps = sum(activity_types(run).count("sweep_carrier") for run in runs)
     assert sweeps == 1  # the new run waits out the first run's hour instead of sweeping again at once
     assert all(len(run.events) < 200 for run in runs)
+
+
+async def test_a_tracking_cancelled_as_news_arrives_ends_cancelled(
+    client: Client, engine: Engine, settings: Settings, simulator_url: str, task_queue: str, orders: StartedOrders
+) -> None:
+    """News, then a cancel, back to back: the tracking is busy with the news (cancelling its poll, telling its
+    order) when the cancel lands. It must end cancelled, not shrug the cancel off and poll on."""
+    order = make_order(f"T-TRACKCANCEL-{uuid.uuid4().hex[:6]}")
+    tracking_no = f"SIMTC{uuid.uuid4().hex[:10].upper()}"
+    fault = {"tracking_no": tracking_no, "kind": "unknown", "times": None}  # no news from the carrier itself
+    async with httpx.AsyncClient(timeout=5) as http:
+        assert (await http.post(f"{simulator_url}/sim/faults", json=fault)).status_code in (200, 201, 204)
+    async with running_worker(client, engine, settings, task_queue):
+        handle = await orders.start(order, task_queue)
+        await wait_for_status(handle, OrderStatus.PICKING)
+        await order_commands.dispatch(client, order.order_no, warehouse="WH-SH", carrier="sim", tracking_no=tracking_no)
+        tracking = client.get_workflow_handle(tracking_workflow_id("sim", tracking_no))
+        deadline = time.monotonic() + 10
+        while not (await tracking.describe()).raw_description.pending_activities:  # polling the carrier
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        news = parcel_view(tracking_no, TrackingStatus.IN_TRANSIT)
+        await tracking.signal(Signal.PARCEL_NEWS, to_snapshot(news))
+        await tracking.cancel()
+        deadline = time.monotonic() + 15
+        while (status := (await tracking.describe()).status) == WorkflowExecutionStatus.RUNNING:
+            assert time.monotonic() < deadline, "the tracking ignored its cancel and went on polling"
+            await asyncio.sleep(0.1)
+        assert status == WorkflowExecutionStatus.CANCELED
+        result = await handle.result()  # the order hears its parcel's tracking ended: ops must look at it
+    assert result.status == OrderStatus.FAILED and "EXCEPTION" in result.reasons[-1]
