@@ -2,7 +2,7 @@
 
 Each concern is its own model below (Temporal, database, embedded stack, carriers, notices, secrets, policy);
 `Settings` is all of them, so a setting is `settings.<name>` and its environment variable is `ORDERFLOW_<NAME>`
-(the CONTRACT's public names — TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, DATABASE_URL, ORDERFLOW_API — without the
+(docs/contract.md's public names — TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, DATABASE_URL, ORDERFLOW_API — without the
 prefix). Building Settings reads the environment only: the embedded stack's secrets file is created or read by an
 explicit start-up step (core/secrets.py `with_local_secrets`), never as a side effect of importing or building.
 """
@@ -208,7 +208,7 @@ class Settings(
     SecretSettings,
     PolicySettings,
 ):
-    """Everything configurable (the concerns above). Names without the ORDERFLOW_ prefix are the CONTRACT's."""
+    """Everything configurable (the concerns above). Names without the ORDERFLOW_ prefix are docs/contract.md's."""
 
     model_config = SettingsConfigDict(env_prefix="ORDERFLOW_", env_file=".env", extra="ignore", populate_by_name=True)
 

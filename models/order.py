@@ -22,7 +22,7 @@ from models.text import storable
 
 # Money is stored as integer cents in a BIGINT; orders are capped far below that.
 MAX_ORDER_TOTAL = Decimal("999999999999.99")
-# Documented as what the CONTRACT says amounts are, decimal strings (pydantic's generic decimal pattern relies on a
+# Documented as what docs/contract.md says amounts are, decimal strings (pydantic's generic decimal pattern relies on a
 # lookahead that request generators cannot honour); validation still takes numbers too.
 Money = Annotated[
     Decimal,

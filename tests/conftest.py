@@ -64,24 +64,26 @@ def task_queue() -> str:
     return f"tq-{uuid.uuid4()}"
 
 
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'orderflow.db'}")
-    upgrade(engine)
-    seed(engine)
-    yield engine
-    engine.dispose()
-
-
 @pytest.fixture(params=["sqlite", "postgres"])
-def any_engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
-    """The same test on both databases: a fresh SQLite file, and a fresh database on the session's Postgres.
+def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]:
+    """The test on both databases (the default for every test that touches one): a fresh SQLite file, and a fresh
+    database on the session's Postgres cluster, each migrated and seeded. Production runs on Postgres.
 
     Both pools hold PG_POOL_SIZE connections (plus as many overflow), enough for the concurrency tests' threads.
     """
     if request.param == "postgres":
         yield request.getfixturevalue("pg_engine")
         return
+    yield from _sqlite_engine(tmp_path)
+
+
+@pytest.fixture
+def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
+    """SQLite only: for what only SQLite does (its one write lock, BEGIN IMMEDIATE)."""
+    yield from _sqlite_engine(tmp_path)
+
+
+def _sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
     engine = make_engine(f"sqlite:///{tmp_path / 'orderflow.db'}", pool_size=PG_POOL_SIZE)
     upgrade(engine)
     seed(engine)

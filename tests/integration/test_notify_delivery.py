@@ -271,15 +271,15 @@ def test_without_smtp_the_email_stays_unsent_until_smtp_is_configured(
 
 
 def test_relays_running_at_once_send_each_row_once(
-    any_engine: Engine, tmp_path: Path, smtp_sink: SmtpSink, sms_gateway: SmsGateway
+    engine: Engine, tmp_path: Path, smtp_sink: SmtpSink, sms_gateway: SmsGateway
 ) -> None:
     """Four relays in four threads (as four worker processes would run them) over the same outbox, in small
     batches so their claims collide; on Postgres the claims skip each other's locked rows, on SQLite they
     serialise. Without SKIP LOCKED/BEGIN IMMEDIATE two relays claim the same rows and the far ends get them twice."""
     settings = notify_settings(tmp_path, smtp_sink, sms_gateway.url)
-    numbers = [register(any_engine, settings, "CONC") for _ in range(12)]
+    numbers = [register(engine, settings, "CONC") for _ in range(12)]
     for number in numbers:
-        notify(any_engine, settings, dispatched(number))
+        notify(engine, settings, dispatched(number))
     start = threading.Barrier(4)
 
     def relay() -> int:
@@ -287,7 +287,7 @@ def test_relays_running_at_once_send_each_row_once(
         start.wait(timeout=10)
         delivered = 0
         try:
-            while (done := sweep(any_engine, senders, NOW, batch=2)).claimed:
+            while (done := sweep(engine, senders, NOW, batch=2)).claimed:
                 delivered += done.delivered
         finally:
             for sender in senders.values():
@@ -298,7 +298,7 @@ def test_relays_running_at_once_send_each_row_once(
         results = list(pool.map(lambda _: relay(), range(4), timeout=120))
 
     assert sum(results) == 24
-    outbox = [row for row in rows(any_engine).values() if row.order_no in numbers]
+    outbox = [row for row in rows(engine).values() if row.order_no in numbers]
     assert len(outbox) == 24 and {(r.status, r.attempts) for r in outbox} == {("sent", 1)}
     mails = smtp_sink.messages
     assert len(mails) == 12 and len({m.message_id for m in mails}) == 12

@@ -34,7 +34,9 @@ async def test_auto_approved_order_runs_to_completed(
         handle = await order_commands.start(client, order, task_queue)
         state = await wait_for_status(handle, OrderStatus.PICKING)
         assert state.awaiting_dispatch == ["WH-SH"]  # ship-to 华东: the Shanghai warehouse is nearest
-        await order_commands.dispatch(client, order.order_no, warehouse="WH-SH", carrier="sim", tracking_no="SIM100001")
+        await order_commands.dispatch(
+            client, order.order_no, warehouse="WH-SH", carrier="sim", tracking_no=f"SIM1{uuid.uuid4().hex[:10].upper()}"
+        )
         result = await handle.result()
     assert result.status == OrderStatus.COMPLETED
     with Session(engine) as session:

@@ -39,8 +39,8 @@ T = TypeVar("T")
 
 
 @pytest.fixture
-def inventory(any_engine: Engine, tmp_path: Path) -> InventoryActivities:
-    return InventoryActivities(any_engine, Settings.model_validate({"state_dir": tmp_path}))
+def inventory(engine: Engine, tmp_path: Path) -> InventoryActivities:
+    return InventoryActivities(engine, Settings.model_validate({"state_dir": tmp_path}))
 
 
 # --- helpers --------------------------------------------------------------------------------------------------
@@ -174,9 +174,9 @@ def assert_all_or_nothing(
 # --- the tests ------------------------------------------------------------------------------------------------
 
 
-def test_500_orders_for_100_units_reserve_exactly_100(any_engine: Engine, inventory: InventoryActivities) -> None:
+def test_500_orders_for_100_units_reserve_exactly_100(engine: Engine, inventory: InventoryActivities) -> None:
     # 100 units in two warehouses (three lots), nothing else anywhere.
-    sku = new_sku(any_engine, [("WH-SH", 30), ("WH-SH", 30), ("WH-BJ", 40)])
+    sku = new_sku(engine, [("WH-SH", 30), ("WH-SH", 30), ("WH-BJ", 40)])
     requests = [request(order_no("ONE", i), [(sku, 1)]) for i in range(500)]
 
     outcomes = in_threads(inventory.allocate_stock, requests)
@@ -186,19 +186,19 @@ def test_500_orders_for_100_units_reserve_exactly_100(any_engine: Engine, invent
     assert len(winners) == 100
     assert len(losers) == 400
     assert all(o.shortages == {sku: 1} for o in losers)
-    assert_all_or_nothing(any_engine, requests, outcomes)
-    locked = assert_ledger_balanced(any_engine, sku, expected_locked=100)
-    with Session(any_engine) as session:
+    assert_all_or_nothing(engine, requests, outcomes)
+    locked = assert_ledger_balanced(engine, sku, expected_locked=100)
+    with Session(engine) as session:
         on_hand = {lot.id: lot.on_hand for lot in session.exec(select(StockLot).where(StockLot.sku == sku)).all()}
     assert locked == on_hand  # every lot emptied, none overdrawn
-    assert sorted(locked_by_order(any_engine, sku).values()) == [1] * 100
+    assert sorted(locked_by_order(engine, sku).values()) == [1] * 100
 
 
 def test_orders_over_two_skus_in_opposite_order_neither_deadlock_nor_oversell(
-    any_engine: Engine, inventory: InventoryActivities
+    engine: Engine, inventory: InventoryActivities
 ) -> None:
-    a = new_sku(any_engine, [("WH-SH", 60), ("WH-BJ", 40)])  # 100 units
-    b = new_sku(any_engine, [("WH-SH", 30), ("WH-GZ", 30)])  # 60 units: B runs out first
+    a = new_sku(engine, [("WH-SH", 60), ("WH-BJ", 40)])  # 100 units
+    b = new_sku(engine, [("WH-SH", 30), ("WH-GZ", 30)])  # 60 units: B runs out first
     requests = [
         request(order_no("AB" if i % 2 == 0 else "BA", i), [(a, 1), (b, 1)] if i % 2 == 0 else [(b, 1), (a, 1)])
         for i in range(240)
@@ -212,24 +212,24 @@ def test_orders_over_two_skus_in_opposite_order_neither_deadlock_nor_oversell(
     assert len(winners) == 60
     assert {req.order_no.split("-")[1] for req, _ in winners} <= {"AB", "BA"}
     assert all(o.shortages == {b: 1} for o in outcomes if not o.allocations)  # short of B only, by one unit
-    assert_all_or_nothing(any_engine, requests, outcomes)
-    assert_ledger_balanced(any_engine, a, expected_locked=60)
-    assert_ledger_balanced(any_engine, b, expected_locked=60)
-    assert locked_by_order(any_engine, a).keys() == locked_by_order(any_engine, b).keys()  # both SKUs, or neither
+    assert_all_or_nothing(engine, requests, outcomes)
+    assert_ledger_balanced(engine, a, expected_locked=60)
+    assert_ledger_balanced(engine, b, expected_locked=60)
+    assert locked_by_order(engine, a).keys() == locked_by_order(engine, b).keys()  # both SKUs, or neither
     assert elapsed < WAVE_TIMEOUT
 
 
-def test_mixed_quantities_are_all_or_nothing(any_engine: Engine, inventory: InventoryActivities) -> None:
-    sku = new_sku(any_engine, [("WH-SH", 45), ("WH-BJ", 35), ("WH-GZ", 20)])  # 100 units, three warehouses
+def test_mixed_quantities_are_all_or_nothing(engine: Engine, inventory: InventoryActivities) -> None:
+    sku = new_sku(engine, [("WH-SH", 45), ("WH-BJ", 35), ("WH-GZ", 20)])  # 100 units, three warehouses
     rng = random.Random(20261122)
     quantities = [rng.randint(1, 7) for _ in range(250)]  # ~1,000 units asked for
     requests = [request(order_no("MIX", i), [(sku, qty)]) for i, qty in enumerate(quantities)]
 
     outcomes = in_threads(inventory.allocate_stock, requests)
 
-    assert_all_or_nothing(any_engine, requests, outcomes)
+    assert_all_or_nothing(engine, requests, outcomes)
     won = sum(req.lines[0][2] for req, o in zip(requests, outcomes, strict=True) if o.allocations)
-    assert_ledger_balanced(any_engine, sku, expected_locked=won)
+    assert_ledger_balanced(engine, sku, expected_locked=won)
     assert won <= 100
     lost = [(req.lines[0][2], o.shortages) for req, o in zip(requests, outcomes, strict=True) if not o.allocations]
     assert lost, "the test asks for ten times the stock: some orders must be short"
@@ -239,17 +239,17 @@ def test_mixed_quantities_are_all_or_nothing(any_engine: Engine, inventory: Inve
     assert 100 - won < min(qty for qty, _ in lost)
 
 
-def test_released_units_are_exactly_what_the_next_wave_gets(any_engine: Engine, inventory: InventoryActivities) -> None:
-    sku = new_sku(any_engine, [("WH-SH", 50), ("WH-BJ", 50)])
+def test_released_units_are_exactly_what_the_next_wave_gets(engine: Engine, inventory: InventoryActivities) -> None:
+    sku = new_sku(engine, [("WH-SH", 50), ("WH-BJ", 50)])
     first = [request(order_no("W1", i), [(sku, 1)]) for i in range(150)]
     first_outcomes = in_threads(inventory.allocate_stock, first)
     winners = [req.order_no for req, o in zip(first, first_outcomes, strict=True) if o.allocations]
     assert len(winners) == 100
-    before = assert_ledger_balanced(any_engine, sku, expected_locked=100)
+    before = assert_ledger_balanced(engine, sku, expected_locked=100)
 
     # Release every other winner, each twice at the same time (a compensation retried while still running).
     released, kept = winners[::2], winners[1::2]
-    with Session(any_engine) as session:
+    with Session(engine) as session:
         freed_lots = Counter(
             {
                 lot_id: int(qty)
@@ -263,9 +263,9 @@ def test_released_units_are_exactly_what_the_next_wave_gets(any_engine: Engine, 
     counts = in_threads(inventory.release_stock, [OrderRef(order_no=n) for n in released * 2])
     assert sum(counts) == len(released) == 50  # one reservation each, released once
     assert in_threads(inventory.release_stock, [OrderRef(order_no=n) for n in released]) == [0] * 50
-    after_release = assert_ledger_balanced(any_engine, sku, expected_locked=50)
+    after_release = assert_ledger_balanced(engine, sku, expected_locked=50)
     assert Counter(before) - Counter(after_release) == freed_lots  # exactly their units, from their lots
-    still_locked = locked_by_order(any_engine, sku)
+    still_locked = locked_by_order(engine, sku)
     assert sorted(still_locked) == sorted(kept) and set(still_locked.values()) == {1}
 
     second = [request(order_no("W2", i), [(sku, 1)]) for i in range(120)]
@@ -273,22 +273,22 @@ def test_released_units_are_exactly_what_the_next_wave_gets(any_engine: Engine, 
     second_winners = [o for o in second_outcomes if o.allocations]
     assert len(second_winners) == 50
     assert all(o.shortages == {sku: 1} for o in second_outcomes if not o.allocations)
-    assert_all_or_nothing(any_engine, second, second_outcomes)
+    assert_all_or_nothing(engine, second, second_outcomes)
     taken = Counter(a.lot_id for o in second_winners for a in o.allocations)
     assert taken == freed_lots  # the second wave took exactly the freed units, lot by lot
-    assert_ledger_balanced(any_engine, sku, expected_locked=100)
-    assert locked_by_order(any_engine, sku).keys() == set(kept) | {
+    assert_ledger_balanced(engine, sku, expected_locked=100)
+    assert locked_by_order(engine, sku).keys() == set(kept) | {
         req.order_no for req, o in zip(second, second_outcomes, strict=True) if o.allocations
     }
 
 
-def test_concurrent_duplicates_of_each_order_reserve_once(any_engine: Engine, inventory: InventoryActivities) -> None:
+def test_concurrent_duplicates_of_each_order_reserve_once(engine: Engine, inventory: InventoryActivities) -> None:
     """A retried lock can overlap the attempt it replaces (start-to-close timeout while the first still runs).
 
     Each order asks for exactly one lot's worth, so a duplicate that does not see its twin's rows would not
     collide on the reservation key: it would plan the next lot and hold the order's quantity twice.
     """
-    sku = new_sku(any_engine, [("WH-SH", 5)] * 30 + [("WH-BJ", 5)] * 10)  # 200 units in lots of 5
+    sku = new_sku(engine, [("WH-SH", 5)] * 30 + [("WH-BJ", 5)] * 10)  # 200 units in lots of 5
     orders = [request(order_no("DUP", i), [(sku, 5)]) for i in range(20)]
     calls = [req for req in orders for _ in range(8)]
     random.Random(3).shuffle(calls)
@@ -300,22 +300,20 @@ def test_concurrent_duplicates_of_each_order_reserve_once(any_engine: Engine, in
         answers.setdefault(req.order_no, set()).add(
             tuple(sorted((a.line_no, a.sku, a.lot_id, a.qty) for a in outcome.allocations))
         )
-    held = locked_by_order(any_engine, sku)
+    held = locked_by_order(engine, sku)
     twice = {number: qty for number, qty in held.items() if qty != 5}
     assert not twice, f"{len(twice)} of 20 orders hold other than the 5 units they asked for: {twice}"
     assert held.keys() == {req.order_no for req in orders}
     shortages = [o.shortages for o in outcomes if o.shortages]
     assert not shortages, f"{len(shortages)} duplicates were told the stock is short: {shortages[:3]}"
     assert all(len(seen) == 1 for seen in answers.values()), "duplicates of one order got different answers"
-    assert_all_or_nothing(any_engine, orders, [outcomes[calls.index(req)] for req in orders])
-    assert_ledger_balanced(any_engine, sku, expected_locked=100)
+    assert_all_or_nothing(engine, orders, [outcomes[calls.index(req)] for req in orders])
+    assert_ledger_balanced(engine, sku, expected_locked=100)
 
 
-def test_no_stock_at_all_every_order_short_and_one_requisition(
-    any_engine: Engine, inventory: InventoryActivities
-) -> None:
+def test_no_stock_at_all_every_order_short_and_one_requisition(engine: Engine, inventory: InventoryActivities) -> None:
     """A SKU with no lots: nothing to lock, so only the requisition's unique key orders the writers."""
-    sku = new_sku(any_engine, [])
+    sku = new_sku(engine, [])
     quantities = [random.Random(11).randint(1, 7) for _ in range(64)]
     requests = [request(order_no("NONE", i), [(sku, qty)]) for i, qty in enumerate(quantities)]
 
@@ -323,8 +321,8 @@ def test_no_stock_at_all_every_order_short_and_one_requisition(
 
     assert [o.shortages for o in outcomes] == [{sku: qty} for qty in quantities]  # short by all of it, exactly
     assert all(not o.allocations for o in outcomes)
-    assert_ledger_balanced(any_engine, sku, expected_locked=0)
-    with Session(any_engine) as session:
+    assert_ledger_balanced(engine, sku, expected_locked=0)
+    with Session(engine) as session:
         level = session.get(Product, sku).reorder_level  # type: ignore[union-attr]
         open_requests = session.exec(
             select(PurchaseRequisition).where(

@@ -43,7 +43,8 @@ def _database(engine: Engine) -> Path:
     return Path(engine.url.database)
 
 
-def test_cli_views_answer_while_the_worker_writes(engine: Engine, tmp_path: Path) -> None:
+def test_cli_views_answer_while_the_worker_writes(sqlite_engine: Engine, tmp_path: Path) -> None:
+    engine = sqlite_engine
     database = _database(engine)
     env = {**os.environ, "ORDERFLOW_STATE_DIR": str(database.parent), "ORDERFLOW_LOCAL_SECRETS": "true"}
     env.pop("DATABASE_URL", None)
@@ -59,7 +60,8 @@ def test_cli_views_answer_while_the_worker_writes(engine: Engine, tmp_path: Path
             assert isinstance(json.loads(done.stdout), list | dict)
 
 
-def test_steps_that_only_read_answer_while_another_step_writes(engine: Engine, settings: Settings) -> None:
+def test_steps_that_only_read_answer_while_another_step_writes(sqlite_engine: Engine, settings: Settings) -> None:
+    engine = sqlite_engine
     order = make_order("T-READS-1", [("SKU-1001", 1, "199.00")])
     with write_lock_held(_database(engine)):
         started = time.monotonic()

@@ -105,9 +105,9 @@ def _shipment(engine: Engine, carrier: str, tracking_no: str) -> None:
         session.commit()
 
 
-def test_a_push_racing_a_sweep_records_the_news_once(any_engine: Engine) -> None:
+def test_a_push_racing_a_sweep_records_the_news_once(engine: Engine) -> None:
     number = f"RACE{uuid.uuid4().hex[:8].upper()}"
-    _shipment(any_engine, "17track", number)
+    _shipment(engine, "17track", number)
     start = datetime(2026, 12, 1, 8, tzinfo=UTC)
     news = TrackingSnapshot(
         carrier="17track",
@@ -122,20 +122,20 @@ def test_a_push_racing_a_sweep_records_the_news_once(any_engine: Engine) -> None
 
     def record() -> None:
         try:
-            outcomes.append(record_snapshot(any_engine, news))
+            outcomes.append(record_snapshot(engine, news))
         except Exception as exc:  # what the webhook would have answered 500 with
             outcomes.append(exc)
 
     writers = [threading.Thread(target=record) for _ in range(2)]
-    if is_postgres(any_engine):
+    if is_postgres(engine):
         lock = f"BEGIN; SELECT id FROM shipments WHERE tracking_no = '{number}' FOR UPDATE"
-        race_behind_a_lock(any_engine, lock, writers, waiting=2)
+        race_behind_a_lock(engine, lock, writers, waiting=2)
     else:  # SQLite serialises writers at BEGIN: the same two, one after the other
         for writer in writers:
             writer.start()
             writer.join()
     assert sorted(map(repr, outcomes)) == ["0", "2"], outcomes  # one stored both events, the other nothing new
-    with Session(any_engine) as session:
+    with Session(engine) as session:
         stored = session.exec(select(TrackingEvent).where(TrackingEvent.tracking_no == number)).all()
         shipment = session.exec(select(Shipment).where(Shipment.tracking_no == number)).one()
     assert len(stored) == 2 and shipment.status == TrackingStatus.IN_TRANSIT
@@ -157,15 +157,15 @@ def _on_hand(engine: Engine, lot_ids: list[int]) -> int:
         return sum(lot.on_hand for lot in session.exec(select(StockLot).where(col(StockLot.id).in_(lot_ids))))
 
 
-def test_a_dispatch_recorded_twice_at_once_takes_the_stock_once(any_engine: Engine, settings: Settings) -> None:
+def test_a_dispatch_recorded_twice_at_once_takes_the_stock_once(engine: Engine, settings: Settings) -> None:
     order_no = f"T-DISPATCH-{uuid.uuid4().hex[:6]}"
-    lots = _allocated(any_engine, settings, order_no)
-    before = _on_hand(any_engine, lots)
+    lots = _allocated(engine, settings, order_no)
+    before = _on_hand(engine, lots)
     record = DispatchRecord(
         order_no=order_no, warehouse="WH-SH", carrier="sim", tracking_no=f"SIMD{uuid.uuid4().hex[:8]}",
         at=datetime.now(UTC),
     )  # fmt: skip
-    shipping = ShippingActivities(any_engine, settings)
+    shipping = ShippingActivities(engine, settings)
     failures: list[BaseException] = []
 
     def attempt() -> None:
@@ -175,19 +175,19 @@ def test_a_dispatch_recorded_twice_at_once_takes_the_stock_once(any_engine: Engi
             failures.append(exc)
 
     attempts = [threading.Thread(target=attempt) for _ in range(2)]
-    if is_postgres(any_engine):
+    if is_postgres(engine):
         # Both attempts read the order's reservations as still locked, then queue behind the lot's row lock.
         lock = f"BEGIN; SELECT id FROM stock_lots WHERE id = {lots[0]} FOR UPDATE"
-        race_behind_a_lock(any_engine, lock, attempts, waiting=2)
+        race_behind_a_lock(engine, lock, attempts, waiting=2)
     else:
         for one in attempts:
             one.start()
             one.join()
     assert failures == []  # the stale attempt finds the work done: no error, nothing taken twice
-    assert _on_hand(any_engine, lots) == before - 150
+    assert _on_hand(engine, lots) == before - 150
     ActivityEnvironment().run(shipping.record_dispatch, record)  # and a later retry changes nothing either
-    assert _on_hand(any_engine, lots) == before - 150
-    with Session(any_engine) as session:
+    assert _on_hand(engine, lots) == before - 150
+    with Session(engine) as session:
         states = {r.state for r in session.exec(select(Reservation).where(Reservation.order_no == order_no))}
         shipments = session.exec(select(Shipment).where(Shipment.tracking_no == record.tracking_no)).all()
     assert states == {ReservationState.CONSUMED} and len(shipments) == 1
