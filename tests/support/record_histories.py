@@ -184,6 +184,7 @@ async def poller_continues_as_new(client: Client, engine: Engine) -> list[str]:
         id=poller_id,
         task_queue=TASK_QUEUE,
     )
+    first = client.get_workflow_handle(poller_id, run_id=first.result_run_id)  # that run, not the latest
     latest = client.get_workflow_handle(poller_id)
     for index in range(40):
         for _ in range(50):
@@ -194,7 +195,9 @@ async def poller_continues_as_new(client: Client, engine: Engine) -> list[str]:
                 await asyncio.sleep(0.05)
     deadline = asyncio.get_running_loop().time() + 30
     while (await first.describe()).status == WorkflowExecutionStatus.RUNNING:
-        assert asyncio.get_running_loop().time() < deadline, "the poller never continued as new"
+        if asyncio.get_running_loop().time() > deadline:
+            events = [e.event_type for e in (await first.fetch_history()).events]
+            raise AssertionError(f"the poller never continued as new: {len(events)} events, last {events[-8:]}")
         await asyncio.sleep(0.1)
     await latest.terminate(reason="recorded")
     return [first.result_run_id or ""]
