@@ -466,8 +466,27 @@ def test_unknown_places_have_no_region(text: str | None) -> None:
     assert find_province(text) is None and region_of(text) == ""
 
 
-def test_every_region_has_provinces() -> None:
-    assert set(REGIONS) == {"华东", "华北", "华南", "华中", "西南", "西北", "东北"}
+# The 31 provincial-level divisions of mainland China (ISO 3166-2:CN, 2017) with their short Chinese names.
+MAINLAND = {
+    "BJ": "北京", "TJ": "天津", "HE": "河北", "SX": "山西", "NM": "内蒙古", "LN": "辽宁", "JL": "吉林", "HL": "黑龙江",
+    "SH": "上海", "JS": "江苏", "ZJ": "浙江", "AH": "安徽", "FJ": "福建", "JX": "江西", "SD": "山东", "HA": "河南",
+    "HB": "湖北", "HN": "湖南", "GD": "广东", "GX": "广西", "HI": "海南", "CQ": "重庆", "SC": "四川", "GZ": "贵州",
+    "YN": "云南", "XZ": "西藏", "SN": "陕西", "GS": "甘肃", "QH": "青海", "NX": "宁夏", "XJ": "新疆",
+}  # fmt: skip
+
+
+def test_every_province_is_found_in_each_written_form_and_every_region_has_provinces() -> None:
+    regions: dict[str, set[str]] = {}
+    for code, name in MAINLAND.items():
+        found = {find_province(form) for form in (name, code, f"CN-{code}", code.lower())}
+        assert len(found) == 1 and None not in found, (code, found)
+        [province] = found
+        assert province is not None and province.name == name and province.region in REGIONS
+        regions.setdefault(province.region, set()).add(name)
+    assert set(regions) == set(REGIONS) == {"华东", "华北", "华南", "华中", "西南", "西北", "东北"}
+    assert len(regions["华东"]) >= 5 and regions["东北"] == {"辽宁", "吉林", "黑龙江"}
+    for cross_border in ("香港", "HK", "CN-MO", "台湾", "TW"):  # shipped as cross-border, not by region
+        assert find_province(cross_border) is None
 
 
 # --- whatever arrives, correctly signed: an order, nothing, or a payload error ------------------------------
