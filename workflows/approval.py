@@ -9,7 +9,7 @@ from __future__ import annotations
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
-from workflows.contract import ErrorType
+from workflows.contract import ErrorType, NoticeKind
 from workflows.order_state import FulfillmentState, Level, Stop
 from workflows.order_steps import OrderMoves, run_step
 from workflows.steps import RECORDING, RecordSteps
@@ -37,7 +37,7 @@ def with_credit_hold(state: FulfillmentState, levels: list[Level], why: str) -> 
 async def await_payment(moves: OrderMoves) -> None:
     state = moves.state
     await moves.transition(OrderStatus.AWAITING_PAYMENT)
-    await moves.notify("payment_requested", "customer")
+    await moves.notify(NoticeKind.PAYMENT_REQUESTED, "customer")
     paid = await moves.wait(lambda: state.payment is not None, state.reviewed.payment_deadline)
     if not paid:
         raise Stop(OrderStatus.CANCELLED, "payment deadline passed")
@@ -52,7 +52,7 @@ async def await_decision(moves: OrderMoves, level: Level) -> None:
     state.level = level
     status = OrderStatus.CREDIT_HOLD if level.credit_hold else OrderStatus.AWAITING_APPROVAL
     await moves.transition(status, f"level {level.index}: {level.role.value}")
-    await moves.notify(f"approval_needed:{level.index}", "role", role=level.role, kind="approval_needed")
+    await moves.notify(NoticeKind.APPROVAL_NEEDED, "role", key=f"approval_needed:{level.index}", role=level.role)
     started = workflow.now()
     deadline = started + state.reviewed.approval_deadline
     reminder_at = started + state.reviewed.approval_reminder
@@ -65,14 +65,18 @@ async def await_decision(moves: OrderMoves, level: Level) -> None:
             reminded = True
             waited = str(now - started)
             await moves.notify(
-                f"approval_reminder:{level.index}", "role", role=level.role, kind="approval_reminder", waited=waited
+                NoticeKind.APPROVAL_REMINDER,
+                "role",
+                key=f"approval_reminder:{level.index}",
+                role=level.role,
+                waited=waited,
             )
             if workflow.patched("approval-escalation"):
                 await moves.notify(
-                    f"approval_escalated:{level.index}",
+                    NoticeKind.APPROVAL_ESCALATED,
                     "role",
+                    key=f"approval_escalated:{level.index}",
                     role=ESCALATE_TO.get(level.role, Role.OPS),
-                    kind="approval_escalated",
                     waited=waited,
                     level_role=level.role.value,
                 )

@@ -1,9 +1,9 @@
 """The Temporal contract: what the workflows, the activities, the API, the CLI and the tests agree on.
 
-Workflow types and ids (and reading an order number back out of an id), signal / update / query names, the error
-types a workflow or an activity refuses with (the API maps them to HTTP answers), the custom search attributes and
-the memo key of an order's content hash. Plain constants and pure functions: the workflow sandbox imports this
-module, and so do clients that never load a workflow.
+Workflow types and ids (and reading an order number back out of an id), signal / update / query names, the notices
+an order sends, the error types a workflow or an activity refuses with (the API maps them to HTTP answers), the
+custom search attributes and the memo key of an order's content hash. Plain constants and pure functions: the
+workflow sandbox imports this module, and so do clients that never load a workflow.
 """
 
 from __future__ import annotations
@@ -73,6 +73,23 @@ class Signal(StrEnum):
 
 class Query(StrEnum):
     STATE = "state"  # OrderFulfillment: what it knows right now (models.contracts.OrderState)
+
+
+class NoticeKind(StrEnum):
+    """The notices an order sends (the notify activity's `kind`): every templates file must have each of them."""
+
+    PAYMENT_REQUESTED = "payment_requested"  # customer
+    APPROVAL_NEEDED = "approval_needed"  # the level's role
+    APPROVAL_REMINDER = "approval_reminder"  # the level's role, once, before the deadline
+    APPROVAL_ESCALATED = "approval_escalated"  # the role above it, with the reminder
+    BACKORDERED = "backordered"  # ops
+    REFUND = "refund"  # finance: a paid order was cancelled or rejected
+    CANCELLED = "cancelled"  # customer
+    REJECTED = "rejected"  # customer
+    DISPATCHED = "dispatched"  # customer, once per parcel
+    OUT_FOR_DELIVERY = "out_for_delivery"  # customer
+    DELIVERY_EXCEPTION = "delivery_exception"  # customer and ops
+    DELIVERED = "delivered"  # customer
 
 
 # --- refusals and failures -----------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from typing import Any
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
-from workflows.contract import ErrorType, tracking_workflow_id
+from workflows.contract import ErrorType, NoticeKind, tracking_workflow_id
 from workflows.order_state import FulfillmentState, Stop
 from workflows.order_steps import OrderMoves, run_step
 from workflows.steps import RECORDING, ShippingSteps
@@ -29,9 +29,9 @@ Tracker = workflow.ChildWorkflowHandle[Any, TrackingResult]
 
 # What the customer hears when the order reaches these statuses on its parcels' account.
 _NOTICE_KIND = {
-    OrderStatus.OUT_FOR_DELIVERY: "out_for_delivery",
-    OrderStatus.DELIVERY_EXCEPTION: "delivery_exception",
-    OrderStatus.DELIVERED: "delivered",
+    OrderStatus.OUT_FOR_DELIVERY: NoticeKind.OUT_FOR_DELIVERY,
+    OrderStatus.DELIVERY_EXCEPTION: NoticeKind.DELIVERY_EXCEPTION,
+    OrderStatus.DELIVERED: NoticeKind.DELIVERED,
 }
 # Dispatches the shipping step refuses: the update fails, the order keeps waiting for a correct one.
 _REFUSED_DISPATCH = (ErrorType.DUPLICATE_TRACKING_NO, ErrorType.UNKNOWN_CARRIER)
@@ -74,9 +74,9 @@ async def await_dispatches(moves: OrderMoves) -> list[Tracker]:
         )
         trackers.append(await _start_tracking(state, request))
         await moves.notify(
-            f"dispatched:{request.tracking_no}",
+            NoticeKind.DISPATCHED,
             "customer",
-            kind="dispatched",
+            key=f"dispatched:{request.tracking_no}",
             carrier=request.carrier,
             tracking_no=request.tracking_no,
         )
@@ -172,11 +172,11 @@ async def _notify_parcel_status(moves: OrderMoves, shown: OrderStatus) -> None:
     tracking = ", ".join(state.parcels)
     if shown == OrderStatus.DELIVERY_EXCEPTION:  # ops must look at it, not only the customer
         await moves.notify(
-            f"ops_alert:{state.seq}", "role", role=Role.OPS, kind="delivery_exception", tracking_no=tracking,
+            NoticeKind.DELIVERY_EXCEPTION, "role", key=f"ops_alert:{state.seq}", role=Role.OPS, tracking_no=tracking,
             status=parcel_summary(state),
         )  # fmt: skip
     await moves.notify(
-        f"{kind}:{state.seq}", "customer", kind=kind, tracking_no=tracking, signed_by=signers, status=shown.value
+        kind, "customer", key=f"{kind}:{state.seq}", tracking_no=tracking, signed_by=signers, status=shown.value
     )
 
 

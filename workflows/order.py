@@ -17,7 +17,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 from workflows import approval, contract, dispatch
-from workflows.contract import ErrorType, Query, Signal, Update
+from workflows.contract import ErrorType, NoticeKind, Query, Signal, Update
 from workflows.order_state import FulfillmentState, Level, Stop
 from workflows.order_steps import OrderMoves, run_step
 from workflows.steps import (
@@ -155,7 +155,7 @@ class OrderFulfillment:
             shortages = ", ".join(f"{sku} short {qty}" for sku, qty in sorted(outcome.shortages.items()))
             if state.status != OrderStatus.BACKORDERED:
                 await moves.transition(OrderStatus.BACKORDERED, shortages)
-                await moves.notify("backordered", "role", role=Role.OPS, shortages=shortages)
+                await moves.notify(NoticeKind.BACKORDERED, "role", role=Role.OPS, shortages=shortages)
             remaining = give_up - workflow.now()
             if remaining <= timedelta(0):
                 raise Stop(OrderStatus.CANCELLED, f"backorder deadline passed ({shortages})")
@@ -172,13 +172,13 @@ class OrderFulfillment:
             # cancel was seen. Releasing nothing is a no-op.
             await run_step(COMPENSATING, InventorySteps.release_stock, ref)
         if (state.paid or state.payment is not None) and stop.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
-            await moves.notify("refund", "role", role=Role.FINANCE, reason=stop.reason)
+            await moves.notify(NoticeKind.REFUND, "role", role=Role.FINANCE, reason=stop.reason)
         state.reasons.extend(stop.reasons)
         await moves.transition(stop.status, stop.reason, reasons=state.reasons)
         if stop.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
-            await moves.notify(stop.status.value.lower(), "customer", reason=stop.reason)
+            await moves.notify(NoticeKind(stop.status.value.lower()), "customer", reason=stop.reason)
         else:
-            await moves.notify("delivery_exception", "role", role=Role.OPS, status=stop.reason)
+            await moves.notify(NoticeKind.DELIVERY_EXCEPTION, "role", role=Role.OPS, status=stop.reason)
 
     # --- messages --------------------------------------------------------------------------------
 

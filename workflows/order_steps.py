@@ -10,6 +10,7 @@ from typing import Any, Literal, TypeVar
 from temporalio import workflow
 
 from workflows import contract
+from workflows.contract import NoticeKind
 from workflows.order_state import FulfillmentState, Stop
 from workflows.steps import NOTIFYING, RECORDING, NotifySteps, RecordSteps, Stage
 
@@ -75,22 +76,23 @@ class OrderMoves:
 
     async def notify(
         self,
-        key: str,
+        kind: NoticeKind,
         audience: Literal["customer", "role"],
         *,
+        key: str | None = None,
         role: Role | None = None,
-        kind: str | None = None,
         **variables: str,
     ) -> None:
-        """A notice to the customer or to everyone holding `role`, once per `key` whatever the retries."""
+        """A notice to the customer or to everyone holding `role`, once per `key` (the kind unless a notice of that
+        kind can be sent more than once) whatever the retries."""
         order_no = self.state.order.order_no
         await run_step(
             NOTIFYING,
             NotifySteps.notify,
             NotifyInput(
-                key=f"{order_no}:{key}",
+                key=f"{order_no}:{key or kind.value}",
                 order_no=order_no,
-                kind=kind or key,
+                kind=kind.value,
                 audience=audience,
                 role=role,
                 variables=variables,

@@ -19,6 +19,8 @@ from jinja2 import TemplateError as JinjaTemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from workflows.contract import NoticeKind
+
 # Every variable a template may use; activities/notify.py fills those it knows and "" for the rest.
 SAMPLE_VARIABLES: dict[str, str] = {
     "order_no": "SO-20261122-0042",
@@ -38,22 +40,7 @@ SAMPLE_VARIABLES: dict[str, str] = {
 }
 VARIABLES = frozenset(SAMPLE_VARIABLES)
 # The kinds the order workflow sends: a templates file must have them all (others fall back).
-REQUIRED_KINDS = frozenset(
-    {
-        "approval_needed",
-        "approval_reminder",
-        "approval_escalated",
-        "payment_requested",
-        "backordered",
-        "refund",
-        "cancelled",
-        "rejected",
-        "dispatched",
-        "out_for_delivery",
-        "delivery_exception",
-        "delivered",
-    }
-)
+REQUIRED_KINDS = frozenset(kind.value for kind in NoticeKind)
 FIELDS = ("subject", "body", "sms")
 SUBJECT_MAX = 200  # models.tables.Notification column sizes
 TEXT_MAX = 4000
