@@ -80,15 +80,17 @@ def workflow_count(stack_settings: Settings) -> int:
     return asyncio.run(count())
 
 
-def settled_count(stack_settings: Settings) -> int:
-    """Visibility is eventually consistent: wait until two reads a second apart agree."""
+def settled_count(stack_settings: Settings, timeout: float = 30.0) -> int:
+    """Visibility is eventually consistent: wait (bounded) until two reads a second apart agree."""
+    deadline = time.monotonic() + timeout
     last = workflow_count(stack_settings)
-    while True:
+    while time.monotonic() < deadline:
         time.sleep(1.0)
         now = workflow_count(stack_settings)
         if now == last:
             return now
         last = now
+    raise AssertionError(f"the workflow count kept changing for {timeout:.0f}s (last {last})")
 
 
 # --- malformed input: 4xx, nothing started ------------------------------------------------------------

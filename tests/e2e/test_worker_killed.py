@@ -3,8 +3,9 @@ backordered, never twice (issue 3, item 6).
 
 Real everything: a Temporal dev server (the venv's `temporal` binary), a SQLite file, and `python worker.py`
 as a child process, SIGKILLed (two to four times) the moment it has committed a lock, while other allocations
-are waiting for the write lock; a fresh worker takes over each time. A killed worker's activities come back
-only when their start-to-close timeout (30 s) expires, so the test takes about 50 s.
+are waiting for the write lock; a fresh worker takes over each time. A killed worker's allocations come back
+only when their start-to-close timeout (workflows/steps.py ALLOCATING, 60 s) expires, so the test takes about
+85 s; every wait below is bounded, and the test's own timeout is the sum of those bounds.
 
 Why the final count is exact: every order wants 2 units of one SKU that has 60 units in six odd-sized lots
 across three warehouses (split allowed), so an order is covered exactly when 2 units are left anywhere.
@@ -49,6 +50,7 @@ from tests.support.orders import make_order
 from tests.support.worker_process import WorkerProcesses, worker_env
 from workflows import contract
 from workflows.order import OrderFulfillment
+from workflows.steps import ALLOCATING
 
 SKU = "SKU-1001"
 ORDERS = 40
@@ -67,6 +69,11 @@ EXPECTED_ALLOCATED = min(ORDERS, UNITS // QTY)  # 30
 SETTLED = {OrderStatus.PICKING.value, OrderStatus.BACKORDERED.value}
 RECHECK_SECONDS = 2
 MAX_KILLS = 4
+KILL_WAIT = 40.0  # a fresh worker's first lock (it takes the allocations nobody had started at once)
+# Every order settles once the killed workers' allocations time out and are retried (backoff 1 s) and run.
+SETTLE_WAIT = ALLOCATING.start_to_close.total_seconds() + 30
+RECHECK_WAIT = 30.0  # every backordered order has looked at the stock again
+BUDGET = 30 + MAX_KILLS * KILL_WAIT + SETTLE_WAIT + RECHECK_WAIT + 30  # dev server, checks and teardown around
 
 
 class Clock:
@@ -92,6 +99,9 @@ class Probe:
 
     def locking_orders(self) -> set[str]:
         return {number for (number,) in self.db.execute("SELECT order_no FROM reservations WHERE state = 'locked'")}
+
+    def orders_in(self, status: OrderStatus) -> set[str]:
+        return {number for (number,) in self.db.execute("SELECT order_no FROM orders WHERE status = ?", (status,))}
 
     def statuses(self) -> Counter[str]:
         return Counter(status for (status,) in self.db.execute("SELECT status FROM orders"))
@@ -244,6 +254,19 @@ async def history_facts(client: Client, workflow_id: str) -> tuple[list[str], di
     return failures, dict(attempts)
 
 
+async def allocation_looks(handle: WorkflowHandle[Any, Any]) -> int:
+    """How many allocate_stock activities of this order have completed (each one a look at the stock)."""
+    scheduled: set[int] = set()
+    completed = 0
+    for event in (await handle.fetch_history()).events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            if event.activity_task_scheduled_event_attributes.activity_type.name == "allocate_stock":
+                scheduled.add(event.event_id)
+        elif event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            completed += event.activity_task_completed_event_attributes.scheduled_event_id in scheduled
+    return completed
+
+
 async def allocations_running(handles: list[WorkflowHandle[Any, Any]]) -> set[str]:
     """Orders whose allocate_stock activity a worker had started and not reported (just after a kill)."""
     descriptions = await asyncio.gather(*(handle.describe() for handle in handles))
@@ -267,7 +290,7 @@ async def terminate_all(handles: list[WorkflowHandle[Any, Any]]) -> None:
             continue
 
 
-@pytest.mark.timeout(150)
+@pytest.mark.timeout(BUDGET)
 async def test_worker_killed_while_locking_allocates_each_order_once_or_backorders_it(tmp_path: Path) -> None:
     clock = Clock()
     db_path = tmp_path / "orderflow.db"
@@ -313,7 +336,7 @@ async def test_worker_killed_while_locking_allocates_each_order_once_or_backorde
             rows_before = probe.scalar("SELECT COUNT(*) FROM reservations")
             worker = workers.start()
             clock.mark(f"worker {kill} started")
-            await asyncio.to_thread(kill_at_next_lock, worker, db_path, rows_before, 40.0, workers)
+            await asyncio.to_thread(kill_at_next_lock, worker, db_path, rows_before, KILL_WAIT, workers)
             locked = probe.locking_orders()
             running = await allocations_running(handles)
             in_flight |= running
@@ -340,15 +363,21 @@ async def test_worker_killed_while_locking_allocates_each_order_once_or_backorde
             )
 
         try:
-            await wait_until(settled, 75, "every order PICKING or BACKORDERED", workers, interval=0.2)
+            await wait_until(settled, SETTLE_WAIT, "every order PICKING or BACKORDERED", workers, interval=0.2)
         except AssertionError as exc:
             raise AssertionError(f"{exc}\norders {dict(probe.statuses())}\n{clock}") from None
         clock.mark(f"settled: {dict(probe.statuses())}")
-        # One more re-check period: backordered orders look at the stock again and nothing may move.
+        # Every backordered order looks at the stock again (one more allocate_stock each) and nothing moves.
         before = (probe.statuses(), probe.scalar("SELECT COUNT(*) FROM reservations"))
-        await asyncio.sleep(RECHECK_SECONDS + 0.5)
+        waiting = [h for h in handles if h.id.removeprefix("order-") in probe.orders_in(OrderStatus.BACKORDERED)]
+        looks = {h.id: await allocation_looks(h) for h in waiting}
+        deadline = time.monotonic() + RECHECK_WAIT
+        for handle in waiting:
+            while await allocation_looks(handle) <= looks[handle.id]:
+                assert time.monotonic() < deadline, f"{handle.id} never looked at the stock again\n{clock}"
+                await asyncio.sleep(0.2)
         assert (probe.statuses(), probe.scalar("SELECT COUNT(*) FROM reservations")) == before
-        clock.mark("stable over one re-check period")
+        clock.mark(f"stable while {len(waiting)} backordered orders looked again")
 
         statuses_in_db = check_ledger(url, numbers)
 
