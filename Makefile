@@ -4,7 +4,7 @@ PY ?= python3
 VENV := .venv/bin
 UV := $(shell command -v uv >/dev/null 2>&1 && echo uv || echo "$(PY) -m uv")
 
-.PHONY: install demo test up down status lint bench histories clean
+.PHONY: install demo test up down status lint bench histories screenshots clean
 
 install: .venv/.installed
 
@@ -50,6 +50,10 @@ bench: install
 # Re-record the workflow histories that the replay test checks (after an intended workflow change).
 histories: install
 	$(VENV)/python -m tests.support.record_histories
+
+# Re-take the README's screenshots of the console (docs/screenshots/) with the browser tests.
+screenshots: install
+	ORDERFLOW_SCREENSHOTS=1 $(VENV)/pytest -q tests/browser
 
 clean: down
 	rm -rf .orderflow

@@ -8,7 +8,7 @@ from temporalio import activity
 
 from activities.base import DbActivities
 from models.contracts import ApprovalAudit, RegisterOrderInput, TransitionInput
-from models.status import OrderStatus
+from models.status import AWAITING_DECISION, OrderStatus
 from models.tables import ApprovalRecord, Customer, OrderEvent, SalesOrder
 from workflows.contract import order_workflow_id
 from workflows.steps import RecordSteps
@@ -65,6 +65,13 @@ class RecordActivities(DbActivities, RecordSteps):
                 order.paid = inp.paid
             if inp.reasons is not None:
                 order.reasons = list(inp.reasons)
+            if inp.awaiting is not None:
+                order.awaiting_role, order.awaiting_level = inp.awaiting.role.value, inp.awaiting.level
+                order.awaiting_since, order.awaiting_until = inp.at, inp.awaiting.until
+                order.awaiting_why = list(inp.awaiting.why)
+            elif inp.status not in AWAITING_DECISION:  # a same-status event (a payment, say) keeps the to-do
+                order.awaiting_role = order.awaiting_level = order.awaiting_since = order.awaiting_until = None
+                order.awaiting_why = None
             if inp.status in (OrderStatus.APPROVED,):
                 # The customer's first order has been accepted: from now on they are not new.
                 customer = session.get(Customer, order.customer_id)

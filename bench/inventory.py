@@ -164,7 +164,7 @@ class SqliteBackend(Backend):
         engine = make_engine(f"sqlite:///{self.template}", pool_size=2)
         try:
             upgrade(engine)
-            seed(engine)
+            seed(engine, console_passwords=False)
             add_bench_stock(engine, attempts)
         finally:
             engine.dispose()

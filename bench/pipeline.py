@@ -129,7 +129,7 @@ def prepare_database(db_path: Path, orders: int) -> list[str]:
     engine = make_engine(f"sqlite:///{db_path}")
     try:
         upgrade(engine)
-        seed(engine)
+        seed(engine, console_passwords=False)
         with unit_of_work(engine) as session:
             codes = sorted({lot.warehouse for lot in session.exec(select(StockLot)).all()})
             for code in codes:

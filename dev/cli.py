@@ -15,11 +15,11 @@ def add_dev_commands(cli: typer.Typer) -> None:
     @cli.command(name="seed")
     @command
     def seed_command() -> None:
-        """Load the demo world (idempotent) and print the API tokens of users created now."""
+        """Load the demo world (idempotent) and print the API tokens and console passwords of users created now."""
         from dev.seed import seed
 
         report = seed(engine())
-        emit({"created": report.created, "tokens": report.tokens})
+        emit({"created": report.created, "tokens": report.tokens, "passwords": report.passwords})
 
     @cli.command(name="demo")
     @command

@@ -17,6 +17,7 @@ from sqlmodel import SQLModel, select
 from core.db import unit_of_work
 from models.status import Role
 from models.tables import Customer, Product, RegionDistance, StockLot, User, Warehouse
+from services.accounts import new_password, set_password
 from services.users import add_user
 
 REGIONS = ["华东", "华北", "华南", "华中", "西南"]
@@ -91,7 +92,8 @@ _EPOCH = datetime(2026, 9, 1, tzinfo=UTC)
 @dataclass(frozen=True)
 class SeedReport:
     created: dict[str, int]
-    tokens: dict[str, str]  # user -> token, only for users created now
+    tokens: dict[str, str]  # user -> API token, only for users created now
+    passwords: dict[str, str]  # user -> console password, only for users created now
 
 
 def _lots() -> list[StockLot]:
@@ -123,7 +125,9 @@ def seeded_stock() -> dict[tuple[str, str], int]:
     return levels
 
 
-def seed(engine: Engine) -> SeedReport:
+def seed(engine: Engine, *, console_passwords: bool = True) -> SeedReport:
+    """The demo world. `console_passwords=False` leaves the users without one (hashing a password takes ~0.1 s:
+    the tests that seed a database per test sign in with users of their own)."""
     created: dict[str, int] = {}
     tokens: dict[str, str] = {}
     with unit_of_work(engine) as session:
@@ -165,8 +169,13 @@ def seed(engine: Engine) -> SeedReport:
             lots = _lots()
             session.add_all(lots)
             created["stock_lots"] = len(lots)
+        passwords: dict[str, str] = {}
         for name, role in DEMO_USERS:
             if session.get(User, name) is None:
-                tokens[name] = add_user(session, name, role)
+                tokens[name] = add_user(session, name, role, email=f"{name}@staff.orderflow.test")
+                if console_passwords:
+                    session.flush()
+                    passwords[name] = new_password()
+                    set_password(session, name, passwords[name])
         created["users"] = len(tokens)
-    return SeedReport(created, tokens)
+    return SeedReport(created, tokens, passwords)

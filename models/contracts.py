@@ -94,6 +94,15 @@ class CreditOutcome(Contract):
     exposure: Decimal
 
 
+class AwaitingDecision(Contract):
+    """The approval level an order waits for after a transition: who must decide, by when."""
+
+    role: Role
+    level: int
+    until: AwareDatetime
+    why: list[str] = []  # the rules that fired, a credit hold's reason
+
+
 class TransitionInput(Contract):
     order_no: str
     seq: int
@@ -102,6 +111,7 @@ class TransitionInput(Contract):
     detail: str = ""
     paid: bool | None = None
     reasons: list[str] | None = None
+    awaiting: AwaitingDecision | None = None  # None: the order waits for no approver (any more)
 
 
 class ApprovalAudit(Contract):

@@ -29,6 +29,8 @@ TERMINAL_STATUSES = frozenset({OrderStatus.REJECTED, OrderStatus.COMPLETED, Orde
 # Orders the customer will never owe anything for: the rest (unless prepaid or paid) count as credit
 # exposure — delivered and completed ones too, until receivables are booked from an invoicing system.
 NEVER_BILLED = frozenset({OrderStatus.REJECTED, OrderStatus.CANCELLED, OrderStatus.FAILED})
+# Orders waiting for an approver's decision (a credit hold is finance's level).
+AWAITING_DECISION = frozenset({OrderStatus.AWAITING_APPROVAL, OrderStatus.CREDIT_HOLD})
 # Orders in these statuses can still be cancelled (nothing has left a warehouse yet).
 CANCELLABLE_STATUSES = frozenset(
     {

@@ -134,11 +134,38 @@ class StockReceipt(SQLModel, table=True):
 
 
 class User(SQLModel, table=True):
+    """A member of staff: an API token (integrations, scripts) and, for the console, a password. Only hashes."""
+
     __tablename__ = "users"
     name: str = Field(primary_key=True, max_length=64)
     role: str = Field(max_length=32)
     token_hash: str = Field(max_length=128)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    password_hash: str | None = Field(default=None, max_length=200)  # argon2id; None: cannot sign in
+    email: str | None = Field(default=None, max_length=200)
+    phone: str | None = Field(default=None, max_length=32)
+    disabled: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
+
+
+class WebSession(SQLModel, table=True):
+    """A console sign-in. The cookie holds a random token; only its hash is stored. The CSRF token is per session."""
+
+    __tablename__ = "web_sessions"
+    token_hash: str = Field(primary_key=True, max_length=64)
+    user_name: str = Field(index=True, max_length=64)
+    csrf_token: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+
+
+class LoginFailure(SQLModel, table=True):
+    """A failed console sign-in: too many for one user name in a window and the next attempts are refused."""
+
+    __tablename__ = "login_failures"
+    id: int | None = Field(default=None, primary_key=True)
+    user_name: str = Field(index=True, max_length=64)
+    address: str = Field(default="", max_length=64)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 # --- the order read model and audit trail -------------------------------------------------------
@@ -162,6 +189,12 @@ class SalesOrder(SQLModel, table=True):
     reasons: list[str] = Field(default_factory=list, sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    # While the order waits for an approval level: whose decision, since when, until when (the approvers' to-do).
+    awaiting_role: str | None = Field(default=None, index=True, max_length=32)
+    awaiting_level: int | None = None
+    awaiting_since: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    awaiting_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    awaiting_why: list[str] | None = Field(default=None, sa_type=JSON)
 
 
 class OrderEvent(SQLModel, table=True):
@@ -266,6 +299,7 @@ class Notification(SQLModel, table=True):
     # When the row is next due: a queued row's next try, a sending row's lease end; None once it is settled.
     next_attempt_at: datetime | None = Field(default_factory=utcnow, sa_type=UTCDateTime)
     last_error: str | None = Field(default=None, max_length=1000)
+    read_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # an internal notice its addressee has read
 
 
 class IntakeKey(SQLModel, table=True):

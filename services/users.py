@@ -22,10 +22,10 @@ def new_token() -> str:
     return "of_" + secrets.token_urlsafe(24)
 
 
-def add_user(session: Session, name: str, role: Role) -> str:
+def add_user(session: Session, name: str, role: Role, *, email: str | None = None, phone: str | None = None) -> str:
     """Add the user in the caller's unit of work; returns their token (shown once)."""
     token = new_token()
-    session.add(User(name=name, role=role.value, token_hash=hash_token(token)))
+    session.add(User(name=name, role=role.value, token_hash=hash_token(token), email=email, phone=phone))
     return token
 
 

@@ -86,7 +86,7 @@ def sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
 def _sqlite_engine(tmp_path: Path) -> Iterator[Engine]:
     engine = make_engine(f"sqlite:///{tmp_path / 'orderflow.db'}", pool_size=PG_POOL_SIZE)
     upgrade(engine)
-    seed(engine)
+    seed(engine, console_passwords=False)
     yield engine
     engine.dispose()
 

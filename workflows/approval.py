@@ -16,7 +16,7 @@ from workflows.steps import RECORDING, RecordSteps
 
 with workflow.unsafe.imports_passed_through():
     from domain.approvals import refusal_reason
-    from models.contracts import ApprovalAudit, DecisionInput, PaymentInput
+    from models.contracts import ApprovalAudit, AwaitingDecision, DecisionInput, PaymentInput
     from models.status import TERMINAL_STATUSES, OrderStatus, Role
 
 # Who hears about an approval that has waited past its reminder.
@@ -51,7 +51,10 @@ async def await_decision(moves: OrderMoves, level: Level) -> None:
     state = moves.state
     state.level = level
     status = OrderStatus.CREDIT_HOLD if level.credit_hold else OrderStatus.AWAITING_APPROVAL
-    await moves.transition(status, f"level {level.index}: {level.role.value}")
+    # The read model's to-do for the level's approvers; its deadline is shown, the timer below is what acts.
+    until = workflow.now() + state.reviewed.approval_deadline
+    awaiting = AwaitingDecision(role=level.role, level=level.index, until=until, why=[*state.fired, *state.reasons])
+    await moves.transition(status, f"level {level.index}: {level.role.value}", awaiting=awaiting)
     await moves.notify(NoticeKind.APPROVAL_NEEDED, "role", key=f"approval_needed:{level.index}", role=level.role)
     started = workflow.now()
     deadline = started + state.reviewed.approval_deadline

@@ -94,6 +94,7 @@ class OrderFulfillment:
             CHECKING, ReviewSteps.review_order, ReviewInput(order=order, customer_new=validation.customer_new)
         )
         policy = state.policy = review.policy
+        state.fired = list(review.fired)
         state.allow_split = policy.allow_split if review.allocation is None else review.allocation == "split"
         state.lot_order = review.lot_order or policy.lot_order
         prepay = review.prepay_required or order.payment.method == PaymentMethod.PREPAID

@@ -52,6 +52,7 @@ class FulfillmentState:
     seq: int = 1  # the transition counter; RECEIVED is event 1, written by register_order
     reasons: list[str] = field(default_factory=list)
     policy: Policy | None = None  # the worker's policy, from the review step (None before it)
+    fired: list[str] = field(default_factory=list)  # the review rules that fired (why approvals are needed)
 
     # --- payment and approvals (approval.py)
     paid: bool = False

@@ -15,7 +15,7 @@ from workflows.order_state import FulfillmentState, Stop
 from workflows.steps import NOTIFYING, RECORDING, NotifySteps, RecordSteps, Stage
 
 with workflow.unsafe.imports_passed_through():
-    from models.contracts import NotifyInput, TransitionInput
+    from models.contracts import AwaitingDecision, NotifyInput, TransitionInput
     from models.status import OrderStatus, Role
 
 In = TypeVar("In")
@@ -53,7 +53,13 @@ class OrderMoves:
         return True
 
     async def transition(
-        self, status: OrderStatus, detail: str = "", *, paid: bool | None = None, reasons: list[str] | None = None
+        self,
+        status: OrderStatus,
+        detail: str = "",
+        *,
+        paid: bool | None = None,
+        reasons: list[str] | None = None,
+        awaiting: AwaitingDecision | None = None,
     ) -> None:
         """The order's status moves: search attribute, then the read model's row and event (idempotent on seq)."""
         state = self.state
@@ -71,6 +77,7 @@ class OrderMoves:
                 detail=detail,
                 paid=paid,
                 reasons=reasons,
+                awaiting=awaiting,
             ),
         )
 

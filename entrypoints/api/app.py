@@ -1,6 +1,7 @@
 """The HTTP API (docs/contract.md): orders and the answers people give them (orders.py), stock and master data
 (stock.py), channel and carrier webhooks (channels.py, carriers.py), KPIs and the dashboard (dashboard.py), the
-codec server for the Temporal UI (codec.py). Every route decides who may call it (docs/contract.md lists them).
+codec server for the Temporal UI (codec.py); the people's console at /console (entrypoints/console/). Every route
+decides who may call it (docs/contract.md lists them).
 
 Served with `uvicorn --factory entrypoints.api.app:serve`: `serve` is the start-up (settings with the local
 secrets, the database schema); importing this module does nothing of the sort.
@@ -29,6 +30,7 @@ from entrypoints.api.dashboard import dashboard_router
 from entrypoints.api.deps import problems, validation_failed
 from entrypoints.api.orders import orders_router
 from entrypoints.api.stock import stock_router
+from entrypoints.console.routes import mount_console
 from services.errors import CommandError, NotFound, Refused
 from workflows.contract import ErrorType
 
@@ -83,6 +85,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, client: Clie
     app.include_router(carriers_router())
     app.include_router(codec_router(settings))
     add_codec_cors(app, settings)
+    mount_console(app)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:

@@ -34,6 +34,7 @@ from models.order import Order
 from models.status import Role
 from models.tables import User
 from services import order_commands, stock
+from services.accounts import hash_password, new_password, set_password
 from services.errors import CommandError, OrderNotFound
 from services.queries.customers import customers_view
 from services.queries.inventory import inventory_view
@@ -45,7 +46,7 @@ from services.stock import Receipt
 from services.users import add_user
 
 app = typer.Typer(help="orderflow: durable sales-order fulfillment on Temporal.", no_args_is_help=True)
-users_app = typer.Typer(help="Manage users and their API tokens.", no_args_is_help=True)
+users_app = typer.Typer(help="Manage users, their API tokens and console passwords.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON even on a terminal.")]
@@ -328,13 +329,47 @@ def report() -> None:
 
 @users_app.command("add")
 @command
-def users_add(name: str, role: Annotated[Role, typer.Option(help="The user's role.")]) -> None:
-    """Add a user; prints their API token once (only its hash is stored)."""
+def users_add(
+    name: str,
+    role: Annotated[Role, typer.Option(help="The user's role.")],
+    email: Annotated[str | None, typer.Option(help="Where staff notices are e-mailed.")] = None,
+    phone: Annotated[str | None, typer.Option(help="Where staff notices are texted.")] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the console password from stdin instead of making one.")
+    ] = False,
+) -> None:
+    """Add a user; prints their API token and console password once (only hashes are stored)."""
+    password = _password_from(password_stdin)
     with unit_of_work(engine()) as session:
         if session.get(User, name) is not None:
             raise CliError(f"user {name} already exists")
-        token = add_user(session, name, role)
-    emit({"name": name, "role": role.value, "token": token})
+        token = add_user(session, name, role, email=email, phone=phone)
+        session.flush()
+        set_password(session, name, password)
+    emit({"name": name, "role": role.value, "token": token, "password": password, "email": email, "phone": phone})
+
+
+@users_app.command("password")
+@command
+def users_password(
+    name: str,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the new password from stdin instead of making one.")
+    ] = False,
+) -> None:
+    """Give a user a new console password (printed once); their open console sessions end."""
+    password = _password_from(password_stdin)
+    with unit_of_work(engine()) as session:
+        set_password(session, name, password)
+    emit({"name": name, "password": password})
+
+
+def _password_from(stdin: bool) -> str:
+    if not stdin:
+        return new_password()
+    password = sys.stdin.readline().rstrip("\n")
+    hash_password(password)  # refuses a short one before anything is written
+    return password
 
 
 # --- the development room's commands --------------------------------------------------------------

@@ -149,7 +149,7 @@ def put_stock(url: str) -> None:
     engine = make_engine(url)
     try:
         upgrade(engine)
-        seed(engine)
+        seed(engine, console_passwords=False)
         with unit_of_work(engine) as session:
             lots = session.exec(select(StockLot).where(StockLot.sku == SKU)).all()
             assert {(lot.warehouse, lot.lot) for lot in lots} == set(STOCK), "the seed's lots of SKU-1001 changed"

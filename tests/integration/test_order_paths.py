@@ -6,6 +6,7 @@ simulator live for the whole session, so a reused id would meet an earlier test'
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from activities.notify import NotifyActivities
 from core.config import Settings
+from core.db import read_only
 from models.contracts import FulfillmentResult, NotifyInput
 from models.status import OrderStatus, Role
 from models.tables import (
@@ -34,6 +36,7 @@ from models.tables import (
 )
 from services import order_commands
 from services.errors import Refused
+from services.queries.inbox import ApprovalTodo, approval_todos
 from services.queries.inventory import inventory_view
 from services.queries.order_view import order_view
 from services.users import add_user
@@ -44,6 +47,18 @@ from tests.support.workers import running_worker_with
 from worker import running_worker
 
 # --- helpers --------------------------------------------------------------------------------------
+
+
+async def todos_for(engine: Engine, order_no: str, role: Role, expected: int = 1) -> list[ApprovalTodo]:
+    """The order's approval to-dos for `role`, once the read model shows `expected` of them (it is written by the
+    transition that follows the workflow's move, a moment after the update answers)."""
+    deadline = time.monotonic() + 10
+    while True:
+        with read_only(engine) as session:
+            found = [t for t in approval_todos(session, role.value) if t.order_no == order_no]
+        if len(found) == expected or time.monotonic() > deadline:
+            return found
+        await asyncio.sleep(0.05)
 
 
 def order_no(prefix: str) -> str:
@@ -204,12 +219,17 @@ async def test_director_level_after_finance_with_four_eyes(
         # Order 1: fiona decides the finance level, felix (finance) may not decide the director level.
         state = await wait_for_status(handle, OrderStatus.AWAITING_APPROVAL)
         assert state.pending_approval is not None and state.pending_approval.role == Role.FINANCE
+        # The approvers' to-dos follow the levels: finance's first (with the rule that fired), then the director's.
+        [todo] = await todos_for(engine, two_step, Role.FINANCE)
+        assert todo.level == 1 and "finance_over_10k" in todo.reasons and todo.until is not None
         state = await order_commands.decide(
             client, engine, two_step, user="fiona", decision="approve", comment="ok", secret=settings.decision_secret
         )
         assert state.status == OrderStatus.AWAITING_APPROVAL
         assert state.pending_approval is not None
         assert (state.pending_approval.level, state.pending_approval.role) == (2, Role.FINANCE_DIRECTOR)
+        [todo] = await todos_for(engine, two_step, Role.FINANCE_DIRECTOR)
+        assert todo.level == 2 and await todos_for(engine, two_step, Role.FINANCE, expected=0) == []
         with pytest.raises(Refused, match="role finance cannot decide the finance_director level"):
             await order_commands.decide(
                 client, engine, two_step, user="felix", decision="approve", comment="", secret=settings.decision_secret
@@ -228,6 +248,7 @@ async def test_director_level_after_finance_with_four_eyes(
             secret=settings.decision_secret,
         )
         await wait_for_status(handle, OrderStatus.PICKING)
+        assert await todos_for(engine, two_step, Role.FINANCE_DIRECTOR, expected=0) == []  # decided: off the list
 
         # Order 2: derek may decide the finance level, but then not the director level too.
         state = await wait_for_status(other, OrderStatus.AWAITING_APPROVAL)
@@ -320,6 +341,9 @@ async def test_credit_hold_needs_finance_then_continues(
         assert state.pending_approval is not None
         assert state.pending_approval.role == Role.FINANCE and state.pending_approval.credit_hold
         assert any("credit hold" in reason for reason in state.reasons)
+        [todo] = await todos_for(engine, number, Role.FINANCE)  # finance sees the hold and why
+        assert todo.credit_hold and any("over limit 50000.00" in reason for reason in todo.reasons), todo.reasons
+        assert todo.exposure > todo.credit_limit == 50000
         with pytest.raises(Refused):
             await order_commands.decide(
                 client, engine, number, user="bob", decision="approve", comment="", secret=settings.decision_secret

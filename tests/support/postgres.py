@@ -190,7 +190,7 @@ def create_template(cluster: PostgresCluster) -> None:
     engine = make_engine(cluster.url(TEMPLATE_DB), pool_size=2)
     try:
         upgrade(engine)
-        seed(engine)
+        seed(engine, console_passwords=False)
     finally:
         engine.dispose()  # CREATE DATABASE ... TEMPLATE needs the template to have no open connections
 

@@ -247,7 +247,7 @@ async def main(force: bool) -> None:
         with tempfile.TemporaryDirectory() as tmp, running_simulator(advance="query") as sim_url:
             engine = make_engine(f"sqlite:///{tmp}/orderflow.db")
             upgrade(engine)
-            seed(engine)
+            seed(engine, console_passwords=False)
             # A public URL nothing listens on: Kuaidi100 parcels are subscribed (the recorded command), the
             # simulator's pushes to it fail harmlessly and polling follows the parcel.
             settings = make_settings(

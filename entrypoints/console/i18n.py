@@ -1,0 +1,83 @@
+"""The console's two languages: English and Simplified Chinese, chosen by the `of_lang` cookie (the switch in the
+header) or else the browser's Accept-Language. Order data is shown as entered, never translated."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Request
+
+LANGUAGES = ("en", "zh-CN")
+LANGUAGE_COOKIE = "of_lang"
+
+_MESSAGES: dict[str, tuple[str, str]] = {
+    # key: (English, 简体中文)
+    "app": ("orderflow console", "orderflow 工作台"),
+    "sign_in": ("Sign in", "登录"),
+    "sign_out": ("Sign out", "退出"),
+    "user_name": ("User name", "用户名"),
+    "password": ("Password", "密码"),
+    "session_ended": ("Your session has ended: sign in again.", "会话已结束，请重新登录。"),
+    "form_expired": (
+        "This form has expired or did not come from this site: reload the page and try again.",
+        "表单已过期或来源不明：请刷新页面后重试。",
+    ),
+    "inbox": ("To do", "待办"),
+    "approvals": ("Approvals waiting for you", "等待您审批"),
+    "no_approvals": ("Nothing is waiting for your approval.", "没有等待您审批的订单。"),
+    "notices": ("Notices", "通知"),
+    "no_notices": ("No notices.", "没有通知。"),
+    "mark_read": ("Mark read", "标为已读"),
+    "unread": ("unread", "未读"),
+    "level": ("Level", "级别"),
+    "credit_hold": ("Credit hold", "信用冻结"),
+    "waiting_for": ("waiting", "已等待"),
+    "due": ("decide by", "截止"),
+    "overdue": ("overdue", "已超时"),
+    "customer": ("Customer", "客户"),
+    "sales_rep": ("Sales rep", "销售"),
+    "channel": ("Channel", "渠道"),
+    "total": ("Total", "金额"),
+    "lines": ("Lines", "明细"),
+    "why": ("Why it needs you", "审批原因"),
+    "no_rules": ("No rule fired: the level is the order's routing.", "未触发规则：按订单审批路线。"),
+    "exposure": ("Credit exposure with this order", "含本单信用占用"),
+    "limit": ("limit", "额度"),
+    "over_limit": ("over the limit", "超出额度"),
+    "history": ("History", "历史"),
+    "first_order": ("first order", "首单"),
+    "completed_orders": ("completed orders", "已完成订单"),
+    "comment": ("Comment", "备注"),
+    "approve": ("Approve", "批准"),
+    "reject": ("Reject", "拒绝"),
+    "approved": ("approved", "已批准"),
+    "rejected": ("rejected", "已拒绝"),
+    "moved_on": ("This order has moved on since the page was shown.", "页面显示后订单状态已变化。"),
+    "language": ("中文", "English"),  # the switch shows the other language
+}
+
+
+def language_of(request: Request) -> str:
+    chosen = request.cookies.get(LANGUAGE_COOKIE)
+    if chosen in LANGUAGES:
+        return chosen
+    for part in request.headers.get("accept-language", "").split(","):
+        tag = part.split(";")[0].strip().lower()
+        if tag.startswith("zh"):
+            return "zh-CN"
+        if tag.startswith("en"):
+            return "en"
+    return "en"
+
+
+def translator(language: str) -> Callable[[str], str]:
+    index = 1 if language == "zh-CN" else 0
+
+    def t(key: str) -> str:
+        return _MESSAGES[key][index]
+
+    return t
+
+
+def other_language(language: str) -> str:
+    return "en" if language == "zh-CN" else "zh-CN"

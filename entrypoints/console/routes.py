@@ -1,0 +1,286 @@
+"""The console's pages at /console: sign-in, the to-do inbox (home), decisions, staff notices.
+
+Every page needs a signed-in session (cookie `of_session`, HttpOnly, SameSite=Lax, Secure over https); every form
+carries the session's CSRF token; every action calls the same application commands as the API (services/).
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, FastAPI, Form, Request, status
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from sqlalchemy import Engine
+
+from core.db import read_only, unit_of_work
+from entrypoints.api.auth import engine_of
+from entrypoints.api.deps import settings_of, temporal_client
+from entrypoints.console.i18n import LANGUAGE_COOKIE, LANGUAGES, language_of, other_language, translator
+from models.status import Role
+from models.tables import SalesOrder
+from services import order_commands
+from services.accounts import SESSION_LIFETIME, SignedIn, SignInRefused, sign_in, sign_out, signed_in
+from services.errors import CommandError
+from services.queries.inbox import approval_count, approval_todos, notices, unread_count
+from services.staff_notices import mark_read
+
+HERE = Path(__file__).parent
+SESSION_COOKIE = "of_session"
+SIGN_IN_COOKIE = "of_signin"  # the sign-in form's own CSRF token (double submit): there is no session yet
+APPROVER_ROLES = {Role.FINANCE.value, Role.FINANCE_DIRECTOR.value, Role.ADMIN.value}
+# Pages only load our own files: no inline script, no other origin, never inside another site's frame.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+templates = Jinja2Templates(directory=HERE / "templates")
+
+
+class NotSignedIn(Exception):
+    def __init__(self, next_url: str, ended: bool) -> None:
+        self.next_url = next_url
+        self.ended = ended
+
+
+class FormExpired(Exception):
+    """A form without the right CSRF token."""
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _secure(request: Request) -> bool:
+    return request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
+
+
+def current(request: Request) -> SignedIn:
+    """The signed-in user, or a redirect to the sign-in page (which then comes back here)."""
+    token = request.cookies.get(SESSION_COOKIE)
+    found = signed_in(engine_of(request), token, now=_now()) if token else None
+    if found is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise NotSignedIn(target if request.method == "GET" else "/console", ended=token is not None)
+    return found
+
+
+Me = Annotated[SignedIn, Depends(current)]
+EngineDep = Annotated[Engine, Depends(engine_of)]
+
+
+def check_csrf(me: SignedIn, sent: str) -> None:
+    if not sent or not hmac.compare_digest(sent, me.session.csrf_token):
+        raise FormExpired
+
+
+def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
+    language = language_of(request)
+    response = templates.TemplateResponse(
+        request,
+        name,
+        {
+            "t": translator(language),
+            "lang": language,
+            "other_lang": other_language(language),
+            "now": _now(),
+            "ago": _ago,
+            **context,
+        },
+        status_code=status_code,
+    )
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _ago(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    if minutes < 60:
+        return f"{max(minutes, 0)} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours} h {minutes:02d} min"
+    return f"{hours // 24} d {hours % 24} h"
+
+
+def _safe_next(url: str | None) -> str:
+    """Only our own pages: never an open redirect to another site."""
+    if url and url.startswith("/console") and not url.startswith("//"):
+        return url
+    return "/console"
+
+
+def _inbox_context(engine: Engine, me: SignedIn) -> dict[str, Any]:
+    with read_only(engine) as session:
+        approvals = approval_todos(session, me.user.role) if me.user.role in APPROVER_ROLES else []
+        waiting = approval_count(session, me.user.role) if me.user.role in APPROVER_ROLES else 0
+        staff = notices(session, me.user.name)
+        unread = unread_count(session, me.user.name)
+    return {
+        "me": me,
+        "approvals": approvals,
+        "badge": waiting + unread,
+        "waiting": waiting,
+        "staff_notices": staff,
+        "unread": unread,
+        "is_approver": me.user.role in APPROVER_ROLES,
+    }
+
+
+def console_router() -> APIRouter:
+    router = APIRouter(prefix="/console", include_in_schema=False)
+
+    @router.get("/sign-in", response_class=HTMLResponse)
+    def sign_in_page(request: Request, next: str = "/console", ended: bool = False) -> HTMLResponse:
+        form_token = secrets.token_urlsafe(32)
+        response = page(request, "sign_in.html", {"next": _safe_next(next), "form_token": form_token, "ended": ended})
+        response.set_cookie(
+            SIGN_IN_COOKIE, form_token, httponly=True, samesite="lax", secure=_secure(request), path="/console"
+        )
+        return response
+
+    @router.post("/sign-in", response_model=None)
+    def sign_in_submit(
+        request: Request,
+        engine: EngineDep,
+        username: Annotated[str, Form(max_length=64)] = "",
+        password: Annotated[str, Form(max_length=200)] = "",
+        form_token: Annotated[str, Form(max_length=100)] = "",
+        next: Annotated[str, Form(max_length=500)] = "/console",
+    ) -> Response:
+        expected = request.cookies.get(SIGN_IN_COOKIE, "")
+        if not form_token or not hmac.compare_digest(form_token, expected):
+            raise FormExpired
+        address = request.client.host if request.client else ""
+        try:
+            token, _ = sign_in(engine, username.strip(), password, address=address, now=_now())
+        except SignInRefused as exc:
+            fresh = secrets.token_urlsafe(32)
+            context = {"next": _safe_next(next), "form_token": fresh, "error": str(exc), "username": username}
+            refused = page(request, "sign_in.html", context, status.HTTP_401_UNAUTHORIZED)
+            refused.set_cookie(
+                SIGN_IN_COOKIE, fresh, httponly=True, samesite="lax", secure=_secure(request), path="/console"
+            )
+            return refused
+        response = RedirectResponse(_safe_next(next), status.HTTP_303_SEE_OTHER)
+        response.set_cookie(
+            SESSION_COOKIE,
+            token,
+            max_age=int(SESSION_LIFETIME.total_seconds()),
+            httponly=True,
+            samesite="lax",
+            secure=_secure(request),
+            path="/console",
+        )
+        response.delete_cookie(SIGN_IN_COOKIE, path="/console")
+        return response
+
+    @router.post("/sign-out")
+    def sign_out_submit(request: Request, me: Me, engine: EngineDep, csrf: Annotated[str, Form()] = "") -> Response:
+        check_csrf(me, csrf)
+        sign_out(engine, request.cookies.get(SESSION_COOKIE, ""), now=_now())
+        response = RedirectResponse("/console/sign-in", status.HTTP_303_SEE_OTHER)
+        response.delete_cookie(SESSION_COOKIE, path="/console")
+        return response
+
+    @router.get("/language")
+    def switch_language(request: Request, to: str = "en", back: str = "/console") -> Response:
+        response = RedirectResponse(_safe_next(back), status.HTTP_303_SEE_OTHER)
+        if to in LANGUAGES:
+            one_year = 365 * 24 * 3600
+            response.set_cookie(LANGUAGE_COOKIE, to, max_age=one_year, samesite="lax", path="/console")
+        return response
+
+    @router.get("", response_class=HTMLResponse)
+    def inbox(request: Request, me: Me, engine: EngineDep, done: str = "", decision: str = "") -> HTMLResponse:
+        context = _inbox_context(engine, me)
+        context["flash"] = (done, decision) if done and decision in ("approved", "rejected") else None
+        return page(request, "inbox.html", context)
+
+    @router.get("/inbox/live", response_class=HTMLResponse)
+    def inbox_live(request: Request, me: Me, engine: EngineDep) -> HTMLResponse:
+        """The inbox's lists and badge, polled by the page every 4 s (htmx)."""
+        return page(request, "_inbox_lists.html", _inbox_context(engine, me))
+
+    @router.post("/approvals/{order_no}", response_model=None)
+    async def decide(
+        request: Request,
+        order_no: str,
+        me: Me,
+        engine: EngineDep,
+        csrf: Annotated[str, Form()] = "",
+        decision: Annotated[str, Form()] = "",
+        comment: Annotated[str, Form(max_length=2000)] = "",
+        level: Annotated[int, Form()] = 0,
+    ) -> Response:
+        check_csrf(me, csrf)
+        error: str | None = None
+        t = translator(language_of(request))
+        with read_only(engine) as session:
+            order = session.get(SalesOrder, order_no)
+            shown = order is not None and order.awaiting_level == level and order.awaiting_role is not None
+        if decision not in ("approve", "reject"):
+            error = "choose approve or reject"
+        elif not shown:
+            error = t("moved_on")
+        else:
+            try:
+                client = await temporal_client(request)
+                await order_commands.decide(
+                    client,
+                    engine,
+                    order_no,
+                    user=me.user.name,
+                    decision=decision,
+                    comment=comment.strip(),
+                    secret=settings_of(request).decision_secret,
+                    role=me.user.role,
+                )
+            except CommandError as exc:
+                error = str(exc)
+        if error is None:
+            done = "approved" if decision == "approve" else "rejected"
+            return RedirectResponse(f"/console?done={quote(order_no)}&decision={done}", status.HTTP_303_SEE_OTHER)
+        context = _inbox_context(engine, me)
+        context["errors"] = {order_no: error}
+        context["comments"] = {order_no: comment}
+        return page(request, "inbox.html", context, status.HTTP_409_CONFLICT)
+
+    @router.post("/notices/{notice_id}/read")
+    def read_notice(notice_id: int, me: Me, engine: EngineDep, csrf: Annotated[str, Form()] = "") -> Response:
+        check_csrf(me, csrf)
+        with unit_of_work(engine) as session:
+            mark_read(session, me.user.name, notice_id, _now())
+        return RedirectResponse("/console#notices", status.HTTP_303_SEE_OTHER)
+
+    return router
+
+
+def mount_console(app: FastAPI) -> None:
+    """The console's pages, its static files (vendored, no CDN) and what its refusals look like."""
+    app.include_router(console_router())
+    app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
+
+    @app.exception_handler(NotSignedIn)
+    async def not_signed_in(request: Request, exc: NotSignedIn) -> Response:
+        target = f"/console/sign-in?next={quote(exc.next_url)}" + ("&ended=true" if exc.ended else "")
+        response: Response = RedirectResponse(target, status.HTTP_303_SEE_OTHER)
+        if request.headers.get("hx-request"):  # the live inbox's poll: the whole page goes to the sign-in
+            response = Response(status_code=status.HTTP_204_NO_CONTENT, headers={"HX-Redirect": target})
+        if exc.ended:
+            response.delete_cookie(SESSION_COOKIE, path="/console")
+        return response
+
+    @app.exception_handler(FormExpired)
+    async def form_expired(request: Request, _exc: FormExpired) -> Response:
+        return page(request, "refused.html", {"message_key": "form_expired"}, status.HTTP_403_FORBIDDEN)

@@ -1,0 +1,152 @@
+"""A person's to-do inbox: the approvals waiting for their role (oldest first, with why each needs them) and the
+staff notices addressed to them (unread first). The console's home page and its live badge read it here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import ColumnElement
+from sqlmodel import Session, col, func, select
+
+from domain.credit import exposure
+from models.status import OrderStatus, Role
+from models.tables import Customer, Notification, SalesOrder
+from services.queries.exposure import open_order_totals
+
+INBOX_LIMIT = 200  # to-dos shown at once (the oldest); the badge counts them all
+
+
+@dataclass(frozen=True)
+class ApprovalTodo:
+    order_no: str
+    level: int
+    role: str
+    since: datetime
+    until: datetime | None
+    credit_hold: bool
+    customer_id: str
+    customer_name: str
+    sales_rep: str
+    channel: str
+    currency: str
+    total: Decimal
+    lines: list[tuple[str, int]]  # (sku, qty)
+    reasons: list[str]  # the review rules that fired
+    exposure: Decimal  # with this order, the figure the credit check used
+    credit_limit: Decimal
+    completed_orders: int  # the customer's history with us
+    first_order: bool
+
+    def age(self, now: datetime) -> timedelta:
+        return now - self.since
+
+    def sla_used(self, now: datetime) -> float:
+        """How much of the time to decide is gone (1.0 and more: past the deadline)."""
+        if self.until is None or self.until <= self.since:
+            return 0.0
+        return (now - self.since) / (self.until - self.since)
+
+
+def _approver_filter(role: str) -> ColumnElement[bool]:
+    """Admins see every level; approvers see their role's."""
+    return (
+        col(SalesOrder.awaiting_role).is_not(None)
+        if role == Role.ADMIN.value
+        else col(SalesOrder.awaiting_role) == role
+    )
+
+
+def approval_count(session: Session, role: str) -> int:
+    return int(session.exec(select(func.count()).select_from(SalesOrder).where(_approver_filter(role))).one())
+
+
+def approval_todos(session: Session, role: str, *, limit: int = INBOX_LIMIT) -> list[ApprovalTodo]:
+    orders = session.exec(
+        select(SalesOrder)
+        .where(_approver_filter(role))
+        .order_by(col(SalesOrder.awaiting_since), col(SalesOrder.order_no))
+        .limit(limit)
+    ).all()
+    customer_ids = sorted({o.customer_id for o in orders})
+    found = session.exec(select(Customer).where(col(Customer.customer_id).in_(customer_ids))).all()
+    customers = {c.customer_id: c for c in found}
+    open_totals = open_order_totals(session, customer_ids)
+    completed = dict(
+        session.exec(
+            select(SalesOrder.customer_id, func.count())
+            .where(col(SalesOrder.customer_id).in_(customer_ids), SalesOrder.status == OrderStatus.COMPLETED.value)
+            .group_by(col(SalesOrder.customer_id))
+        ).all()
+    )
+    todos: list[ApprovalTodo] = []
+    for order in orders:
+        customer = customers.get(order.customer_id)
+        receivables = customer.receivables if customer else Decimal("0.00")
+        # open_totals includes this order (it is open): its exposure is everything it and the others will bill
+        owed = exposure(receivables, open_totals.get(order.customer_id, Decimal("0.00")))
+        todos.append(
+            ApprovalTodo(
+                order_no=order.order_no,
+                level=order.awaiting_level or 1,
+                role=order.awaiting_role or "",
+                since=order.awaiting_since or order.updated_at,
+                until=order.awaiting_until,
+                credit_hold=order.status == OrderStatus.CREDIT_HOLD.value,
+                customer_id=order.customer_id,
+                customer_name=customer.name if customer else order.customer_id,
+                sales_rep=order.sales_rep,
+                channel=order.channel,
+                currency=order.currency,
+                total=order.total,
+                lines=[(str(line["sku"]), int(line["qty"])) for line in order.payload.get("lines", [])],
+                reasons=list(order.awaiting_why or []),
+                exposure=owed,
+                credit_limit=customer.credit_limit if customer else Decimal("0.00"),
+                completed_orders=int(completed.get(order.customer_id, 0)),
+                first_order=bool(customer.first_order) if customer else True,
+            )
+        )
+    return todos
+
+
+@dataclass(frozen=True)
+class StaffNotice:
+    id: int
+    order_no: str
+    kind: str
+    subject: str
+    body: str
+    at: datetime
+    read: bool
+
+
+def notices(session: Session, user: str, *, limit: int = INBOX_LIMIT) -> list[StaffNotice]:
+    """The in-app notices addressed to `user`: unread first, newest first within each."""
+    rows = session.exec(
+        select(Notification)
+        .where(Notification.channel == "internal", Notification.recipient == user)
+        .order_by(col(Notification.read_at).is_not(None), col(Notification.created_at).desc())
+        .limit(limit)
+    ).all()
+    return [
+        StaffNotice(
+            id=row.id or 0,
+            order_no=row.order_no,
+            kind=row.kind,
+            subject=row.subject,
+            body=row.body,
+            at=row.created_at,
+            read=row.read_at is not None,
+        )
+        for row in rows
+    ]
+
+
+def unread_count(session: Session, user: str) -> int:
+    query = select(func.count()).select_from(Notification)
+    query = query.where(
+        Notification.channel == "internal", Notification.recipient == user, col(Notification.read_at).is_(None)
+    )
+    return int(session.exec(query).one())

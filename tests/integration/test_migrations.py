@@ -1,0 +1,55 @@
+"""The migrations build exactly the tables the models describe, on both databases, and carry data forward."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, text
+from sqlmodel import Session, SQLModel
+
+import models.tables  # noqa: F401  (the tables' metadata)
+from core.db import make_engine
+from core.migrate import alembic_config, upgrade
+from models.tables import SalesOrder
+
+
+def test_the_migrations_build_exactly_the_models(engine: Engine) -> None:
+    with engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), SQLModel.metadata)
+    assert differences == []
+
+
+def test_orders_already_waiting_for_a_level_get_their_to_do(tmp_path: Path) -> None:
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = alembic_config(str(engine.url))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0005")
+    opened = datetime(2026, 11, 30, 8, tzinfo=UTC)
+    with engine.begin() as connection:
+        for order_no, status in (("SO-OLD-1", "AWAITING_APPROVAL"), ("SO-OLD-2", "PICKING")):
+            connection.execute(
+                text(
+                    "INSERT INTO orders (order_no, workflow_id, customer_id, channel, sales_rep, order_type,"
+                    " payment_method, currency, total, status, paid, payload, content_hash, reasons, created_at,"
+                    " updated_at) VALUES (:no, :wf, 'C-1001', 'web', 'alice', 'standard', 'credit', 'CNY', 1299900,"
+                    " :status, 0, '{}', 'h', '[]', :at, :at)"
+                ),
+                {"no": order_no, "wf": f"order-{order_no}", "status": status, "at": opened},
+            )
+            connection.execute(
+                text("INSERT INTO order_events (order_no, seq, status, at, detail) VALUES (:no, 2, :s, :at, :d)"),
+                {"no": order_no, "s": "AWAITING_APPROVAL", "at": opened, "d": "level 2: finance_director"},
+            )
+    upgrade(engine)
+    with Session(engine) as session:
+        waiting = session.get(SalesOrder, "SO-OLD-1")
+        moved_on = session.get(SalesOrder, "SO-OLD-2")
+    assert waiting is not None and moved_on is not None
+    assert (waiting.awaiting_role, waiting.awaiting_level, waiting.awaiting_since) == ("finance_director", 2, opened)
+    assert moved_on.awaiting_role is None  # no longer waiting: no to-do
+    engine.dispose()
