@@ -14,7 +14,7 @@ from datetime import timedelta
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from pydantic import AliasChoices, BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +49,9 @@ class TemporalSettings(BaseModel):
     )
     task_queue: str = "orderflow"
     worker_activity_threads: int = 16
+    # Where people open a workflow in the Temporal UI (the console links each order there); empty: the embedded
+    # stack's UI on this machine.
+    temporal_ui_url: str = ""
 
 
 class DatabaseSettings(BaseModel):
@@ -233,6 +236,11 @@ class Settings(
         if not url or url.startswith(self.carrier_sim_url.rstrip("/")):
             return True
         return urlsplit(url).hostname in _LOOPBACK_HOSTS or (urlsplit(url).hostname or "").startswith("127.")
+
+    def workflow_ui_url(self, workflow_id: str) -> str:
+        """The workflow's page in the Temporal UI."""
+        base = (self.temporal_ui_url or f"http://127.0.0.1:{self.temporal_ui_port}").rstrip("/")
+        return f"{base}/namespaces/{quote(self.temporal_namespace)}/workflows/{quote(workflow_id)}"
 
     @property
     def policy(self) -> PolicySettings:

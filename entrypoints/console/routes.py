@@ -8,32 +8,36 @@ from __future__ import annotations
 
 import hmac
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, FastAPI, Form, Request, status
+from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
+from sqlmodel import col, select
 
 from core.db import read_only, unit_of_work
 from entrypoints.api.auth import engine_of
 from entrypoints.api.deps import settings_of, temporal_client
 from entrypoints.console.i18n import LANGUAGE_COOKIE, LANGUAGES, language_of, other_language, translator
-from models.status import Role
-from models.tables import SalesOrder
+from models.status import OrderStatus, Role
+from models.tables import SalesOrder, Warehouse
 from services import order_commands
 from services.accounts import SESSION_LIFETIME, SignedIn, SignInRefused, sign_in, sign_out, signed_in
 from services.errors import CommandError
 from services.queries.inbox import approval_count, approval_todos, notices, unread_count
+from services.queries.order_list import OrderFilter, as_query, may_see, order_list
+from services.queries.order_page import order_page
 from services.staff_notices import mark_read
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "of_session"
 SIGN_IN_COOKIE = "of_signin"  # the sign-in form's own CSRF token (double submit): there is no session yet
+STATUSES = [status.value for status in OrderStatus]
 APPROVER_ROLES = {Role.FINANCE.value, Role.FINANCE_DIRECTOR.value, Role.ADMIN.value}
 # Pages only load our own files: no inline script, no other origin, never inside another site's frame.
 SECURITY_HEADERS = {
@@ -135,6 +139,16 @@ def _inbox_context(engine: Engine, me: SignedIn) -> dict[str, Any]:
         "unread": unread,
         "is_approver": me.user.role in APPROVER_ROLES,
     }
+
+
+def _day(text: str, field: str, errors: dict[str, str]) -> date | None:
+    if not text:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        errors[field] = "a date like 2026-12-01"
+        return None
 
 
 def console_router() -> APIRouter:
@@ -255,6 +269,53 @@ def console_router() -> APIRouter:
         context["errors"] = {order_no: error}
         context["comments"] = {order_no: comment}
         return page(request, "inbox.html", context, status.HTTP_409_CONFLICT)
+
+    @router.get("/orders", response_class=HTMLResponse)
+    def orders(
+        request: Request,
+        me: Me,
+        engine: EngineDep,
+        q: Annotated[str, Query(max_length=100)] = "",
+        status_: Annotated[str, Query(alias="status", max_length=32)] = "",
+        channel: Annotated[str, Query(max_length=64)] = "",
+        warehouse: Annotated[str, Query(max_length=32)] = "",
+        from_: Annotated[str, Query(alias="from", max_length=10)] = "",
+        to: Annotated[str, Query(max_length=10)] = "",
+        page_no: Annotated[int, Query(alias="page", ge=1, le=100_000)] = 1,
+    ) -> HTMLResponse:
+        errors: dict[str, str] = {}
+        flt = OrderFilter(
+            text=q,
+            status=status_ if status_ in STATUSES else "",
+            channel=channel,
+            warehouse=warehouse,
+            created_from=_day(from_, "from", errors),
+            created_to=_day(to, "to", errors),
+            page=page_no,
+        )
+        with read_only(engine) as session:
+            found = order_list(session, flt, name=me.user.name, role=me.user.role)
+            warehouses = [w.code for w in session.exec(select(Warehouse).order_by(col(Warehouse.code))).all()]
+        context = {
+            "me": me,
+            "found": found,
+            "flt": flt,
+            "errors": errors,
+            "statuses": STATUSES,
+            "warehouses": warehouses,
+            "page_url": lambda **changes: "/console/orders?" + urlencode(as_query(flt, **changes)),
+        }
+        return page(request, "orders.html", context, status.HTTP_422_UNPROCESSABLE_CONTENT if errors else 200)
+
+    @router.get("/orders/{order_no}", response_class=HTMLResponse)
+    def order(request: Request, order_no: str, me: Me, engine: EngineDep) -> HTMLResponse:
+        with read_only(engine) as session:
+            # Someone who may not see the order learns nothing, not even that it exists.
+            if not may_see(session, order_no, me.user.name, me.user.role):
+                return page(request, "refused.html", {"message_key": "no_such_order"}, status.HTTP_404_NOT_FOUND)
+            view = order_page(session, order_no)
+        ui = settings_of(request).workflow_ui_url(view["workflow_id"])
+        return page(request, "order.html", {"me": me, "o": view, "temporal_ui": ui})
 
     @router.post("/notices/{notice_id}/read")
     def read_notice(notice_id: int, me: Me, engine: EngineDep, csrf: Annotated[str, Form()] = "") -> Response:

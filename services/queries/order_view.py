@@ -66,7 +66,15 @@ def order_view(session: Session, order_no: str) -> dict[str, Any]:
             for a in approvals
         ],
         "allocations": [
-            {"line": r.line_no, "sku": r.sku, "warehouse": r.warehouse, "lot": lot.lot, "qty": r.qty, "state": r.state}
+            {
+                "line": r.line_no,
+                "sku": r.sku,
+                "warehouse": r.warehouse,
+                "lot": lot.lot,
+                "bin": lot.bin,
+                "qty": r.qty,
+                "state": r.state,
+            }
             for r, lot in reservations
         ],
         "shipments": [_shipment_view(session, s) for s in shipments],

@@ -8,94 +8,13 @@ its CSRF token and a session ended by a password reset are refused.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
-import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-from playwright.async_api import Browser, BrowserContext, Page, ViewportSize, async_playwright, expect
+from playwright.async_api import Browser, expect
 
-from tests.support.browser import launch_chromium
-from tests.support.embedded_stack import embedded_stack
-from tests.support.orders import make_order
-
-ROOT = Path(__file__).resolve().parents[2]
-ORDERFLOW = str(Path(sys.executable).parent / "orderflow")
-PHONE: ViewportSize = {"width": 390, "height": 844}
-
-
-def screenshots(tmp_path: Path) -> Path:
-    """Where the README's screenshots go: docs/screenshots with `make screenshots`, else the test's own folder."""
-    folder = ROOT / "docs" / "screenshots" if os.environ.get("ORDERFLOW_SCREENSHOTS") == "1" else tmp_path
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    yield from embedded_stack(tmp_path_factory)
-
-
-def cli(env: dict[str, str], *args: str, stdin: str | None = None) -> Any:
-    command = [ORDERFLOW, *args]
-    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, input=stdin, timeout=60)
-    assert done.returncode == 0, f"{args}: {done.stderr}"
-    return json.loads(done.stdout)
-
-
-@pytest.fixture(scope="module")
-def seeded(stack: dict[str, str]) -> dict[str, Any]:
-    report: dict[str, Any] = cli(stack, "seed")
-    assert report["passwords"].keys() >= {"fiona", "alice", "wang"}
-    return report
-
-
-def console_url(stack: dict[str, str]) -> str:
-    return f"http://127.0.0.1:{stack['ORDERFLOW_API_PORT']}/console"
-
-
-def submit_big_order(stack: dict[str, str], order_no: str) -> None:
-    """An order over 10,000: finance must approve it (the default rules)."""
-    order = make_order(order_no, [("SKU-1018", 1, "12999.00")])
-    cli(stack, "submit", "-", stdin=order.model_dump_json())
-
-
-def wait_status(stack: dict[str, str], order_no: str, *wanted: str, timeout: float = 60.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    view: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        view = cli(stack, "status", order_no)
-        if view["status"] in wanted:
-            return view
-        time.sleep(0.3)
-    raise AssertionError(f"{order_no} is {view.get('status')}, wanted {wanted}")
-
-
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        found = await launch_chromium(playwright)
-        try:
-            yield found
-        finally:
-            await found.close()
-
-
-async def signed_in_page(context: BrowserContext, url: str, user: str, password: str) -> Page:
-    page = await context.new_page()
-    await page.goto(url)
-    await expect(page).to_have_url(re.compile(r"/console/sign-in"))
-    await page.get_by_label(re.compile("User name|用户名")).fill(user)
-    await page.get_by_label(re.compile("^(Password|密码)$")).fill(password)
-    await page.get_by_role("button", name=re.compile("Sign in|登录")).click()
-    await expect(page).to_have_url(re.compile(r"/console$"))
-    return page
+from tests.support.console import PHONE, cli, console_url, screenshots, signed_in_page, submit_big_order, wait_status
 
 
 async def test_an_approver_approves_from_the_inbox_on_a_phone_and_the_order_moves_on(
@@ -146,17 +65,18 @@ async def test_a_wrong_password_a_form_without_its_csrf_token_and_an_ended_sessi
     stack: dict[str, str], seeded: dict[str, Any], browser: Browser
 ) -> None:
     url = console_url(stack)
+    carol = cli(stack, "users", "add", "carol", "--role", "sales")  # her own user: her password is reset below
     context = await browser.new_context(locale="en-US")
     page = await context.new_page()
     await page.goto(url)
-    await page.get_by_label("User name").fill("alice")
+    await page.get_by_label("User name").fill("carol")
     await page.get_by_label("Password", exact=True).fill("not her password")
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.get_by_role("alert")).to_have_text("wrong user name or password")
     await expect(page).to_have_url(re.compile(r"/console/sign-in"))
     assert not [c for c in await context.cookies() if c["name"] == "of_session"]
 
-    page = await signed_in_page(context, url, "alice", seeded["passwords"]["alice"])
+    page = await signed_in_page(context, url, "carol", carol["password"])
     [cookie] = [c for c in await context.cookies() if c["name"] == "of_session"]
     assert cookie["httpOnly"] and cookie["sameSite"] == "Lax"
     assert await page.evaluate("document.cookie.includes('of_session')") is False  # scripts cannot read it
@@ -166,7 +86,7 @@ async def test_a_wrong_password_a_form_without_its_csrf_token_and_an_ended_sessi
     await page.reload()
     await expect(page).to_have_url(re.compile(r"/console$"))  # still signed in: the forged sign-out did nothing
 
-    cli(stack, "users", "password", "alice")  # a password reset ends her sessions
+    cli(stack, "users", "password", "carol")  # a password reset ends her sessions
     await page.reload()
     await expect(page).to_have_url(re.compile(r"/console/sign-in"))
     await expect(page.get_by_role("status")).to_contain_text("Your session has ended")

@@ -1,0 +1,35 @@
+"""The browser tests share one embedded stack (`python -m dev.stack up`) and its seeded demo world."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, async_playwright
+
+from tests.support.browser import launch_chromium
+from tests.support.console import cli
+from tests.support.embedded_stack import embedded_stack
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    yield from embedded_stack(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def seeded(stack: dict[str, str]) -> dict[str, Any]:
+    report: dict[str, Any] = cli(stack, "seed")
+    assert report["passwords"].keys() >= {"fiona", "alice", "bob", "wang"}
+    return report
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        found = await launch_chromium(playwright)
+        try:
+            yield found
+        finally:
+            await found.close()
