@@ -16,8 +16,9 @@ install: .venv/.installed
 
 demo: install
 	@$(VENV)/python -m dev.stack up
-	@$(VENV)/orderflow seed
-	@status=0; $(VENV)/orderflow demo || status=$$?; \
+	@status=0; follow=--follow; \
+	if [ "$${DEMO_EXIT:-0}" = "1" ]; then follow=; else trap '$(VENV)/python -m dev.stack down; exit 0' INT TERM; fi; \
+	$(VENV)/orderflow demo $$follow || status=$$?; \
 	if [ "$${DEMO_EXIT:-0}" = "1" ]; then $(VENV)/python -m dev.stack down; exit $$status; fi; \
 	echo "The stack stays up (Temporal UI: http://127.0.0.1:$${ORDERFLOW_TEMPORAL_UI_PORT:-8233}). Ctrl-C stops it."; \
 	trap '$(VENV)/python -m dev.stack down; exit 0' INT TERM; while true; do sleep 1; done

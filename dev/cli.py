@@ -23,10 +23,16 @@ def add_dev_commands(cli: typer.Typer) -> None:
 
     @cli.command(name="demo")
     @command
-    async def demo(orders: Annotated[int, typer.Option(help="How many sample orders (at least 20).")] = 22) -> None:
-        """Run the sample orders to signed receipt against the running stack, playing approvers and warehouse."""
+    async def demo(
+        orders: Annotated[int, typer.Option(help="How many sample orders (at least 20).")] = 22,
+        follow: Annotated[
+            bool, typer.Option(help="Then wait for you to approve the order left for you, and take it to delivery.")
+        ] = False,
+    ) -> None:
+        """Run the sample orders to signed receipt against the running stack, playing approvers and warehouse; one
+        more order waits for finance in the console."""
         from dev.demo import run_demo
 
-        ok = await run_demo(await client(), engine(), settings(), orders)
+        ok = await run_demo(await client(), engine(), settings(), orders, follow=follow)
         if not ok:
             raise CliError("some demo orders did not reach their expected end state")

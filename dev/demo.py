@@ -21,9 +21,9 @@ from sqlmodel import select
 from temporalio.client import Client
 
 from core.config import Settings
-from core.db import unit_of_work
+from core.db import read_only, unit_of_work
 from dev.demo_intake import DEMO_INTEGRATION_USER, integration_token, send
-from dev.seed import seed, seeded_stock
+from dev.seed import DEMO_USERS, reset_demo_passwords, seed, seeded_stock
 from models.contracts import OrderState
 from models.order import Order
 from models.status import TERMINAL_STATUSES, OrderStatus, Role
@@ -32,6 +32,7 @@ from services import order_commands, stock
 from services.errors import CommandError
 from services.queries.inventory import inventory_view
 from services.queries.kpis import stage_durations
+from services.queries.order_view import order_view
 from services.stock import Receipt
 
 APPROVERS = {Role.FINANCE: "fiona", Role.FINANCE_DIRECTOR: "derek"}
@@ -65,6 +66,7 @@ class Scenario:
     cancel_when_picking: bool = False
     carrier: str = "sim"
     journey: str | None = None  # a carrier-simulator journey other than the happy one (POST /sim/journeys)
+    left_for_you: bool = False  # the demo does not play its approver: a person approves it in the console
 
 
 SCENARIOS: list[Scenario] = [
@@ -125,13 +127,25 @@ class Tracked:
 
     @property
     def done(self) -> bool:
+        if self.scenario.left_for_you:
+            return self.status == self.scenario.expected or self.status in TERMINAL_STATUSES
         return self.status in TERMINAL_STATUSES
+
+
+# One more order than asked for, left waiting for finance: whoever runs the demo approves it in the console.
+FOR_YOU = Scenario(
+    "waits for you: approve it in the console", "C-1004", "华中", [("SKU-1018", 1, "12999.00")],
+    expected=OrderStatus.AWAITING_APPROVAL, left_for_you=True,
+)  # fmt: skip
 
 
 def build_orders(count: int, run_tag: str) -> list[Tracked]:
     tracked = []
-    for index in range(count):
-        scenario = SCENARIOS[index % len(SCENARIOS)] if index < len(SCENARIOS) else SCENARIOS[index % 7]
+    for index in range(count + 1):
+        if index == count:
+            scenario = FOR_YOU
+        else:
+            scenario = SCENARIOS[index % len(SCENARIOS)] if index < len(SCENARIOS) else SCENARIOS[index % 7]
         order = Order.model_validate(
             {
                 "order_no": f"SO-{run_tag}-{index + 1:03d}",
@@ -162,6 +176,8 @@ async def _set_journey(settings: Settings, tracking_no: str, journey: str) -> No
 async def act(client: Client, engine: Engine, settings: Settings, item: Tracked, state: OrderState) -> None:
     """Play the people the order is waiting for."""
     order_no = item.order.order_no
+    if state.pending_approval is not None and item.scenario.left_for_you:
+        return  # a person decides this one, in the console
     if state.pending_approval is not None:
         user = APPROVERS.get(state.pending_approval.role, "fiona")
         await order_commands.decide(
@@ -279,13 +295,47 @@ async def notices_line(engine: Engine, order_nos: list[str], settle: float = 10.
     return "Notices: " + (", ".join(parts) if parts else "none")
 
 
+async def follow_your_order(client: Client, engine: Engine, settings: Settings, items: list[Tracked]) -> None:
+    """Once the person has approved the order left for them, play the warehouse for it until it is signed for."""
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    mine = [item for item in items if item.scenario.left_for_you]
+    console.print("Waiting for your decision in the console (Ctrl-C stops the demo and the stack)…")
+    last: dict[str, str] = {}
+    while not all(item.status in TERMINAL_STATUSES for item in mine):
+        for item in mine:
+            try:
+                state = await order_commands.live_state(client, item.order.order_no)
+                item.status = state.status
+                if last.get(item.order.order_no) != item.status:
+                    console.print(f"{item.order.order_no}: {item.status}")
+                    last[item.order.order_no] = item.status
+                if item.status not in TERMINAL_STATUSES:
+                    await act(client, engine, settings, item, state)
+            except CommandError as exc:
+                item.note = str(exc)[:60]
+        await asyncio.sleep(1.0)
+    with read_only(engine) as session:
+        for item in mine:
+            view = order_view(session, item.order.order_no)
+            signers = ", ".join(s["signed_by"] for s in view["shipments"] if s["signed_by"])
+            signed = f", signed for by {signers}" if signers else ""
+            console.print(f"{item.order.order_no} ended {item.status}{signed}")
+
+
 async def run_demo(
-    client: Client, engine: Engine, settings: Settings, count: int, *, give_up_after: float = 600.0
+    client: Client,
+    engine: Engine,
+    settings: Settings,
+    count: int,
+    *,
+    give_up_after: float = 600.0,
+    follow: bool = False,
 ) -> bool:
     console = Console() if sys.stdout.isatty() else Console(width=160)
     tokens = seed(engine).tokens
     if tokens:  # a fresh database: these API tokens are shown once
         console.print("API tokens of the demo users: " + ", ".join(f"{u}={t}" for u, t in tokens.items()))
+    passwords = reset_demo_passwords(engine)  # printed at the end, with the console's address
     run_tag = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     if restocked := restock_to_seeded_levels(engine, run_tag):
         console.print(f"Goods received to bring the stock back to the seeded levels: {restocked} receipts")
@@ -323,9 +373,20 @@ async def run_demo(
     console.print(f"Temporal UI: {ui}")
     console.print(f"API: http://127.0.0.1:{settings.api_port}/docs")
     console.print(f"Order views: orderflow status {items[0].order.order_no}   KPIs: orderflow report")
+    waiting = [item.order.order_no for item in items if item.scenario.left_for_you]
+    console.print(
+        f"Console: http://127.0.0.1:{settings.api_port}/console — {', '.join(waiting)} waits for finance: sign in as"
+        f" fiona (password {passwords['fiona']}) and approve it, on a phone if you like"
+    )
+    console.print(
+        "Demo users (console passwords, new each demo run): "
+        + ", ".join(f"{name} ({role.value}) {passwords[name]}" for name, role in DEMO_USERS)
+    )
     missed = [item for item in items if item.status != item.scenario.expected]
     if missed:
         console.print(f"[red]{len(missed)} order(s) did not reach their expected end state[/]")
     else:
         console.print(f"[green]all {len(items)} orders reached their expected end state[/]")
+    if follow and not missed:
+        await follow_your_order(client, engine, settings, items)
     return not missed

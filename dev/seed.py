@@ -125,6 +125,15 @@ def seeded_stock() -> dict[tuple[str, str], int]:
     return levels
 
 
+def reset_demo_passwords(engine: Engine) -> dict[str, str]:
+    """New console passwords for the demo users (the demo prints them; their open sessions end)."""
+    passwords = {name: new_password() for name, _ in DEMO_USERS}
+    with unit_of_work(engine) as session:
+        for name, password in passwords.items():
+            set_password(session, name, password)
+    return passwords
+
+
 def seed(engine: Engine, *, console_passwords: bool = True) -> SeedReport:
     """The demo world. `console_passwords=False` leaves the users without one (hashing a password takes ~0.1 s:
     the tests that seed a database per test sign in with users of their own)."""

@@ -1,4 +1,5 @@
-"""The browser tests share one embedded stack (`python -m dev.stack up`) and its seeded demo world."""
+"""The browser tests share one embedded stack (`python -m dev.stack up`) and its seeded demo world, stopped when
+they are done (a stack left running would load the 2-core machine for every later test)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ from tests.support.console import cli
 from tests.support.embedded_stack import embedded_stack
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     yield from embedded_stack(tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def seeded(stack: dict[str, str]) -> dict[str, Any]:
     report: dict[str, Any] = cli(stack, "seed")
     assert report["passwords"].keys() >= {"fiona", "alice", "bob", "wang"}
