@@ -18,7 +18,7 @@ from core.db import unit_of_work
 from models.status import Role
 from models.tables import Customer, Product, RegionDistance, StockLot, User, Warehouse
 from services.accounts import new_password, set_password
-from services.users import add_user
+from services.users import add_user, set_warehouses
 
 REGIONS = ["华东", "华北", "华南", "华中", "西南"]
 # Road distance between region hubs, km (symmetric; a region to itself is 0).
@@ -182,8 +182,10 @@ def seed(engine: Engine, *, console_passwords: bool = True) -> SeedReport:
         for name, role in DEMO_USERS:
             if session.get(User, name) is None:
                 tokens[name] = add_user(session, name, role, email=f"{name}@staff.orderflow.test")
+                session.flush()
+                if role == Role.WAREHOUSE:  # the demo's warehouse hand works in every warehouse
+                    set_warehouses(session, name, [code for code, _, _ in WAREHOUSES])
                 if console_passwords:
-                    session.flush()
                     passwords[name] = new_password()
                     set_password(session, name, passwords[name])
         created["users"] = len(tokens)

@@ -147,6 +147,14 @@ class User(SQLModel, table=True):
     disabled: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
 
 
+class UserWarehouse(SQLModel, table=True):
+    """The warehouses a member of the warehouse staff works in: their pick lists are theirs to pick and dispatch."""
+
+    __tablename__ = "user_warehouses"
+    user_name: str = Field(primary_key=True, max_length=64)
+    warehouse: str = Field(primary_key=True, foreign_key="warehouses.code", max_length=32)
+
+
 class WebSession(SQLModel, table=True):
     """A console sign-in. The cookie holds a random token; only its hash is stored. The CSRF token is per session."""
 
@@ -236,6 +244,8 @@ class PickList(SQLModel, table=True):
     lines: list[dict[str, Any]] = Field(sa_type=JSON)
     state: str = Field(default="issued", max_length=16)  # issued | voided | shipped
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    picked_by: str | None = Field(default=None, max_length=64)  # the goods are on the packing bench
+    picked_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class Shipment(SQLModel, table=True):

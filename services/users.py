@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from core.db import read_only
 from models.status import Role
-from models.tables import User
+from models.tables import User, UserWarehouse, Warehouse
 from services.errors import CommandError
 
 
@@ -52,3 +52,19 @@ def user_role(engine: Engine, name: str) -> str:
         if user is None:
             raise CommandError(f"unknown user {name}")
         return user.role
+
+
+def set_warehouses(session: Session, name: str, codes: list[str]) -> None:
+    """In the caller's unit of work: the warehouses `name` works in, exactly `codes` (unknown codes refused)."""
+    known = set(session.exec(select(Warehouse.code)).all())
+    unknown = sorted(set(codes) - known)
+    if unknown:
+        raise CommandError(f"unknown warehouse {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    for row in session.exec(select(UserWarehouse).where(UserWarehouse.user_name == name)).all():
+        session.delete(row)
+    session.flush()
+    session.add_all(UserWarehouse(user_name=name, warehouse=code) for code in sorted(set(codes)))
+
+
+def warehouses_of(session: Session, name: str) -> list[str]:
+    return sorted(session.exec(select(UserWarehouse.warehouse).where(UserWarehouse.user_name == name)).all())

@@ -43,7 +43,7 @@ from services.queries.order_view import order_view
 from services.queries.products import products_view
 from services.queries.requisitions import requisitions_view
 from services.stock import Receipt
-from services.users import add_user
+from services.users import add_user, set_warehouses
 
 app = typer.Typer(help="orderflow: durable sales-order fulfillment on Temporal.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage users, their API tokens and console passwords.", no_args_is_help=True)
@@ -334,6 +334,9 @@ def users_add(
     role: Annotated[Role, typer.Option(help="The user's role.")],
     email: Annotated[str | None, typer.Option(help="Where staff notices are e-mailed.")] = None,
     phone: Annotated[str | None, typer.Option(help="Where staff notices are texted.")] = None,
+    warehouse: Annotated[
+        list[str] | None, typer.Option(help="A warehouse the user works in (repeat for several).")
+    ] = None,
     password_stdin: Annotated[
         bool, typer.Option("--password-stdin", help="Read the console password from stdin instead of making one.")
     ] = False,
@@ -346,7 +349,18 @@ def users_add(
         token = add_user(session, name, role, email=email, phone=phone)
         session.flush()
         set_password(session, name, password)
-    emit({"name": name, "role": role.value, "token": token, "password": password, "email": email, "phone": phone})
+        set_warehouses(session, name, warehouse or [])
+    emit(
+        {
+            "name": name,
+            "role": role.value,
+            "token": token,
+            "password": password,
+            "email": email,
+            "phone": phone,
+            "warehouses": sorted(set(warehouse or [])),
+        }
+    )
 
 
 @users_app.command("password")

@@ -96,6 +96,28 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "timeline": ("Timeline", "时间线"),
     "in_temporal": ("Open its workflow in the Temporal UI", "在 Temporal UI 中查看工作流"),
     "none": ("None.", "无。"),
+    "pick_todos": ("Pick lists to do", "待拣货"),
+    "no_pick_todos": ("No pick list is waiting in your warehouses.", "您的仓库没有待拣货单。"),
+    "no_warehouse": ("You are in no warehouse yet: an admin adds you to yours.", "您尚未分配仓库，请联系管理员。"),
+    "no_such_pick_list": ("There is no such pick list.", "没有这个拣货单。"),
+    "pick_list": ("Pick list", "拣货单"),
+    "units": ("units", "件"),
+    "picked": ("Picked", "已拣货"),
+    "picked_by": ("picked by", "拣货人"),
+    "mark_picked": ("Mark picked", "标记已拣货"),
+    "list_closed": (
+        "This pick list is no longer open (the order was cancelled or has shipped).",
+        "拣货单已关闭（订单已取消或已发货）。",
+    ),
+    "print": ("Print pick list and delivery note", "打印拣货单和发货单"),
+    "delivery_note": ("Delivery note", "发货单"),
+    "ship_to": ("Ship to", "收货人"),
+    "phone": ("Phone", "电话"),
+    "address": ("Address", "地址"),
+    "dispatch": ("Dispatch", "发货"),
+    "choose_carrier": ("Choose the carrier.", "请选择承运商。"),
+    "tracking_format": ("4 to 40 letters, digits or dashes.", "4 到 40 位字母、数字或短横线。"),
+    "dispatched_flash": ("dispatched", "已发货"),
     "language": ("中文", "English"),  # the switch shows the other language
 }
 

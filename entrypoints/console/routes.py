@@ -7,6 +7,7 @@ carries the session's CSRF token; every action calls the same application comman
 from __future__ import annotations
 
 import hmac
+import re
 import secrets
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -24,15 +25,19 @@ from core.db import read_only, unit_of_work
 from entrypoints.api.auth import engine_of
 from entrypoints.api.deps import settings_of, temporal_client
 from entrypoints.console.i18n import LANGUAGE_COOKIE, LANGUAGES, language_of, other_language, translator
+from integrations.carriers.registry import KNOWN_CARRIERS
 from models.status import OrderStatus, Role
 from models.tables import SalesOrder, Warehouse
 from services import order_commands
 from services.accounts import SESSION_LIFETIME, SignedIn, SignInRefused, sign_in, sign_out, signed_in
-from services.errors import CommandError
+from services.errors import CommandError, Refused
+from services.picking import mark_picked
 from services.queries.inbox import approval_count, approval_todos, notices, unread_count
 from services.queries.order_list import OrderFilter, as_query, may_see, order_list
 from services.queries.order_page import order_page
+from services.queries.pick_lists import handled_warehouses, open_pick_lists, pick_list_page
 from services.staff_notices import mark_read
+from workflows.contract import ErrorType
 
 HERE = Path(__file__).parent
 SESSION_COOKIE = "of_session"
@@ -130,15 +135,43 @@ def _inbox_context(engine: Engine, me: SignedIn) -> dict[str, Any]:
         waiting = approval_count(session, me.user.role) if me.user.role in APPROVER_ROLES else 0
         staff = notices(session, me.user.name)
         unread = unread_count(session, me.user.name)
+        picks = open_pick_lists(session, me.user.name, me.user.role)
+        handles_picks = handled_warehouses(session, me.user.name, me.user.role) != set()
     return {
+        "pick_todos": picks,
+        "handles_picks": handles_picks,
         "me": me,
         "approvals": approvals,
-        "badge": waiting + unread,
+        "badge": waiting + unread + len(picks),
         "waiting": waiting,
         "staff_notices": staff,
         "unread": unread,
         "is_approver": me.user.role in APPROVER_ROLES,
     }
+
+
+def _pick_list_page(
+    request: Request,
+    engine: Engine,
+    me: SignedIn,
+    pick_list_id: int,
+    *,
+    errors: dict[str, str] | None = None,
+    form: dict[str, str] | None = None,
+    code: int = status.HTTP_200_OK,
+) -> HTMLResponse:
+    with read_only(engine) as session:
+        found = pick_list_page(session, pick_list_id, me.user.name, me.user.role)
+    if found is None:  # not theirs: as if it did not exist
+        return page(request, "refused.html", {"message_key": "no_such_pick_list"}, status.HTTP_404_NOT_FOUND)
+    context = {
+        "me": me,
+        "p": found,
+        "carriers": sorted(KNOWN_CARRIERS),
+        "errors": errors or {},
+        "form": form or {},
+    }
+    return page(request, "pick_list.html", context, code)
 
 
 def _day(text: str, field: str, errors: dict[str, str]) -> date | None:
@@ -308,14 +341,88 @@ def console_router() -> APIRouter:
         return page(request, "orders.html", context, status.HTTP_422_UNPROCESSABLE_CONTENT if errors else 200)
 
     @router.get("/orders/{order_no}", response_class=HTMLResponse)
-    def order(request: Request, order_no: str, me: Me, engine: EngineDep) -> HTMLResponse:
+    def order(
+        request: Request,
+        order_no: str,
+        me: Me,
+        engine: EngineDep,
+        dispatched: Annotated[str, Query(max_length=64)] = "",
+    ) -> HTMLResponse:
         with read_only(engine) as session:
             # Someone who may not see the order learns nothing, not even that it exists.
             if not may_see(session, order_no, me.user.name, me.user.role):
                 return page(request, "refused.html", {"message_key": "no_such_order"}, status.HTTP_404_NOT_FOUND)
             view = order_page(session, order_no)
         ui = settings_of(request).workflow_ui_url(view["workflow_id"])
-        return page(request, "order.html", {"me": me, "o": view, "temporal_ui": ui})
+        return page(request, "order.html", {"me": me, "o": view, "temporal_ui": ui, "dispatched": dispatched})
+
+    @router.get("/pick-lists/{pick_list_id}", response_class=HTMLResponse)
+    def pick_list(request: Request, pick_list_id: int, me: Me, engine: EngineDep) -> HTMLResponse:
+        return _pick_list_page(request, engine, me, pick_list_id)
+
+    @router.post("/pick-lists/{pick_list_id}/picked", response_model=None)
+    def picked(
+        request: Request, pick_list_id: int, me: Me, engine: EngineDep, csrf: Annotated[str, Form()] = ""
+    ) -> Response:
+        check_csrf(me, csrf)
+        with read_only(engine) as session:
+            found = pick_list_page(session, pick_list_id, me.user.name, me.user.role)
+        if found is None:
+            return page(request, "refused.html", {"message_key": "no_such_pick_list"}, status.HTTP_404_NOT_FOUND)
+        with unit_of_work(engine) as session:
+            still_open = mark_picked(session, pick_list_id, me.user.name, _now())
+        if not still_open:
+            errors = {"picked": translator(language_of(request))("list_closed")}
+            return _pick_list_page(request, engine, me, pick_list_id, errors=errors, code=status.HTTP_409_CONFLICT)
+        return RedirectResponse(f"/console/pick-lists/{pick_list_id}", status.HTTP_303_SEE_OTHER)
+
+    @router.post("/pick-lists/{pick_list_id}/dispatch", response_model=None)
+    async def dispatch(
+        request: Request,
+        pick_list_id: int,
+        me: Me,
+        engine: EngineDep,
+        csrf: Annotated[str, Form()] = "",
+        carrier: Annotated[str, Form(max_length=32)] = "",
+        tracking_no: Annotated[str, Form(max_length=64)] = "",
+    ) -> Response:
+        check_csrf(me, csrf)
+        with read_only(engine) as session:
+            found = pick_list_page(session, pick_list_id, me.user.name, me.user.role)
+        if found is None:
+            return page(request, "refused.html", {"message_key": "no_such_pick_list"}, status.HTTP_404_NOT_FOUND)
+        t = translator(language_of(request))
+        errors: dict[str, str] = {}
+        number = tracking_no.strip()
+        if carrier not in KNOWN_CARRIERS:
+            errors["carrier"] = t("choose_carrier")
+        if not re.fullmatch(r"[A-Za-z0-9-]{4,40}", number):
+            errors["tracking_no"] = t("tracking_format")
+        if not errors:
+            try:
+                client = await temporal_client(request)
+                await order_commands.dispatch(
+                    client,
+                    found["order_no"],
+                    warehouse=found["warehouse"],
+                    carrier=carrier,
+                    tracking_no=number,
+                    by=me.user.name,
+                )
+            except Refused as exc:
+                # A number already used, a carrier the worker does not know, an order that moved on: said where it
+                # belongs, and nothing changed.
+                errors["carrier" if exc.kind == ErrorType.INVALID else "tracking_no"] = str(exc)
+            except CommandError as exc:
+                errors["tracking_no"] = str(exc)
+        if errors:
+            form = {"carrier": carrier, "tracking_no": tracking_no}
+            return _pick_list_page(
+                request, engine, me, pick_list_id, errors=errors, form=form, code=status.HTTP_409_CONFLICT
+            )
+        return RedirectResponse(
+            f"/console/orders/{quote(found['order_no'])}?dispatched={quote(number)}", status.HTTP_303_SEE_OTHER
+        )
 
     @router.post("/notices/{notice_id}/read")
     def read_notice(notice_id: int, me: Me, engine: EngineDep, csrf: Annotated[str, Form()] = "") -> Response:
