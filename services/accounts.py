@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine, delete
+from sqlalchemy import Engine, delete, update
 from sqlmodel import Session, col, func, select
 
 from core.db import read_only, unit_of_work
@@ -83,38 +83,41 @@ def sign_in(engine: Engine, name: str, password: str, *, address: str, now: date
     """Check the password and open a session; returns the cookie's token (shown to nobody else) and the session.
 
     Every refusal says the same thing for an unknown user, a wrong password and a disabled user, so the page
-    does not tell which user names exist; too many failures say so, with when to try again."""
+    does not tell which user names exist; too many failures say so, with when to try again.
+
+    The attempt is written (and committed) before anything is checked, so parallel attempts all count; the
+    password is checked (~0.1 s of argon2) outside any transaction, so a flood of sign-ins never holds the
+    database's write lock; success clears the attempts."""
     with unit_of_work(engine) as session:
-        since = now - FAILURE_WINDOW
-        failures = session.exec(
+        session.add(LoginFailure(user_name=name[:64], address=address[:64], at=now))
+    with read_only(engine) as session:
+        attempts, first = session.exec(
             select(func.count(), func.min(LoginFailure.at)).where(
-                LoginFailure.user_name == name, col(LoginFailure.at) > since
+                LoginFailure.user_name == name[:64], col(LoginFailure.at) > now - FAILURE_WINDOW
             )
         ).one()
-        if failures[0] >= MAX_FAILURES:
-            retry_at = failures[1] + FAILURE_WINDOW
-            minutes = max(1, int((retry_at - now).total_seconds() // 60) + 1)
-            raise SignInRefused(f"too many failed sign-ins for this user: try again in {minutes} min")
         user = session.get(User, name)
-        if not _password_matches(user, password) or user is None or user.disabled:
-            session.add(LoginFailure(user_name=name[:64], address=address[:64], at=now))
-            session.commit()  # the failure counts even though we refuse
-            raise SignInRefused("wrong user name or password")
-        assert user.password_hash is not None
-        if _hasher.check_needs_rehash(user.password_hash):
-            user.password_hash = _hasher.hash(password)
-            session.add(user)
+    if attempts > MAX_FAILURES:  # this one and MAX_FAILURES before it
+        minutes = max(1, int((first + FAILURE_WINDOW - now).total_seconds() // 60) + 1)
+        raise SignInRefused(f"too many failed sign-ins for this user: try again in {minutes} min")
+    if not _password_matches(user, password) or user is None or user.disabled:
+        raise SignInRefused("wrong user name or password")
+    assert user.password_hash is not None
+    rehashed = _hasher.hash(password) if _hasher.check_needs_rehash(user.password_hash) else None
+    token = secrets.token_urlsafe(32)
+    web = WebSession(
+        token_hash=_digest(token),
+        user_name=name,
+        csrf_token=secrets.token_urlsafe(32),
+        created_at=now,
+        expires_at=now + SESSION_LIFETIME,
+    )
+    with unit_of_work(engine) as session:
         session.exec(delete(LoginFailure).where(col(LoginFailure.user_name) == name))
-        token = secrets.token_urlsafe(32)
-        web = WebSession(
-            token_hash=_digest(token),
-            user_name=name,
-            csrf_token=secrets.token_urlsafe(32),
-            created_at=now,
-            expires_at=now + SESSION_LIFETIME,
-        )
+        if rehashed is not None:
+            session.exec(update(User).where(col(User.name) == name).values(password_hash=rehashed))
         session.add(web)
-        return token, SignedIn(user=user, session=web)
+    return token, SignedIn(user=user, session=web)
 
 
 def signed_in(engine: Engine, token: str, *, now: datetime) -> SignedIn | None:
@@ -137,3 +140,14 @@ def sign_out(engine: Engine, token: str, *, now: datetime) -> None:
                 (col(WebSession.token_hash) == _digest(token)) | (col(WebSession.expires_at) <= now)
             )
         )
+
+
+def set_disabled(session: Session, name: str, disabled: bool) -> None:
+    """In the caller's unit of work: a disabled user cannot sign in, their sessions end, their API token stops."""
+    user = session.get(User, name)
+    if user is None:
+        raise CommandError(f"unknown user {name}")
+    user.disabled = disabled
+    session.add(user)
+    if disabled:
+        session.exec(delete(WebSession).where(col(WebSession.user_name) == name))

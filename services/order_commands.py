@@ -130,16 +130,20 @@ async def decide(
     comment: str,
     secret: str,
     role: str | None = None,
+    level: int | None = None,
 ) -> OrderState:
     """Send an approver's decision for the level the order awaits, signed with the decision secret (the
     worker refuses unsigned ones). `role` is the verified user's role (the API's); else it is looked up.
+    `level` is the level the person was shown (the console's form): signed as such, so the workflow refuses it
+    if the order has moved to another level since; None: the level the order awaits now.
     Refusals are audited here, since the workflow's history never sees them."""
     if role is None:
         role = await asyncio.to_thread(user_role, engine, user)
     pending = None
     with suppress(OrderNotFound):
         pending = (await live_state(client, order_no)).pending_approval
-    level = pending.level if pending else 0  # 0: the order awaits no decision; the validator refuses it
+    if level is None:
+        level = pending.level if pending else 0  # 0: the order awaits no decision; the validator refuses it
     signature = sign_decision(
         secret,
         workflow_id=order_workflow_id(order_no),

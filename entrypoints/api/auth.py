@@ -39,6 +39,8 @@ def current_user(
     # compare_digest keeps the refusal's timing independent of how much of the hash matched
     if user is None or not hmac.compare_digest(user.token_hash, hash_token(credentials.credentials)):
         raise HTTPException(status.HTTP_401_UNAUTHORIZED, "invalid token", {"WWW-Authenticate": "Bearer"})
+    if user.disabled:
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "this user is disabled", {"WWW-Authenticate": "Bearer"})
     return user
 
 

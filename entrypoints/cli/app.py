@@ -34,7 +34,7 @@ from models.order import Order
 from models.status import Role
 from models.tables import User
 from services import order_commands, stock
-from services.accounts import hash_password, new_password, set_password
+from services.accounts import hash_password, new_password, set_disabled, set_password
 from services.errors import CommandError, OrderNotFound
 from services.queries.customers import customers_view
 from services.queries.inventory import inventory_view
@@ -355,7 +355,7 @@ def users_add(
             "name": name,
             "role": role.value,
             "token": token,
-            "password": password,
+            "password": None if password_stdin else password,  # only one we made up is shown
             "email": email,
             "phone": phone,
             "warehouses": sorted(set(warehouse or [])),
@@ -375,7 +375,25 @@ def users_password(
     password = _password_from(password_stdin)
     with unit_of_work(engine()) as session:
         set_password(session, name, password)
-    emit({"name": name, "password": password})
+    emit({"name": name, "password": None if password_stdin else password})
+
+
+@users_app.command("disable")
+@command
+def users_disable(name: str) -> None:
+    """Disable a user: no console sign-in, their sessions end, their API token is refused."""
+    with unit_of_work(engine()) as session:
+        set_disabled(session, name, True)
+    emit({"name": name, "disabled": True})
+
+
+@users_app.command("enable")
+@command
+def users_enable(name: str) -> None:
+    """Enable a disabled user again (a new password may be wanted: `orderflow users password NAME`)."""
+    with unit_of_work(engine()) as session:
+        set_disabled(session, name, False)
+    emit({"name": name, "disabled": False})
 
 
 def _password_from(stdin: bool) -> str:

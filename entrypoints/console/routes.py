@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from core.db import read_only, unit_of_work
-from entrypoints.api.auth import engine_of
+from entrypoints.api.auth import CUSTOMER_READERS, engine_of
 from entrypoints.api.deps import settings_of, temporal_client
 from entrypoints.console.i18n import LANGUAGE_COOKIE, LANGUAGES, language_of, other_language, translator
 from integrations.carriers.registry import KNOWN_CARRIERS
@@ -32,7 +32,7 @@ from services import order_commands
 from services.accounts import SESSION_LIFETIME, SignedIn, SignInRefused, sign_in, sign_out, signed_in
 from services.errors import CommandError, Refused
 from services.picking import mark_picked
-from services.queries.inbox import approval_count, approval_todos, notices, unread_count
+from services.queries.inbox import approval_count, approval_todos, decidable_levels, notices, unread_count
 from services.queries.order_list import OrderFilter, as_query, may_see, order_list
 from services.queries.order_page import order_page
 from services.queries.pick_lists import handled_warehouses, open_pick_lists, pick_list_page
@@ -43,7 +43,7 @@ HERE = Path(__file__).parent
 SESSION_COOKIE = "of_session"
 SIGN_IN_COOKIE = "of_signin"  # the sign-in form's own CSRF token (double submit): there is no session yet
 STATUSES = [status.value for status in OrderStatus]
-APPROVER_ROLES = {Role.FINANCE.value, Role.FINANCE_DIRECTOR.value, Role.ADMIN.value}
+APPROVER_ROLES = {Role.FINANCE.value, Role.FINANCE_DIRECTOR.value}  # their inbox always shows its approvals
 # Pages only load our own files: no inline script, no other origin, never inside another site's frame.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -89,8 +89,13 @@ EngineDep = Annotated[Engine, Depends(engine_of)]
 
 
 def check_csrf(me: SignedIn, sent: str) -> None:
-    if not sent or not hmac.compare_digest(sent, me.session.csrf_token):
+    if not sent or not _same(sent, me.session.csrf_token):
         raise FormExpired
+
+
+def _same(sent: str, expected: str) -> bool:
+    """A constant-time comparison that takes any text (compare_digest refuses non-ASCII str)."""
+    return hmac.compare_digest(sent.encode(), expected.encode())
 
 
 def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
@@ -131,8 +136,8 @@ def _safe_next(url: str | None) -> str:
 
 def _inbox_context(engine: Engine, me: SignedIn) -> dict[str, Any]:
     with read_only(engine) as session:
-        approvals = approval_todos(session, me.user.role) if me.user.role in APPROVER_ROLES else []
-        waiting = approval_count(session, me.user.role) if me.user.role in APPROVER_ROLES else 0
+        waiting = approval_count(session, me.user.role)  # any level the user's role may decide
+        approvals = approval_todos(session, me.user.role) if waiting else []
         staff = notices(session, me.user.name)
         unread = unread_count(session, me.user.name)
         picks = open_pick_lists(session, me.user.name, me.user.role)
@@ -146,7 +151,7 @@ def _inbox_context(engine: Engine, me: SignedIn) -> dict[str, Any]:
         "waiting": waiting,
         "staff_notices": staff,
         "unread": unread,
-        "is_approver": me.user.role in APPROVER_ROLES,
+        "is_approver": me.user.role in APPROVER_ROLES or waiting > 0,
     }
 
 
@@ -206,7 +211,7 @@ def console_router() -> APIRouter:
         next: Annotated[str, Form(max_length=500)] = "/console",
     ) -> Response:
         expected = request.cookies.get(SIGN_IN_COOKIE, "")
-        if not form_token or not hmac.compare_digest(form_token, expected):
+        if not form_token or not _same(form_token, expected):
             raise FormExpired
         address = request.client.host if request.client else ""
         try:
@@ -275,7 +280,11 @@ def console_router() -> APIRouter:
         t = translator(language_of(request))
         with read_only(engine) as session:
             order = session.get(SalesOrder, order_no)
-            shown = order is not None and order.awaiting_level == level and order.awaiting_role is not None
+            visible = may_see(session, order_no, me.user.name, me.user.role)
+        # Someone who could never decide this order learns nothing about it (as on the order page).
+        if order is None or not visible or not decidable_levels(me.user.role):
+            return page(request, "refused.html", {"message_key": "no_such_order"}, status.HTTP_404_NOT_FOUND)
+        shown = order.awaiting_level == level and order.awaiting_role is not None
         if decision not in ("approve", "reject"):
             error = "choose approve or reject"
         elif not shown:
@@ -292,6 +301,7 @@ def console_router() -> APIRouter:
                     comment=comment.strip(),
                     secret=settings_of(request).decision_secret,
                     role=me.user.role,
+                    level=level,
                 )
             except CommandError as exc:
                 error = str(exc)
@@ -352,7 +362,8 @@ def console_router() -> APIRouter:
             # Someone who may not see the order learns nothing, not even that it exists.
             if not may_see(session, order_no, me.user.name, me.user.role):
                 return page(request, "refused.html", {"message_key": "no_such_order"}, status.HTTP_404_NOT_FOUND)
-            view = order_page(session, order_no)
+            credit_readers = {role.value for role in CUSTOMER_READERS} | {Role.ADMIN.value}
+            view = order_page(session, order_no, with_credit=me.user.role in credit_readers)
         ui = settings_of(request).workflow_ui_url(view["workflow_id"])
         return page(request, "order.html", {"me": me, "o": view, "temporal_ui": ui, "dispatched": dispatched})
 

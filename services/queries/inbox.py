@@ -10,8 +10,9 @@ from decimal import Decimal
 from sqlalchemy import ColumnElement
 from sqlmodel import Session, col, func, select
 
+from domain.approvals import DECIDERS
 from domain.credit import exposure
-from models.status import OrderStatus, Role
+from models.status import OrderStatus
 from models.tables import Customer, Notification, SalesOrder
 from services.queries.exposure import open_order_totals
 
@@ -49,13 +50,14 @@ class ApprovalTodo:
         return (now - self.since) / (self.until - self.since)
 
 
+def decidable_levels(role: str) -> list[str]:
+    """The level roles a person holding `role` may decide (domain.approvals.DECIDERS: a director decides finance
+    levels too, which is where an overdue finance level escalates)."""
+    return sorted(level.value for level, deciders in DECIDERS.items() if role in {d.value for d in deciders})
+
+
 def _approver_filter(role: str) -> ColumnElement[bool]:
-    """Admins see every level; approvers see their role's."""
-    return (
-        col(SalesOrder.awaiting_role).is_not(None)
-        if role == Role.ADMIN.value
-        else col(SalesOrder.awaiting_role) == role
-    )
+    return col(SalesOrder.awaiting_role).in_(decidable_levels(role))
 
 
 def approval_count(session: Session, role: str) -> int:

@@ -24,7 +24,8 @@ def masked(recipient: str, channel: str) -> str:
     return recipient
 
 
-def order_page(session: Session, order_no: str) -> dict[str, Any]:
+def order_page(session: Session, order_no: str, *, with_credit: bool) -> dict[str, Any]:
+    """`with_credit`: the customer's credit picture too (only for those who may read customers' credit)."""
     view = order_view(session, order_no)  # raises OrderNotFound
     order = session.get(SalesOrder, order_no)
     assert order is not None
@@ -46,7 +47,9 @@ def order_page(session: Session, order_no: str) -> dict[str, Any]:
             "receivables": receivables,
             "open_orders": open_total,
             "exposure": exposure(receivables, open_total),
-        },
+        }
+        if with_credit
+        else None,
         pick_lists=[
             {"warehouse": p.warehouse, "state": p.state, "lines": p.lines, "created_at": p.created_at}
             for p in pick_lists

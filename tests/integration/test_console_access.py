@@ -19,9 +19,10 @@ from core.db import unit_of_work
 from entrypoints.api.app import create_app
 from entrypoints.console.routes import console_router
 from models.status import Role
-from models.tables import LoginFailure, Notification, User, WebSession
-from services.accounts import MAX_FAILURES, set_password
+from models.tables import LoginFailure, Notification, WebSession
+from services.accounts import MAX_FAILURES, set_disabled, set_password
 from services.users import add_user
+from tests.support.read_model import add_order
 
 PASSWORD = "correct horse battery"
 OPEN_PAGES = {"/console/sign-in", "/console/language"}  # before anyone has signed in
@@ -36,11 +37,13 @@ async def web(engine: Engine, settings: Settings) -> AsyncIterator[httpx.AsyncCl
         yield http
 
 
-def make_user(engine: Engine, name: str, role: Role = Role.FINANCE) -> None:
+def make_user(engine: Engine, name: str, role: Role = Role.FINANCE) -> str:
+    """The user, with PASSWORD for the console; returns their API token."""
     with unit_of_work(engine) as session:
-        add_user(session, name, role)
+        token = add_user(session, name, role)
         session.flush()
         set_password(session, name, PASSWORD)
+    return token
 
 
 async def sign_in(
@@ -101,8 +104,13 @@ async def test_a_signed_in_session_is_an_httponly_cookie_and_ends_at_sign_out(
 async def test_forms_without_their_csrf_token_change_nothing(web: httpx.AsyncClient, engine: Engine) -> None:
     make_user(engine, "fay")
     await sign_in(web, "fay")
-    for data in ({}, {"csrf": "guess"}):
-        assert (await web.post("/console/sign-out", data=data)).status_code == 403
+    posts = [r.path for r in console_router().routes if isinstance(r, APIRoute) and "POST" in (r.methods or ())]
+    posts.remove("/console/sign-in")
+    assert len(posts) >= 5
+    for path in posts:  # every form, not only one
+        concrete = path.replace("{order_no}", "SO-1").replace("{notice_id}", "1").replace("{pick_list_id}", "1")
+        for data in ({}, {"csrf": "guess"}, {"csrf": "gueß"}):  # non-ASCII too: refused, not a 500
+            assert (await web.post(concrete, data=data)).status_code == 403, (path, data)
     assert (await web.get("/console")).status_code == 200  # still signed in
     # The sign-in form has its own token (there is no session yet): a post from elsewhere is refused.
     bare = await web.post("/console/sign-in", data={"username": "fay", "password": PASSWORD})
@@ -120,7 +128,8 @@ async def test_failed_sign_ins_are_limited_per_user(web: httpx.AsyncClient, engi
     assert unknown.status_code == 401 and "wrong user name or password" in unknown.text  # same words
     with Session(engine) as session:
         failures = session.exec(select(LoginFailure).where(LoginFailure.user_name == "fay")).all()
-    assert len(failures) == MAX_FAILURES and {f.address for f in failures} == {"10.1.2.3"}
+    # every attempt counts, the refused one with the right password too (parallel attempts cannot slip through)
+    assert len(failures) == MAX_FAILURES + 1 and {f.address for f in failures} == {"10.1.2.3"}
     with unit_of_work(engine) as session:  # the window passes
         an_hour_ago = datetime.now(UTC) - timedelta(hours=1)
         session.exec(update(LoginFailure).where(col(LoginFailure.user_name) == "fay").values(at=an_hour_ago))
@@ -130,7 +139,7 @@ async def test_failed_sign_ins_are_limited_per_user(web: httpx.AsyncClient, engi
 async def test_a_session_ends_when_it_expires_the_password_is_reset_or_the_user_is_disabled(
     web: httpx.AsyncClient, engine: Engine
 ) -> None:
-    make_user(engine, "fay")
+    token = make_user(engine, "fay")
     await sign_in(web, "fay")
     with unit_of_work(engine) as session:
         session.exec(update(WebSession).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
@@ -144,10 +153,13 @@ async def test_a_session_ends_when_it_expires_the_password_is_reset_or_the_user_
     assert (await sign_in(web, "fay")).status_code == 401  # the old password is gone
 
     await sign_in(web, "fay", "another long password")
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert (await web.get("/products", headers=bearer)).status_code == 200
     with unit_of_work(engine) as session:
-        session.exec(update(User).where(col(User.name) == "fay").values(disabled=True))
+        set_disabled(session, "fay", True)
     assert (await web.get("/console")).status_code == 303
     assert (await sign_in(web, "fay", "another long password")).status_code == 401
+    assert (await web.get("/products", headers=bearer)).status_code == 401  # nor through the API
 
 
 async def test_after_sign_in_the_console_only_sends_people_to_its_own_pages(
@@ -159,6 +171,17 @@ async def test_after_sign_in_the_console_only_sends_people_to_its_own_pages(
         assert answer.headers["location"] == "/console", elsewhere
     back = await sign_in(web, "fay", next="/console?x=1")
     assert back.headers["location"] == "/console?x=1"
+
+
+async def test_only_someone_who_may_decide_can_post_a_decision(web: httpx.AsyncClient, engine: Engine) -> None:
+    make_user(engine, "sam", Role.SALES)
+    await sign_in(web, "sam")
+    home = await web.get("/console")
+    form = {"csrf": csrf_of(home), "decision": "approve", "level": "1", "comment": ""}
+    add_order(engine, "SO-OTHER-REP", rep="bob", sku="SKU-1001")
+    for order_no in ("SO-NONE", "SO-OTHER-REP"):  # nothing of an order that is not hers, nor whether it exists
+        answer = await web.post(f"/console/approvals/{order_no}", data=form)
+        assert answer.status_code == 404 and "There is no such order." in answer.text
 
 
 async def test_a_notice_is_read_only_by_its_addressee(web: httpx.AsyncClient, engine: Engine) -> None:

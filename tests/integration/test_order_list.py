@@ -3,31 +3,14 @@ combine, pages are stable, and a sales rep sees only their own orders (list and 
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, timedelta
+from datetime import date
 
 from sqlalchemy import Engine
 
 from core.db import read_only, unit_of_work
-from models.status import OrderStatus
-from models.tables import SalesOrder, Shipment
+from models.tables import PickList, Shipment
 from services.queries.order_list import PAGE_SIZE, OrderFilter, may_see, order_list
-from tests.support.orders import make_order
-
-DAY = datetime(2026, 11, 20, 9, tzinfo=UTC)
-
-
-def add_order(engine: Engine, number: str, *, rep: str, sku: str, customer: str = "C-1001", days: int = 0) -> None:
-    order = make_order(number, [(sku, 1, "10.00")], customer_id=customer).model_copy(update={"sales_rep": rep})
-    at = DAY + timedelta(days=days)
-    with unit_of_work(engine) as session:
-        session.add(
-            SalesOrder(
-                order_no=number, workflow_id=f"order-{number}", customer_id=order.customer_id, channel=order.channel,
-                sales_rep=rep, order_type=order.order_type.value, payment_method=order.payment.method.value,
-                currency=order.currency, total=order.total, status=OrderStatus.RECEIVED.value, paid=False,
-                payload=order.model_dump(mode="json"), content_hash=order.content_hash(), created_at=at, updated_at=at,
-            )
-        )  # fmt: skip
+from tests.support.read_model import DAY, add_order
 
 
 def numbers(engine: Engine, flt: OrderFilter, name: str = "olga", role: str = "ops") -> list[str]:
@@ -55,10 +38,14 @@ def test_each_search_field_finds_its_order(engine: Engine) -> None:
     assert numbers(engine, OrderFilter(text="SF1002")) == ["LIST-B1"]  # part of a tracking number
     assert numbers(engine, OrderFilter(text="C-1005")) == ["LIST-A2"]  # the customer id
     assert "LIST-A2" not in numbers(engine, OrderFilter(text="100%"))  # a LIKE wildcard is a plain character
-    assert numbers(engine, OrderFilter(text="LIST-", created_from=date(2026, 11, 21), created_to=date(2026, 11, 21)))[
-        :1
-    ] == ["LIST-A2"]
+    one_day = OrderFilter(text="LIST-", created_from=date(2026, 11, 21), created_to=date(2026, 11, 21))
+    assert numbers(engine, one_day) == ["LIST-A2"]
+    assert numbers(engine, OrderFilter(text="LIST-", created_from=date(2026, 11, 22))) == ["LIST-B1"]
     assert numbers(engine, OrderFilter(text="LIST-", warehouse="WH-SH")) == []  # nothing reserved or picked there
+    with unit_of_work(engine) as session:
+        session.add(PickList(order_no="LIST-A1", warehouse="WH-SH", lines=[]))
+    assert numbers(engine, OrderFilter(text="LIST-", warehouse="WH-SH")) == ["LIST-A1"]
+    assert numbers(engine, OrderFilter(text="LIST-", warehouse="WH-BJ")) == []
     assert numbers(engine, OrderFilter(text="LIST-", status="RECEIVED")) == ["LIST-B1", "LIST-A2", "LIST-A1"]
     assert numbers(engine, OrderFilter(text="LIST-", status="COMPLETED")) == []
 

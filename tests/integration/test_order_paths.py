@@ -49,13 +49,19 @@ from worker import running_worker
 # --- helpers --------------------------------------------------------------------------------------
 
 
-async def todos_for(engine: Engine, order_no: str, role: Role, expected: int = 1) -> list[ApprovalTodo]:
+async def todos_for(
+    engine: Engine, order_no: str, role: Role, expected: int = 1, level: int | None = None
+) -> list[ApprovalTodo]:
     """The order's approval to-dos for `role`, once the read model shows `expected` of them (it is written by the
     transition that follows the workflow's move, a moment after the update answers)."""
     deadline = time.monotonic() + 10
     while True:
         with read_only(engine) as session:
-            found = [t for t in approval_todos(session, role.value) if t.order_no == order_no]
+            found = [
+                t
+                for t in approval_todos(session, role.value)
+                if t.order_no == order_no and (level is None or t.level == level)
+            ]
         if len(found) == expected or time.monotonic() > deadline:
             return found
         await asyncio.sleep(0.05)
@@ -222,14 +228,22 @@ async def test_director_level_after_finance_with_four_eyes(
         # The approvers' to-dos follow the levels: finance's first (with the rule that fired), then the director's.
         [todo] = await todos_for(engine, two_step, Role.FINANCE)
         assert todo.level == 1 and "finance_over_10k" in todo.reasons and todo.until is not None
+        # The director may decide a finance level too (and gets it when it is overdue): it is on her list as well.
+        assert [t.level for t in await todos_for(engine, two_step, Role.FINANCE_DIRECTOR)] == [1]
+        # A decision for the level a stale page showed is refused, not applied to the level the order is at now.
+        with pytest.raises(Refused):
+            await order_commands.decide(
+                client, engine, two_step, user="fiona", decision="approve", comment="", level=2,
+                secret=settings.decision_secret,
+            )  # fmt: skip
         state = await order_commands.decide(
             client, engine, two_step, user="fiona", decision="approve", comment="ok", secret=settings.decision_secret
         )
         assert state.status == OrderStatus.AWAITING_APPROVAL
         assert state.pending_approval is not None
         assert (state.pending_approval.level, state.pending_approval.role) == (2, Role.FINANCE_DIRECTOR)
-        [todo] = await todos_for(engine, two_step, Role.FINANCE_DIRECTOR)
-        assert todo.level == 2 and await todos_for(engine, two_step, Role.FINANCE, expected=0) == []
+        [todo] = await todos_for(engine, two_step, Role.FINANCE_DIRECTOR, level=2)
+        assert await todos_for(engine, two_step, Role.FINANCE, expected=0) == []  # finance cannot decide it
         with pytest.raises(Refused, match="role finance cannot decide the finance_director level"):
             await order_commands.decide(
                 client, engine, two_step, user="felix", decision="approve", comment="", secret=settings.decision_secret
@@ -281,7 +295,8 @@ async def test_director_level_after_finance_with_four_eyes(
     accepted = [(r.level, r.role, r.by) for r in approvals(engine, two_step) if r.accepted]
     assert accepted == [(1, "finance", "fiona"), (2, "finance_director", "derek")]
     refused = [(r.by, r.role) for r in approvals(engine, two_step) if not r.accepted]
-    assert refused == [("felix", "finance"), ("fiona", "finance")]
+    # fiona's decision for a stale level 2, felix's wrong role, fiona's second level (four-eyes): all audited
+    assert refused == [("fiona", "finance"), ("felix", "finance"), ("fiona", "finance")]
     assert [(r.level, r.by, r.accepted) for r in approvals(engine, same_person)] == [
         (1, "derek", True),
         (2, "derek", False),  # refused at the level it was pending
