@@ -117,6 +117,21 @@ def page(request: Request, name: str, context: dict[str, Any], status_code: int 
     return response
 
 
+def not_found(request: Request, message_key: str) -> HTMLResponse:
+    """Something that does not exist, or that this person may not see: the same answer for both."""
+    return page(request, "refused.html", {"message_key": message_key}, status.HTTP_404_NOT_FOUND)
+
+
+def sign_in_form(request: Request, context: dict[str, Any], status_code: int = status.HTTP_200_OK) -> HTMLResponse:
+    """The sign-in page with a fresh form token, also set as a cookie (double submit: there is no session yet)."""
+    form_token = secrets.token_urlsafe(32)
+    response = page(request, "sign_in.html", {**context, "form_token": form_token}, status_code)
+    response.set_cookie(
+        SIGN_IN_COOKIE, form_token, httponly=True, samesite="lax", secure=_secure(request), path="/console"
+    )
+    return response
+
+
 def _ago(delta: timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
     if minutes < 60:
@@ -168,7 +183,7 @@ def _pick_list_page(
     with read_only(engine) as session:
         found = pick_list_page(session, pick_list_id, me.user.name, me.user.role)
     if found is None:  # not theirs: as if it did not exist
-        return page(request, "refused.html", {"message_key": "no_such_pick_list"}, status.HTTP_404_NOT_FOUND)
+        return not_found(request, "no_such_pick_list")
     context = {
         "me": me,
         "p": found,
@@ -194,12 +209,7 @@ def console_router() -> APIRouter:
 
     @router.get("/sign-in", response_class=HTMLResponse)
     def sign_in_page(request: Request, next: str = "/console", ended: bool = False) -> HTMLResponse:
-        form_token = secrets.token_urlsafe(32)
-        response = page(request, "sign_in.html", {"next": _safe_next(next), "form_token": form_token, "ended": ended})
-        response.set_cookie(
-            SIGN_IN_COOKIE, form_token, httponly=True, samesite="lax", secure=_secure(request), path="/console"
-        )
-        return response
+        return sign_in_form(request, {"next": _safe_next(next), "ended": ended})
 
     @router.post("/sign-in", response_model=None)
     def sign_in_submit(
@@ -217,13 +227,8 @@ def console_router() -> APIRouter:
         try:
             token, _ = sign_in(engine, username.strip(), password, address=address, now=_now())
         except SignInRefused as exc:
-            fresh = secrets.token_urlsafe(32)
-            context = {"next": _safe_next(next), "form_token": fresh, "error": str(exc), "username": username}
-            refused = page(request, "sign_in.html", context, status.HTTP_401_UNAUTHORIZED)
-            refused.set_cookie(
-                SIGN_IN_COOKIE, fresh, httponly=True, samesite="lax", secure=_secure(request), path="/console"
-            )
-            return refused
+            context = {"next": _safe_next(next), "error": str(exc), "username": username}
+            return sign_in_form(request, context, status.HTTP_401_UNAUTHORIZED)
         response = RedirectResponse(_safe_next(next), status.HTTP_303_SEE_OTHER)
         response.set_cookie(
             SESSION_COOKIE,
@@ -283,7 +288,7 @@ def console_router() -> APIRouter:
             visible = may_see(session, order_no, me.user.name, me.user.role)
         # Someone who could never decide this order learns nothing about it (as on the order page).
         if order is None or not visible or not decidable_levels(me.user.role):
-            return page(request, "refused.html", {"message_key": "no_such_order"}, status.HTTP_404_NOT_FOUND)
+            return not_found(request, "no_such_order")
         shown = order.awaiting_level == level and order.awaiting_role is not None
         if decision not in ("approve", "reject"):
             error = "choose approve or reject"
@@ -361,7 +366,7 @@ def console_router() -> APIRouter:
         with read_only(engine) as session:
             # Someone who may not see the order learns nothing, not even that it exists.
             if not may_see(session, order_no, me.user.name, me.user.role):
-                return page(request, "refused.html", {"message_key": "no_such_order"}, status.HTTP_404_NOT_FOUND)
+                return not_found(request, "no_such_order")
             credit_readers = {role.value for role in CUSTOMER_READERS} | {Role.ADMIN.value}
             view = order_page(session, order_no, with_credit=me.user.role in credit_readers)
         ui = settings_of(request).workflow_ui_url(view["workflow_id"])
@@ -379,7 +384,7 @@ def console_router() -> APIRouter:
         with read_only(engine) as session:
             found = pick_list_page(session, pick_list_id, me.user.name, me.user.role)
         if found is None:
-            return page(request, "refused.html", {"message_key": "no_such_pick_list"}, status.HTTP_404_NOT_FOUND)
+            return not_found(request, "no_such_pick_list")
         with unit_of_work(engine) as session:
             still_open = mark_picked(session, pick_list_id, me.user.name, _now())
         if not still_open:
@@ -401,7 +406,7 @@ def console_router() -> APIRouter:
         with read_only(engine) as session:
             found = pick_list_page(session, pick_list_id, me.user.name, me.user.role)
         if found is None:
-            return page(request, "refused.html", {"message_key": "no_such_pick_list"}, status.HTTP_404_NOT_FOUND)
+            return not_found(request, "no_such_pick_list")
         t = translator(language_of(request))
         errors: dict[str, str] = {}
         number = tracking_no.strip()
