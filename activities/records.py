@@ -10,6 +10,7 @@ from activities.base import DbActivities
 from models.contracts import ApprovalAudit, RegisterOrderInput, TransitionInput
 from models.status import AWAITING_DECISION, OrderStatus
 from models.tables import ApprovalRecord, Customer, OrderEvent, SalesOrder
+from services.links import void_approval_links
 from workflows.contract import order_workflow_id
 from workflows.steps import RecordSteps
 
@@ -72,6 +73,11 @@ class RecordActivities(DbActivities, RecordSteps):
             elif inp.status not in AWAITING_DECISION:  # a same-status event (a payment, say) keeps the to-do
                 order.awaiting_role = order.awaiting_level = order.awaiting_since = order.awaiting_until = None
                 order.awaiting_why = None
+            # The mailed approve links work only for the level and role the order awaits now.
+            awaiting = (
+                (order.awaiting_level, order.awaiting_role) if order.awaiting_level and order.awaiting_role else None
+            )
+            void_approval_links(session, inp.order_no, inp.at, awaiting=awaiting)
             if inp.status in (OrderStatus.APPROVED,):
                 # The customer's first order has been accepted: from now on they are not new.
                 customer = session.get(Customer, order.customer_id)
@@ -99,5 +105,6 @@ class RecordActivities(DbActivities, RecordSteps):
                         comment=inp.comment,
                     )
                 )
+                void_approval_links(session, inp.order_no, inp.at, awaiting=None)  # the level is decided
         except IntegrityError:
             return  # a concurrent retry wrote it first

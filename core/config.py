@@ -119,11 +119,17 @@ class NotifySettings(BaseModel):
     notify_templates_file: Path = PROJECT_ROOT / "services" / "notify" / "templates.yaml"
     notify_relay_interval: float = Field(5.0, gt=0)  # seconds between outbox sweeps
     notify_max_attempts: int = Field(8, ge=1)  # then the row is 'failed' (retries back off 30 s, 1 min, … 1 h)
+    # How long the links in notices work: an approval request's approve link, a shipping notice's tracking page.
+    approval_link_lifetime: timedelta = timedelta(hours=72)
+    tracking_link_lifetime: timedelta = timedelta(days=60)
+    # What the customer's tracking page says a parcel should take from dispatch to the door (until it arrives).
+    expected_transit: timedelta = timedelta(days=3)
 
 
 # The secrets the embedded stack creates once in its state dir (core/secrets.py) when they are not given.
 LOCAL_SECRETS = (
     "decision_secret",
+    "link_secret",
     "pii_keys",
     "pii_key_id",
     "channel_shopify_secret",
@@ -139,6 +145,9 @@ class SecretSettings(BaseModel):
     # HMAC key the API (and CLI) sign approvers' decisions with; the order workflow's update validator refuses
     # a decision without a valid signature, so nobody can approve around the API by talking to Temporal.
     decision_secret: str = ""
+    # HMAC key of the links notices carry: approve-from-the-mail tokens (derived from it, never stored) and the
+    # customers' tracking links. Changing it breaks the links already sent.
+    link_secret: str = ""
     # AES-256-GCM keys (key id -> base64 of 32 bytes) of the payload codec that encrypts every workflow payload
     # (customer names, phones, addresses) before it reaches Temporal; pii_key_id encrypts, all keys decrypt
     # (rotation: add a key, switch pii_key_id, keep the old one while histories need it).
@@ -236,6 +245,10 @@ class Settings(
         if not url or url.startswith(self.carrier_sim_url.rstrip("/")):
             return True
         return urlsplit(url).hostname in _LOOPBACK_HOSTS or (urlsplit(url).hostname or "").startswith("127.")
+
+    def public_url(self, path: str) -> str:
+        """An absolute link to one of our pages, for a notice: under public_api_url (else api_url)."""
+        return (self.public_api_url or self.api_url).rstrip("/") + path
 
     def workflow_ui_url(self, workflow_id: str) -> str:
         """The workflow's page in the Temporal UI."""

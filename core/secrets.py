@@ -25,6 +25,7 @@ def generate() -> dict[str, Any]:
     key_id = "local-1"
     return {
         "decision_secret": secrets.token_urlsafe(32),
+        "link_secret": secrets.token_urlsafe(32),
         "pii_key_id": key_id,
         "pii_keys": {key_id: base64.b64encode(secrets.token_bytes(32)).decode()},
         "channel_shopify_secret": secrets.token_urlsafe(32),

@@ -14,6 +14,15 @@ DECIDERS: dict[Role, frozenset[Role]] = {
 }
 
 
+def may_decide(decider_role: str, level_role: str) -> bool:
+    """Whether a person holding `decider_role` may decide a level of `level_role` at all."""
+    try:
+        allowed = DECIDERS.get(Role(level_role), frozenset({Role(level_role)}))
+    except ValueError:  # not a role
+        return False
+    return decider_role in allowed
+
+
 def refusal_reason(
     *, level_role: Role, decider: str, decider_role: str, sales_rep: str, earlier_deciders: list[str]
 ) -> str | None:
@@ -22,8 +31,8 @@ def refusal_reason(
         return f"{decider} is the order's own sales rep and cannot approve it"
     if decider in earlier_deciders:
         return f"{decider} already decided an earlier level of this order (four-eyes rule)"
-    allowed = DECIDERS.get(level_role, frozenset({level_role}))
-    if decider_role not in allowed:
+    if not may_decide(decider_role, level_role):
+        allowed = DECIDERS.get(level_role, frozenset({level_role}))
         names = ", ".join(sorted(role.value for role in allowed))
         return f"role {decider_role} cannot decide the {level_role.value} level (needs {names})"
     return None

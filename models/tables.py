@@ -145,6 +145,9 @@ class User(SQLModel, table=True):
     email: str | None = Field(default=None, max_length=200)
     phone: str | None = Field(default=None, max_length=32)
     disabled: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
+    # How staff notices reach them besides the console's inbox (each needs the address on file).
+    notify_email: bool = Field(default=True, sa_column_kwargs={"server_default": "1"})
+    notify_sms: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
 
 
 class UserWarehouse(SQLModel, table=True):
@@ -174,6 +177,23 @@ class LoginFailure(SQLModel, table=True):
     user_name: str = Field(index=True, max_length=64)
     address: str = Field(default="", max_length=64)
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class ApprovalLink(SQLModel, table=True):
+    """An approve-from-the-mail link: one approver, one order, one level. The token is never stored (it is derived
+    from the secret and the notice's key when the mail is sent); its hash finds the link. Used once, then spent;
+    void once the level is decided or the order awaits another level or role."""
+
+    __tablename__ = "approval_links"
+    token_hash: str = Field(primary_key=True, max_length=64)
+    order_no: str = Field(index=True, max_length=64)
+    level: int
+    role: str = Field(max_length=32)  # the level's role (finance, director)
+    approver: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    expires_at: datetime = Field(sa_type=UTCDateTime)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    voided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 # --- the order read model and audit trail -------------------------------------------------------

@@ -68,3 +68,17 @@ def set_warehouses(session: Session, name: str, codes: list[str]) -> None:
 
 def warehouses_of(session: Session, name: str) -> list[str]:
     return sorted(session.exec(select(UserWarehouse.warehouse).where(UserWarehouse.user_name == name)).all())
+
+
+def set_notice_channels(session: Session, name: str, *, email: bool, sms: bool) -> None:
+    """In the caller's unit of work: whether `name` also gets staff notices by e-mail and by SMS (the console's
+    inbox always has them). A channel needs its address on file."""
+    user = session.get(User, name)
+    if user is None:
+        raise CommandError(f"unknown user {name}")
+    if email and not user.email:
+        raise CommandError(f"{name} has no e-mail address on file")
+    if sms and not user.phone:
+        raise CommandError(f"{name} has no phone number on file")
+    user.notify_email, user.notify_sms = email, sms
+    session.add(user)

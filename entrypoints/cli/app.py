@@ -43,7 +43,7 @@ from services.queries.order_view import order_view
 from services.queries.products import products_view
 from services.queries.requisitions import requisitions_view
 from services.stock import Receipt
-from services.users import add_user, set_warehouses
+from services.users import add_user, set_notice_channels, set_warehouses
 
 app = typer.Typer(help="orderflow: durable sales-order fulfillment on Temporal.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage users, their API tokens and console passwords.", no_args_is_help=True)
@@ -385,6 +385,24 @@ def users_disable(name: str) -> None:
     with unit_of_work(engine()) as session:
         set_disabled(session, name, True)
     emit({"name": name, "disabled": True})
+
+
+@users_app.command("notices")
+@command
+def users_notices(
+    name: str,
+    email: Annotated[bool | None, typer.Option("--email/--no-email", help="Also e-mail them staff notices.")] = None,
+    sms: Annotated[bool | None, typer.Option("--sms/--no-sms", help="Also text them staff notices.")] = None,
+) -> None:
+    """How a user gets staff notices besides the console's inbox (a channel left out stays as it is)."""
+    with unit_of_work(engine()) as session:
+        user = session.get(User, name)
+        if user is None:
+            raise CliError(f"unknown user {name}")
+        wanted_email = user.notify_email if email is None else email
+        wanted_sms = user.notify_sms if sms is None else sms
+        set_notice_channels(session, name, email=wanted_email, sms=wanted_sms)
+    emit({"name": name, "email": wanted_email, "sms": wanted_sms})
 
 
 @users_app.command("enable")

@@ -6,30 +6,44 @@ carries the session's CSRF token; every action calls the same application comman
 
 from __future__ import annotations
 
-import hmac
 import re
-import secrets
-from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
+from datetime import date
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, FastAPI, Form, Query, Request, status
+from fastapi import APIRouter, FastAPI, Form, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from core.db import read_only, unit_of_work
-from entrypoints.api.auth import CUSTOMER_READERS, engine_of
+from entrypoints.api.auth import CUSTOMER_READERS
 from entrypoints.api.deps import settings_of, temporal_client
-from entrypoints.console.i18n import LANGUAGE_COOKIE, LANGUAGES, language_of, other_language, translator
+from entrypoints.console.i18n import LANGUAGE_COOKIE, LANGUAGES, language_of, translator
+from entrypoints.console.mail_links import mail_link_router
+from entrypoints.console.web import (
+    FORM_COOKIE,
+    HERE,
+    SESSION_COOKIE,
+    EngineDep,
+    FormExpired,
+    Me,
+    NotSignedIn,
+    check_csrf,
+    check_form_token,
+    not_found,
+    now,
+    page,
+    safe_next,
+    secure,
+    sign_in_form,
+)
 from integrations.carriers.registry import KNOWN_CARRIERS
 from models.status import OrderStatus, Role
 from models.tables import SalesOrder, Warehouse
 from services import order_commands
-from services.accounts import SESSION_LIFETIME, SignedIn, SignInRefused, sign_in, sign_out, signed_in
+from services.accounts import SESSION_LIFETIME, SignedIn, SignInRefused, sign_in, sign_out
 from services.errors import CommandError, Refused
 from services.picking import mark_picked
 from services.queries.inbox import approval_count, approval_todos, decidable_levels, notices, unread_count
@@ -39,114 +53,8 @@ from services.queries.pick_lists import handled_warehouses, open_pick_lists, pic
 from services.staff_notices import mark_read
 from workflows.contract import ErrorType
 
-HERE = Path(__file__).parent
-SESSION_COOKIE = "of_session"
-SIGN_IN_COOKIE = "of_signin"  # the sign-in form's own CSRF token (double submit): there is no session yet
 STATUSES = [status.value for status in OrderStatus]
 APPROVER_ROLES = {Role.FINANCE.value, Role.FINANCE_DIRECTOR.value}  # their inbox always shows its approvals
-# Pages only load our own files: no inline script, no other origin, never inside another site's frame.
-SECURITY_HEADERS = {
-    "Content-Security-Policy": "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
-}
-
-templates = Jinja2Templates(directory=HERE / "templates")
-
-
-class NotSignedIn(Exception):
-    def __init__(self, next_url: str, ended: bool) -> None:
-        self.next_url = next_url
-        self.ended = ended
-
-
-class FormExpired(Exception):
-    """A form without the right CSRF token."""
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _secure(request: Request) -> bool:
-    return request.url.scheme == "https" or request.headers.get("x-forwarded-proto") == "https"
-
-
-def current(request: Request) -> SignedIn:
-    """The signed-in user, or a redirect to the sign-in page (which then comes back here)."""
-    token = request.cookies.get(SESSION_COOKIE)
-    found = signed_in(engine_of(request), token, now=_now()) if token else None
-    if found is None:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        raise NotSignedIn(target if request.method == "GET" else "/console", ended=token is not None)
-    return found
-
-
-Me = Annotated[SignedIn, Depends(current)]
-EngineDep = Annotated[Engine, Depends(engine_of)]
-
-
-def check_csrf(me: SignedIn, sent: str) -> None:
-    if not sent or not _same(sent, me.session.csrf_token):
-        raise FormExpired
-
-
-def _same(sent: str, expected: str) -> bool:
-    """A constant-time comparison that takes any text (compare_digest refuses non-ASCII str)."""
-    return hmac.compare_digest(sent.encode(), expected.encode())
-
-
-def page(request: Request, name: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:
-    language = language_of(request)
-    response = templates.TemplateResponse(
-        request,
-        name,
-        {
-            "t": translator(language),
-            "lang": language,
-            "other_lang": other_language(language),
-            "now": _now(),
-            "ago": _ago,
-            **context,
-        },
-        status_code=status_code,
-    )
-    response.headers.update(SECURITY_HEADERS)
-    return response
-
-
-def not_found(request: Request, message_key: str) -> HTMLResponse:
-    """Something that does not exist, or that this person may not see: the same answer for both."""
-    return page(request, "refused.html", {"message_key": message_key}, status.HTTP_404_NOT_FOUND)
-
-
-def sign_in_form(request: Request, context: dict[str, Any], status_code: int = status.HTTP_200_OK) -> HTMLResponse:
-    """The sign-in page with a fresh form token, also set as a cookie (double submit: there is no session yet)."""
-    form_token = secrets.token_urlsafe(32)
-    response = page(request, "sign_in.html", {**context, "form_token": form_token}, status_code)
-    response.set_cookie(
-        SIGN_IN_COOKIE, form_token, httponly=True, samesite="lax", secure=_secure(request), path="/console"
-    )
-    return response
-
-
-def _ago(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds() // 60)
-    if minutes < 60:
-        return f"{max(minutes, 0)} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours} h {minutes:02d} min"
-    return f"{hours // 24} d {hours % 24} h"
-
-
-def _safe_next(url: str | None) -> str:
-    """Only our own pages: never an open redirect to another site."""
-    if url and url.startswith("/console") and not url.startswith("//"):
-        return url
-    return "/console"
 
 
 def _inbox_context(engine: Engine, me: SignedIn) -> dict[str, Any]:
@@ -209,7 +117,7 @@ def console_router() -> APIRouter:
 
     @router.get("/sign-in", response_class=HTMLResponse)
     def sign_in_page(request: Request, next: str = "/console", ended: bool = False) -> HTMLResponse:
-        return sign_in_form(request, {"next": _safe_next(next), "ended": ended})
+        return sign_in_form(request, {"next": safe_next(next), "ended": ended})
 
     @router.post("/sign-in", response_model=None)
     def sign_in_submit(
@@ -220,42 +128,40 @@ def console_router() -> APIRouter:
         form_token: Annotated[str, Form(max_length=100)] = "",
         next: Annotated[str, Form(max_length=500)] = "/console",
     ) -> Response:
-        expected = request.cookies.get(SIGN_IN_COOKIE, "")
-        if not form_token or not _same(form_token, expected):
-            raise FormExpired
+        check_form_token(request, form_token)
         address = request.client.host if request.client else ""
         try:
-            token, _ = sign_in(engine, username.strip(), password, address=address, now=_now())
+            token, _ = sign_in(engine, username.strip(), password, address=address, now=now())
         except SignInRefused as exc:
-            context = {"next": _safe_next(next), "error": str(exc), "username": username}
+            context = {"next": safe_next(next), "error": str(exc), "username": username}
             return sign_in_form(request, context, status.HTTP_401_UNAUTHORIZED)
-        response = RedirectResponse(_safe_next(next), status.HTTP_303_SEE_OTHER)
+        response = RedirectResponse(safe_next(next), status.HTTP_303_SEE_OTHER)
         response.set_cookie(
             SESSION_COOKIE,
             token,
             max_age=int(SESSION_LIFETIME.total_seconds()),
             httponly=True,
             samesite="lax",
-            secure=_secure(request),
+            secure=secure(request),
             path="/console",
         )
-        response.delete_cookie(SIGN_IN_COOKIE, path="/console")
+        response.delete_cookie(FORM_COOKIE, path="/")
         return response
 
     @router.post("/sign-out")
     def sign_out_submit(request: Request, me: Me, engine: EngineDep, csrf: Annotated[str, Form()] = "") -> Response:
         check_csrf(me, csrf)
-        sign_out(engine, request.cookies.get(SESSION_COOKIE, ""), now=_now())
+        sign_out(engine, request.cookies.get(SESSION_COOKIE, ""), now=now())
         response = RedirectResponse("/console/sign-in", status.HTTP_303_SEE_OTHER)
         response.delete_cookie(SESSION_COOKIE, path="/console")
         return response
 
     @router.get("/language")
     def switch_language(request: Request, to: str = "en", back: str = "/console") -> Response:
-        response = RedirectResponse(_safe_next(back), status.HTTP_303_SEE_OTHER)
+        response = RedirectResponse(safe_next(back), status.HTTP_303_SEE_OTHER)
         if to in LANGUAGES:
             one_year = 365 * 24 * 3600
-            response.set_cookie(LANGUAGE_COOKIE, to, max_age=one_year, samesite="lax", path="/console")
+            response.set_cookie(LANGUAGE_COOKIE, to, max_age=one_year, samesite="lax", path="/")
         return response
 
     @router.get("", response_class=HTMLResponse)
@@ -386,7 +292,7 @@ def console_router() -> APIRouter:
         if found is None:
             return not_found(request, "no_such_pick_list")
         with unit_of_work(engine) as session:
-            still_open = mark_picked(session, pick_list_id, me.user.name, _now())
+            still_open = mark_picked(session, pick_list_id, me.user.name, now())
         if not still_open:
             errors = {"picked": translator(language_of(request))("list_closed")}
             return _pick_list_page(request, engine, me, pick_list_id, errors=errors, code=status.HTTP_409_CONFLICT)
@@ -444,7 +350,7 @@ def console_router() -> APIRouter:
     def read_notice(notice_id: int, me: Me, engine: EngineDep, csrf: Annotated[str, Form()] = "") -> Response:
         check_csrf(me, csrf)
         with unit_of_work(engine) as session:
-            mark_read(session, me.user.name, notice_id, _now())
+            mark_read(session, me.user.name, notice_id, now())
         return RedirectResponse("/console#notices", status.HTTP_303_SEE_OTHER)
 
     return router
@@ -453,6 +359,7 @@ def console_router() -> APIRouter:
 def mount_console(app: FastAPI) -> None:
     """The console's pages, its static files (vendored, no CDN) and what its refusals look like."""
     app.include_router(console_router())
+    app.include_router(mail_link_router())
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
 
     @app.exception_handler(NotSignedIn)

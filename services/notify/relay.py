@@ -25,7 +25,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -45,6 +45,7 @@ from integrations.notify.base import (
 from integrations.notify.mail import SmtpSender
 from integrations.notify.sms import SmsGatewaySender
 from models.tables import Notification, NotificationStatus
+from services.links import fill_approval_token
 
 log = structlog.get_logger(__name__)
 
@@ -85,9 +86,12 @@ def deliver_due(
     max_attempts: int = 8,
     lease: timedelta = SENDING_LEASE,
     batch: int = BATCH,
+    link_secret: str = "",
 ) -> int:
     """One sweep; returns how many notices it delivered (sent, plus internal ones marked delivered)."""
-    return sweep(engine, senders, now, max_attempts=max_attempts, lease=lease, batch=batch).delivered
+    return sweep(
+        engine, senders, now, max_attempts=max_attempts, lease=lease, batch=batch, link_secret=link_secret
+    ).delivered
 
 
 def sweep(
@@ -98,10 +102,14 @@ def sweep(
     max_attempts: int = 8,
     lease: timedelta = SENDING_LEASE,
     batch: int = BATCH,
+    link_secret: str = "",
 ) -> Sweep:
+    """`link_secret` completes the approve links of approval request mails (services/links.py)."""
     result = Sweep()
     claimed_at = time.monotonic()
     notices = _claim(engine, set(senders), now, lease, batch, result)
+    if link_secret:
+        notices = [replace(n, body=fill_approval_token(n.body, link_secret, n.key)) for n in notices]
     down: dict[str, datetime] = {}  # channel → when to try it again: its other notices go back untried
     for notice in notices:
         if notice.channel in down:
@@ -263,8 +271,17 @@ def build_senders(settings: Settings) -> dict[str, Sender]:
 class OutboxRelay:
     """Sweeps every `interval` seconds (at once again when a sweep filled its batch) until stopped."""
 
-    def __init__(self, engine: Engine, senders: Mapping[str, Sender], *, interval: float, max_attempts: int) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        senders: Mapping[str, Sender],
+        *,
+        interval: float,
+        max_attempts: int,
+        link_secret: str = "",
+    ) -> None:
         self.engine = engine
+        self.link_secret = link_secret
         self.senders = dict(senders)
         self.interval = interval
         self.max_attempts = max_attempts
@@ -289,7 +306,12 @@ class OutboxRelay:
             full = False
             try:
                 done = await asyncio.to_thread(
-                    sweep, self.engine, self.senders, datetime.now(UTC), max_attempts=self.max_attempts
+                    sweep,
+                    self.engine,
+                    self.senders,
+                    datetime.now(UTC),
+                    max_attempts=self.max_attempts,
+                    link_secret=self.link_secret,
                 )
                 self.sweeps += 1
                 self.delivered += done.delivered
@@ -308,7 +330,11 @@ async def running_relay(engine: Engine, settings: Settings) -> AsyncIterator[Out
     """The outbox relay for the duration of the block; on exit it finishes the sweep in progress, then stops."""
     senders = build_senders(settings)
     relay = OutboxRelay(
-        engine, senders, interval=settings.notify_relay_interval, max_attempts=settings.notify_max_attempts
+        engine,
+        senders,
+        interval=settings.notify_relay_interval,
+        max_attempts=settings.notify_max_attempts,
+        link_secret=settings.link_secret,
     )
     task = asyncio.create_task(relay.run(), name="notify-relay")
     try:

@@ -37,6 +37,10 @@ SAMPLE_VARIABLES: dict[str, str] = {
     "tracking_no": "SF1234567890123",
     "status": "DELIVERY_EXCEPTION",
     "signed_by": "Zhang San",
+    # Links (services/links.py): in an approval request mailed to someone who may decide it, and in every
+    # notice to a customer (their order's tracking page).
+    "approve_url": "https://orderflow.example/console/approve/{approval_token}",
+    "tracking_url": "https://orderflow.example/track/U08tMjAyNjExMjItMDA0MnwxNzk2MDAwMDAw.c2lnbmF0dXJl",
 }
 VARIABLES = frozenset(SAMPLE_VARIABLES)
 # The kinds the order workflow sends: a templates file must have them all (others fall back).

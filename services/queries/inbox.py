@@ -71,6 +71,18 @@ def approval_todos(session: Session, role: str, *, limit: int = INBOX_LIMIT) -> 
         .order_by(col(SalesOrder.awaiting_since), col(SalesOrder.order_no))
         .limit(limit)
     ).all()
+    return _todos(session, list(orders))
+
+
+def approval_todo(session: Session, order_no: str) -> ApprovalTodo | None:
+    """One order's decision as the inbox shows it (the approve-from-the-mail page), None if it awaits none."""
+    order = session.get(SalesOrder, order_no)
+    if order is None or not order.awaiting_role:
+        return None
+    return _todos(session, [order])[0]
+
+
+def _todos(session: Session, orders: list[SalesOrder]) -> list[ApprovalTodo]:
     customer_ids = sorted({o.customer_id for o in orders})
     found = session.exec(select(Customer).where(col(Customer.customer_id).in_(customer_ids))).all()
     customers = {c.customer_id: c for c in found}

@@ -10,13 +10,15 @@ from typing import Any
 
 from playwright.async_api import Browser, expect
 
-from tests.support.console import PHONE, cli, console_url, screenshots, signed_in_page, wait_status
-from tests.support.orders import make_order
-
-
-def submit_small_order(stack: dict[str, str], order_no: str) -> None:
-    """Auto-approved (under every approval rule): straight to picking."""
-    cli(stack, "submit", "-", stdin=make_order(order_no, [("SKU-1001", 2, "199.00")]).model_dump_json())
+from tests.support.console import (
+    PHONE,
+    cli,
+    console_url,
+    screenshots,
+    signed_in_page,
+    submit_small_order,
+    wait_status,
+)
 
 
 async def test_a_warehouse_hand_prints_a_pick_list_marks_it_picked_and_dispatches(

@@ -23,7 +23,7 @@ from temporalio.testing import ActivityEnvironment
 from activities.notify import NotifyActivities
 from activities.records import RecordActivities
 from core.config import Settings
-from core.db import make_engine
+from core.db import make_engine, unit_of_work
 from core.migrate import alembic_config
 from dev.simulator.smtp_sink import SmtpSink, running_smtp_sink
 from integrations.notify.base import OutgoingNotice
@@ -31,7 +31,9 @@ from integrations.notify.mail import message_id
 from models.contracts import NotifyInput, RegisterOrderInput
 from models.status import Role
 from models.tables import Notification
+from services.accounts import set_disabled
 from services.notify.relay import SENDING_LEASE, build_senders, deliver_due, running_relay, sweep
+from services.users import add_user, set_notice_channels
 from tests.support.notify_peers import SmsGateway
 from tests.support.orders import SHANGHAI, make_order
 
@@ -115,7 +117,8 @@ def test_a_notice_is_delivered_as_one_email_and_one_sms(
     assert mail.message["Auto-Submitted"] == "auto-generated"
     [sms] = sms_gateway.received()
     assert sms.recipients == [PHONE] and sms.originator == settings.sms_originator
-    assert sms.body == f"Dear 张三, order {number} is on its way with kuaidi100, tracking number SF1234567890."
+    text = f"Dear 张三, order {number} is on its way with kuaidi100, tracking number SF1234567890. "
+    assert sms.body.startswith(text) and "/track/" in sms.body  # with the order's tracking page
     assert sms.reference == queued["sms"].key and sms.submissions == 1
 
     sent = rows(engine, number)
@@ -136,18 +139,42 @@ def test_notify_twice_and_deliver_twice_sends_each_once(
     assert [m.submissions for m in sms_gateway.received()] == [1]
 
 
-def test_staff_notices_are_delivered_in_app_without_any_sender(engine: Engine, settings: Settings) -> None:
+def test_staff_notices_reach_the_inbox_at_once_and_mail_or_text_as_each_person_chose(
+    engine: Engine, settings: Settings, smtp_sink: SmtpSink, sms_gateway: SmsGateway
+) -> None:
     number = register(engine, settings)
+    with unit_of_work(engine) as session:  # besides the seeded fiona (finance, e-mail on file, mail wanted)
+        add_user(session, "fei", Role.FINANCE, email="fei@staff.orderflow.test", phone="+8613800000001")
+        add_user(session, "fu", Role.FINANCE, email="fu@staff.orderflow.test", phone="+8613800000002")
+        add_user(session, "gone", Role.FINANCE, email="gone@staff.orderflow.test")
+        session.flush()
+        set_notice_channels(session, "fei", email=False, sms=True)
+        set_notice_channels(session, "fu", email=False, sms=False)  # the console only
+        set_disabled(session, "gone", True)
     notice = NotifyInput(
         key=f"{number}:approval_needed:1", order_no=number, kind="approval_needed", audience="role", role=Role.FINANCE
     )
-    assert notify(engine, settings, notice) == 1
-    [row] = rows(engine, number).values()
-    assert (row.channel, row.recipient) == ("internal", "fiona")
-    assert row.body == f"Order {number} (398.00 CNY) awaits your finance decision."
-    assert deliver_due(engine, {}, NOW) == 1
-    [row] = rows(engine, number).values()
-    assert (row.status, row.sent_at) == ("delivered", NOW)
+    assert notify(engine, settings, notice) == 5
+    assert notify(engine, settings, notice) == 0  # a retried activity adds nothing
+    with Session(engine) as session:
+        found = session.exec(select(Notification).where(Notification.order_no == number)).all()
+    assert sorted((n.channel, n.recipient) for n in found) == [
+        ("email", "fiona@staff.orderflow.test"),
+        ("internal", "fei"),
+        ("internal", "fiona"),
+        ("internal", "fu"),
+        ("sms", "+8613800000001"),
+    ]
+    [inbox] = [n for n in found if n.recipient == "fiona"]
+    assert inbox.body == f"Order {number} (398.00 CNY) awaits your finance decision."
+    assert deliver_due(engine, build_senders(settings), NOW) == 5
+    [mail] = smtp_sink.wait_for(1)
+    assert mail.rcpt_tos == ("fiona@staff.orderflow.test",) and number in mail.subject
+    [text] = sms_gateway.received()
+    assert text.recipients == ["8613800000001"] and number in text.body  # MessageBird: digits only
+    with Session(engine) as session:
+        settled = session.exec(select(Notification).where(Notification.order_no == number)).all()
+    assert {(n.channel, n.status) for n in settled} == {("internal", "delivered"), ("email", "sent"), ("sms", "sent")}
 
 
 def test_smtp_auth_is_used_when_configured(engine: Engine, tmp_path: Path, sms_gateway: SmsGateway) -> None:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 from playwright.async_api import BrowserContext, Page, ViewportSize, expect
 
 from tests.support.orders import make_order
@@ -46,6 +47,30 @@ def submit_big_order(stack: dict[str, str], order_no: str, sales_rep: str = "ali
     """An order over 10,000: finance must approve it (the default rules)."""
     order = make_order(order_no, [("SKU-1018", 1, "12999.00")]).model_copy(update={"sales_rep": sales_rep})
     cli(stack, "submit", "-", stdin=order.model_dump_json())
+
+
+def submit_small_order(stack: dict[str, str], order_no: str) -> None:
+    """Auto-approved (under every approval rule): straight to picking."""
+    cli(stack, "submit", "-", stdin=make_order(order_no, [("SKU-1001", 2, "199.00")]).model_dump_json())
+
+
+def mails(stack: dict[str, str], to: str, subject_has: str, *, timeout: float = 30.0) -> list[dict[str, Any]]:
+    """The mails the stack's SMTP sink received for `to` whose subject has `subject_has` (waits for one)."""
+    url = f"http://127.0.0.1:{stack['ORDERFLOW_SIMULATOR_PORT']}/mail/messages"
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [m for m in httpx.get(url, timeout=5).json() if to in m["to"] and subject_has in m["subject"]]
+        if found or time.monotonic() > deadline:
+            assert found, f"no mail to {to} about {subject_has!r}"
+            return found
+        time.sleep(0.3)
+
+
+def link_in(mail: dict[str, Any], path: str) -> str:
+    """The first link to `path` (e.g. /console/approve/) in a mail's text."""
+    found = re.search(rf"https?://\S+{re.escape(path)}\S+", mail["text"])
+    assert found is not None, mail["text"]
+    return found[0]
 
 
 def wait_status(stack: dict[str, str], order_no: str, *wanted: str, timeout: float = 60.0) -> dict[str, Any]:

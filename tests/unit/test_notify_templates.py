@@ -218,3 +218,15 @@ async def test_the_simulated_gateway_dedupes_by_reference_checks_the_key_and_inj
         assert [(m["reference"], m["submissions"]) for m in listed["items"]] == [("SO-1:x", 2), ("SO-2:x", 1)]
         assert (await http.delete("/sms/messages")).status_code == 204
         assert (await http.get("/sms/messages")).json() == {"count": 0, "items": []}
+
+
+def test_approval_requests_carry_the_approve_link_and_shipping_notices_the_tracking_link() -> None:
+    templates = load_templates(PACKAGED)
+    approve, track = "https://orders.example.com/console/approve/TOKEN", "https://orders.example.com/track/TOKEN"
+    for kind in ("approval_needed", "approval_reminder", "approval_escalated"):
+        mailed = templates.render(kind, {**ORDER, **EVENTS[kind], "approve_url": approve})
+        assert approve in mailed.body and approve not in mailed.sms  # texts stay short; the mail decides
+        assert "/console/approve/" not in templates.render(kind, {**ORDER, **EVENTS[kind]}).body  # the inbox's copy
+    for kind in ("dispatched", "out_for_delivery", "delivery_exception", "delivered"):
+        notice = templates.render(kind, {**ORDER, **EVENTS[kind], "tracking_url": track})
+        assert track in notice.body and track in notice.sms, kind
