@@ -9,11 +9,37 @@ from sqlalchemy.exc import IntegrityError
 from temporalio.client import Client
 
 from core.db import read_only, unit_of_work
+from integrations.channels import CHANNELS
 from models.order import Order
+from models.status import Role
 from models.tables import IntakeKey, SalesOrder
 from services import order_commands
-from services.errors import OrderConflict
+from services.errors import OrderConflict, Refused
 from services.order_commands import SubmitAnswer
+from workflows.contract import ErrorType
+
+# Who may submit an order already marked paid (it skips the payment wait): integrations run with an ops token.
+PAID_INTAKE_ROLES = frozenset({Role.OPS.value, Role.ADMIN.value})
+# Order numbers the channel webhooks give their orders: nobody may take one first through POST /orders.
+CHANNEL_PREFIXES = tuple(f"{channel.upper()}-" for channel in sorted(CHANNELS))
+
+
+def intake_refusal(order: Order, *, user: str, role: str) -> Refused | None:
+    """Why this person may not submit this order by hand (POST /orders, the console's form), or None."""
+    if order.channel in CHANNELS or order.order_no.upper().startswith(CHANNEL_PREFIXES):
+        return Refused(
+            f"{order.channel} orders come in through POST /webhooks/channels/{{channel}}, signed by the platform",
+            ErrorType.INVALID,
+        )
+    if role == Role.SALES.value and order.sales_rep != user:
+        return Refused(
+            f"{user} may submit only orders of their own (sales_rep {order.sales_rep}); "
+            "integrations submit with an ops token",
+            ErrorType.FORBIDDEN,
+        )
+    if order.payment.paid and role not in PAID_INTAKE_ROLES:
+        return Refused(f"role {role} may not submit an order as paid", ErrorType.FORBIDDEN)
+    return None
 
 
 def claim_idempotency_key(engine: Engine, user: str, key: str, order: Order) -> None:

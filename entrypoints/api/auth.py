@@ -20,6 +20,10 @@ bearer = HTTPBearer(auto_error=False)
 
 # Customers' names, credit limits and exposure: the people who sell to them or watch their credit.
 CUSTOMER_READERS = (Role.SALES, Role.FINANCE, Role.FINANCE_DIRECTOR, Role.OPS)
+# Who submits orders by hand (a sales rep only their own: services.intake.intake_refusal) and who may cancel one
+# before dispatch (a sales rep only their own).
+SUBMITTERS = (Role.SALES, Role.OPS)
+CANCELLERS = (Role.SALES, Role.OPS, Role.FINANCE, Role.FINANCE_DIRECTOR)
 # KPIs and the dashboard: managers of the flow and of the money (the cockpit issue scopes them further).
 REPORT_READERS = (Role.OPS, Role.FINANCE, Role.FINANCE_DIRECTOR)
 

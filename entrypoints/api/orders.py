@@ -15,9 +15,8 @@ from temporalio.client import Client
 
 from core.config import Settings
 from core.db import read_only
-from entrypoints.api.auth import bearer, current_user, engine_of, requires
+from entrypoints.api.auth import CANCELLERS, SUBMITTERS, bearer, current_user, engine_of, requires
 from entrypoints.api.deps import problems, settings_of, temporal_client
-from integrations.channels import CHANNELS
 from models.contracts import OrderState
 from models.order import Order
 from models.status import Role
@@ -26,7 +25,7 @@ from models.text import Note
 from services import order_commands
 from services.audit import audit_refused_decision
 from services.errors import OrderConflict, OrderNotFound, Refused
-from services.intake import take_order
+from services.intake import intake_refusal, take_order
 from services.order_commands import SubmitAnswer
 from services.queries.order_view import order_view
 from workflows.contract import ErrorType
@@ -34,11 +33,6 @@ from workflows.contract import ErrorType
 EngineDep = Annotated[Engine, Depends(engine_of)]
 ClientDep = Annotated[Client, Depends(temporal_client)]
 SettingsDep = Annotated[Settings, Depends(settings_of)]
-
-# Who may submit an order already marked paid (it skips the payment wait): integrations run with an ops token.
-PAID_INTAKE_ROLES = frozenset({Role.OPS.value, Role.ADMIN.value})
-# Order numbers the channel webhooks give their orders: nobody may take one first through POST /orders.
-CHANNEL_PREFIXES = tuple(f"{channel.upper()}-" for channel in sorted(CHANNELS))
 
 
 class Intake(BaseModel):
@@ -112,26 +106,21 @@ def orders_router() -> APIRouter:
         order: Order,
         request: Request,
         response: Response,
-        user: Annotated[User, Depends(requires(Role.SALES, Role.OPS))],
+        user: Annotated[User, Depends(requires(*SUBMITTERS))],
         engine: EngineDep,
         settings: SettingsDep,
         idempotency_key: Annotated[str | None, Header(min_length=1, max_length=200)] = None,
     ) -> Intake:
         """Start the order's workflow once. Same order again (by order_no or Idempotency-Key) → 200 with the
         same answer; same order_no or key with other content → 409; never a second workflow."""
-        if order.channel in CHANNELS or order.order_no.upper().startswith(CHANNEL_PREFIXES):
-            raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT,
-                f"{order.channel} orders come in through POST /webhooks/channels/{{channel}}, signed by the platform",
+        refusal = intake_refusal(order, user=user.name, role=user.role)
+        if refusal is not None:
+            code = (
+                status.HTTP_403_FORBIDDEN
+                if refusal.kind == ErrorType.FORBIDDEN
+                else status.HTTP_422_UNPROCESSABLE_CONTENT
             )
-        if user.role == Role.SALES.value and order.sales_rep != user.name:
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                f"{user.name} may submit only orders of their own (sales_rep {order.sales_rep}); "
-                "integrations submit with an ops token",
-            )
-        if order.payment.paid and user.role not in PAID_INTAKE_ROLES:
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"role {user.role} may not submit an order as paid")
+            raise HTTPException(code, str(refusal))
         client = await temporal_client(request)
         try:
             answer: SubmitAnswer = await take_order(
@@ -222,7 +211,7 @@ def orders_router() -> APIRouter:
     async def cancel(
         order_no: OrderNo,
         body: CancelBody,
-        user: Annotated[User, Depends(requires(Role.SALES, Role.OPS, Role.FINANCE, Role.FINANCE_DIRECTOR))],
+        user: Annotated[User, Depends(requires(*CANCELLERS))],
         engine: EngineDep,
         client: ClientDep,
     ) -> dict[str, Any]:

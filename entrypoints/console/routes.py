@@ -18,10 +18,10 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from core.db import read_only, unit_of_work
-from entrypoints.api.auth import CUSTOMER_READERS
 from entrypoints.api.deps import settings_of, temporal_client
 from entrypoints.console.i18n import LANGUAGE_COOKIE, LANGUAGES, language_of, translator
 from entrypoints.console.mail_links import mail_link_router
+from entrypoints.console.order_routes import SUBMITTER_ROLES, order_router
 from entrypoints.console.web import (
     FORM_COOKIE,
     HERE,
@@ -48,7 +48,6 @@ from services.errors import CommandError, Refused
 from services.picking import mark_picked
 from services.queries.inbox import approval_count, approval_todos, decidable_levels, notices, unread_count
 from services.queries.order_list import OrderFilter, as_query, may_see, order_list
-from services.queries.order_page import order_page
 from services.queries.pick_lists import handled_warehouses, open_pick_lists, pick_list_page
 from services.staff_notices import mark_read
 from workflows.contract import ErrorType
@@ -258,25 +257,9 @@ def console_router() -> APIRouter:
             "statuses": STATUSES,
             "warehouses": warehouses,
             "page_url": lambda **changes: "/console/orders?" + urlencode(as_query(flt, **changes)),
+            "may_submit": me.user.role in SUBMITTER_ROLES,
         }
         return page(request, "orders.html", context, status.HTTP_422_UNPROCESSABLE_CONTENT if errors else 200)
-
-    @router.get("/orders/{order_no}", response_class=HTMLResponse)
-    def order(
-        request: Request,
-        order_no: str,
-        me: Me,
-        engine: EngineDep,
-        dispatched: Annotated[str, Query(max_length=64)] = "",
-    ) -> HTMLResponse:
-        with read_only(engine) as session:
-            # Someone who may not see the order learns nothing, not even that it exists.
-            if not may_see(session, order_no, me.user.name, me.user.role):
-                return not_found(request, "no_such_order")
-            credit_readers = {role.value for role in CUSTOMER_READERS} | {Role.ADMIN.value}
-            view = order_page(session, order_no, with_credit=me.user.role in credit_readers)
-        ui = settings_of(request).workflow_ui_url(view["workflow_id"])
-        return page(request, "order.html", {"me": me, "o": view, "temporal_ui": ui, "dispatched": dispatched})
 
     @router.get("/pick-lists/{pick_list_id}", response_class=HTMLResponse)
     def pick_list(request: Request, pick_list_id: int, me: Me, engine: EngineDep) -> HTMLResponse:
@@ -358,6 +341,7 @@ def console_router() -> APIRouter:
 
 def mount_console(app: FastAPI) -> None:
     """The console's pages, its static files (vendored, no CDN) and what its refusals look like."""
+    app.include_router(order_router())  # first: /console/orders/new is not an order number
     app.include_router(console_router())
     app.include_router(mail_link_router())
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.embedded_stack import embedded_stack
+from tests.support.embedded_stack import embedded_stack, wait_status
 from tests.support.orders import SHANGHAI, make_order
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,17 +47,6 @@ def refused(env: dict[str, str], *args: str) -> str:
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, done.stderr  # one clear line
     return lines[0]
-
-
-def wait_status(env: dict[str, str], order_no: str, wanted: str, timeout: float = 60.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    view: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        view = ok(env, "status", order_no)
-        if view["status"] == wanted:
-            return view
-        time.sleep(0.3)
-    raise AssertionError(f"{order_no} is {view.get('status')}, wanted {wanted}")
 
 
 def test_order_through_the_cli(stack: dict[str, str], tmp_path: Path) -> None:

@@ -8,12 +8,13 @@ from pathlib import Path
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
 from sqlmodel import Session, SQLModel
 
 import models.tables  # noqa: F401  (the tables' metadata)
 from core.db import make_engine
-from core.migrate import alembic_config, upgrade
+from core.migrate import alembic_config, is_current, newest_revision, upgrade
 from models.tables import SalesOrder
 
 
@@ -53,3 +54,20 @@ def test_orders_already_waiting_for_a_level_get_their_to_do(tmp_path: Path) -> N
     assert (waiting.awaiting_role, waiting.awaiting_level, waiting.awaiting_since) == ("finance_director", 2, opened)
     assert moved_on.awaiting_role is None  # no longer waiting: no to-do
     engine.dispose()
+
+
+def test_the_quick_currency_check_agrees_with_alembic(engine: Engine, tmp_path: Path) -> None:
+    """is_current reads the head off the revision files (no Alembic import): the same head Alembic finds, and a
+    database one revision behind is not current."""
+    assert newest_revision() is not None
+    assert {newest_revision()} == set(ScriptDirectory.from_config(alembic_config(str(engine.url))).get_heads())
+    assert is_current(engine)
+    behind = make_engine(f"sqlite:///{tmp_path / 'behind.db'}")
+    assert not is_current(behind)  # nothing at all yet
+    config = alembic_config(str(behind.url))
+    with behind.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0007")
+    assert not is_current(behind)
+    upgrade(behind)
+    assert is_current(behind)

@@ -14,7 +14,10 @@ from typing import Any
 import httpx
 from playwright.async_api import BrowserContext, Page, ViewportSize, expect
 
+from tests.support.embedded_stack import read_order, wait_status
 from tests.support.orders import make_order
+
+__all__ = ["read_order", "wait_status"]  # the browser tests' waits, with the helpers below
 
 ROOT = Path(__file__).resolve().parents[2]
 ORDERFLOW = str(Path(sys.executable).parent / "orderflow")
@@ -71,17 +74,6 @@ def link_in(mail: dict[str, Any], path: str) -> str:
     found = re.search(rf"https?://\S+{re.escape(path)}\S+", mail["text"])
     assert found is not None, mail["text"]
     return found[0]
-
-
-def wait_status(stack: dict[str, str], order_no: str, *wanted: str, timeout: float = 60.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    view: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        view = cli(stack, "status", order_no)
-        if view["status"] in wanted:
-            return view
-        time.sleep(0.3)
-    raise AssertionError(f"{order_no} is {view.get('status')}, wanted {wanted}")
 
 
 async def signed_in_page(context: BrowserContext, url: str, user: str, password: str) -> Page:

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from activities.validation import facts_of
 from domain.credit import check_credit
 from domain.validation import REQUIRED_ADDRESS_FIELDS, ProductFacts, price_within_policy, validate_order
 from models.order import Order
+from services.order_checks import facts_of
 
 D = Decimal
 
