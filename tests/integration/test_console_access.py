@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 from core.config import Settings
 from core.db import unit_of_work
 from entrypoints.api.app import create_app
+from entrypoints.console.order_routes import order_router
 from entrypoints.console.routes import console_router
 from models.status import Role
 from models.tables import LoginFailure, Notification, WebSession
@@ -57,6 +58,11 @@ async def sign_in(
     )
 
 
+def staff_routes() -> list[APIRoute]:
+    """Every console route that needs a session (the mailed links' pages, /console/approve and /track, do not)."""
+    return [r for router in (console_router(), order_router()) for r in router.routes if isinstance(r, APIRoute)]
+
+
 def csrf_of(page: httpx.Response) -> str:
     found = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert found is not None, page.text
@@ -64,7 +70,7 @@ def csrf_of(page: httpx.Response) -> str:
 
 
 async def test_every_console_page_sends_a_stranger_to_the_sign_in(web: httpx.AsyncClient) -> None:
-    routes = [r for r in console_router().routes if isinstance(r, APIRoute)]
+    routes = staff_routes()
     asked = 0
     for route in routes:
         if route.path in OPEN_PAGES:
@@ -104,7 +110,7 @@ async def test_a_signed_in_session_is_an_httponly_cookie_and_ends_at_sign_out(
 async def test_forms_without_their_csrf_token_change_nothing(web: httpx.AsyncClient, engine: Engine) -> None:
     make_user(engine, "fay")
     await sign_in(web, "fay")
-    posts = [r.path for r in console_router().routes if isinstance(r, APIRoute) and "POST" in (r.methods or ())]
+    posts = [r.path for r in staff_routes() if "POST" in (r.methods or ())]
     posts.remove("/console/sign-in")
     assert len(posts) >= 5
     for path in posts:  # every form, not only one
