@@ -179,6 +179,18 @@ class LoginFailure(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
+class Refund(SQLModel, table=True):
+    """A refund finance made for a paid order that was cancelled or rejected: its to-do ends with this row."""
+
+    __tablename__ = "refunds"
+    order_no: str = Field(primary_key=True, max_length=64)
+    amount: Decimal = Field(sa_type=MoneyCents)
+    currency: str = Field(max_length=3)
+    reference: str = Field(max_length=200)  # the bank transfer's or payment provider's reference
+    made_by: str = Field(max_length=64)
+    made_at: datetime = Field(sa_type=UTCDateTime)
+
+
 class ApprovalLink(SQLModel, table=True):
     """An approve-from-the-mail link: one approver, one order, one level. The token is never stored (it is derived
     from the secret and the notice's key when the mail is sent); its hash finds the link. Used once, then spent;

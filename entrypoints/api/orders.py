@@ -15,7 +15,7 @@ from temporalio.client import Client
 
 from core.config import Settings
 from core.db import read_only
-from entrypoints.api.auth import CANCELLERS, SUBMITTERS, bearer, current_user, engine_of, requires
+from entrypoints.api.auth import CANCELLERS, FINANCE, SUBMITTERS, bearer, current_user, engine_of, requires
 from entrypoints.api.deps import problems, settings_of, temporal_client
 from models.contracts import OrderState
 from models.order import Order
@@ -182,7 +182,7 @@ def orders_router() -> APIRouter:
     async def pay(
         order_no: OrderNo,
         body: PaymentBody,
-        user: Annotated[User, Depends(requires(Role.FINANCE, Role.FINANCE_DIRECTOR))],
+        user: Annotated[User, Depends(requires(*FINANCE))],
         engine: EngineDep,
         client: ClientDep,
     ) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from sqlmodel import col, select
 
 from core.db import read_only, unit_of_work
 from entrypoints.api.deps import settings_of, temporal_client
+from entrypoints.console.finance_routes import FINANCE_ROLES, finance_router
 from entrypoints.console.i18n import LANGUAGE_COOKIE, LANGUAGES, language_of, translator
 from entrypoints.console.mail_links import mail_link_router
 from entrypoints.console.order_routes import SUBMITTER_ROLES, order_router
@@ -46,7 +47,15 @@ from services import order_commands
 from services.accounts import SESSION_LIFETIME, SignedIn, SignInRefused, sign_in, sign_out
 from services.errors import CommandError, Refused
 from services.picking import mark_picked
-from services.queries.inbox import approval_count, approval_todos, decidable_levels, notices, unread_count
+from services.queries.finance import finance_counts
+from services.queries.inbox import (
+    INBOX_LIMIT,
+    approval_count,
+    approval_todos,
+    decidable_levels,
+    notices,
+    unread_count,
+)
 from services.queries.order_list import OrderFilter, as_query, may_see, order_list
 from services.queries.pick_lists import handled_warehouses, open_pick_lists, pick_list_page
 from services.staff_notices import mark_read
@@ -64,12 +73,15 @@ def _inbox_context(engine: Engine, me: SignedIn) -> dict[str, Any]:
         unread = unread_count(session, me.user.name)
         picks = open_pick_lists(session, me.user.name, me.user.role)
         handles_picks = handled_warehouses(session, me.user.name, me.user.role) != set()
+        money = finance_counts(session) if me.user.role in FINANCE_ROLES else None
     return {
+        "money": money,
         "pick_todos": picks,
         "handles_picks": handles_picks,
         "me": me,
         "approvals": approvals,
-        "badge": waiting + unread + len(picks),
+        # credit holds are approvals (counted in `waiting`); payments and refunds are finance's other to-dos
+        "badge": waiting + unread + len(picks) + (money.payments + money.refunds if money else 0),
         "waiting": waiting,
         "staff_notices": staff,
         "unread": unread,
@@ -109,6 +121,42 @@ def _day(text: str, field: str, errors: dict[str, str]) -> date | None:
     except ValueError:
         errors[field] = "a date like 2026-12-01"
         return None
+
+
+class NotVisible(Exception):
+    """The person may not know the order exists (so may not decide it)."""
+
+
+async def _decide_one(
+    request: Request, engine: Engine, me: SignedIn, order_no: str, decision: str, comment: str, level: int
+) -> str | None:
+    """Decide the level the person was shown, through the API's command: None when done, else why not."""
+    with read_only(engine) as session:
+        order = session.get(SalesOrder, order_no)
+        visible = may_see(session, order_no, me.user.name, me.user.role)
+    # Someone who could never decide this order learns nothing about it (as on the order page).
+    if order is None or not visible or not decidable_levels(me.user.role):
+        raise NotVisible(order_no)
+    if decision not in ("approve", "reject"):
+        return "choose approve or reject"
+    if order.awaiting_level != level or order.awaiting_role is None:
+        return translator(language_of(request))("moved_on")
+    try:
+        client = await temporal_client(request)
+        await order_commands.decide(
+            client,
+            engine,
+            order_no,
+            user=me.user.name,
+            decision=decision,
+            comment=comment.strip(),
+            secret=settings_of(request).decision_secret,
+            role=me.user.role,
+            level=level,
+        )
+    except CommandError as exc:
+        return str(exc)
+    return None
 
 
 def console_router() -> APIRouter:
@@ -174,6 +222,31 @@ def console_router() -> APIRouter:
         """The inbox's lists and badge, polled by the page every 4 s (htmx)."""
         return page(request, "_inbox_lists.html", _inbox_context(engine, me))
 
+    @router.post("/approvals/bulk", response_class=HTMLResponse)
+    async def decide_many(request: Request, me: Me, engine: EngineDep) -> HTMLResponse:
+        """Approve the ticked orders, each validated and signed on its own (as if approved one by one)."""
+        form = await request.form()
+        check_csrf(me, str(form.get("csrf", "")))
+        comment = str(form.get("comment", ""))[:2000]
+        t = translator(language_of(request))
+        approved: list[str] = []
+        refused: list[tuple[str, str]] = []
+        for picked in form.getlist("orders")[:INBOX_LIMIT]:
+            order_no, _, level = str(picked).rpartition("|")
+            if not order_no or not level.isdigit():
+                continue
+            try:
+                error = await _decide_one(request, engine, me, order_no, "approve", comment, int(level))
+            except NotVisible:
+                error = t("no_such_order")
+            if error is None:
+                approved.append(order_no)
+            else:
+                refused.append((order_no, error))
+        context = _inbox_context(engine, me)
+        context["bulk"] = {"approved": approved, "refused": refused, "none": not approved and not refused}
+        return page(request, "inbox.html", context, status.HTTP_409_CONFLICT if refused else status.HTTP_200_OK)
+
     @router.post("/approvals/{order_no}", response_model=None)
     async def decide(
         request: Request,
@@ -186,35 +259,10 @@ def console_router() -> APIRouter:
         level: Annotated[int, Form()] = 0,
     ) -> Response:
         check_csrf(me, csrf)
-        error: str | None = None
-        t = translator(language_of(request))
-        with read_only(engine) as session:
-            order = session.get(SalesOrder, order_no)
-            visible = may_see(session, order_no, me.user.name, me.user.role)
-        # Someone who could never decide this order learns nothing about it (as on the order page).
-        if order is None or not visible or not decidable_levels(me.user.role):
+        try:
+            error = await _decide_one(request, engine, me, order_no, decision, comment, level)
+        except NotVisible:
             return not_found(request, "no_such_order")
-        shown = order.awaiting_level == level and order.awaiting_role is not None
-        if decision not in ("approve", "reject"):
-            error = "choose approve or reject"
-        elif not shown:
-            error = t("moved_on")
-        else:
-            try:
-                client = await temporal_client(request)
-                await order_commands.decide(
-                    client,
-                    engine,
-                    order_no,
-                    user=me.user.name,
-                    decision=decision,
-                    comment=comment.strip(),
-                    secret=settings_of(request).decision_secret,
-                    role=me.user.role,
-                    level=level,
-                )
-            except CommandError as exc:
-                error = str(exc)
         if error is None:
             done = "approved" if decision == "approve" else "rejected"
             return RedirectResponse(f"/console?done={quote(order_no)}&decision={done}", status.HTTP_303_SEE_OTHER)
@@ -342,6 +390,7 @@ def console_router() -> APIRouter:
 def mount_console(app: FastAPI) -> None:
     """The console's pages, its static files (vendored, no CDN) and what its refusals look like."""
     app.include_router(order_router())  # first: /console/orders/new is not an order number
+    app.include_router(finance_router())
     app.include_router(console_router())
     app.include_router(mail_link_router())
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")

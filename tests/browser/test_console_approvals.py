@@ -91,3 +91,35 @@ async def test_a_wrong_password_a_form_without_its_csrf_token_and_an_ended_sessi
     await expect(page).to_have_url(re.compile(r"/console/sign-in"))
     await expect(page.get_by_role("status")).to_contain_text("Your session has ended")
     await context.close()
+
+
+async def test_an_approver_approves_several_orders_at_once_each_checked_on_its_own(
+    stack: dict[str, str], seeded: dict[str, Any], browser: Browser
+) -> None:
+    numbers = ["WEB-BULK-1", "WEB-BULK-2", "WEB-BULK-3"]
+    submit_big_order(stack, "WEB-BULK-1")
+    submit_big_order(stack, "WEB-BULK-2")
+    submit_big_order(stack, "WEB-BULK-3", sales_rep="fiona")  # her own sale: she may not approve it
+    for number in numbers:
+        wait_status(stack, number, "AWAITING_APPROVAL")
+    context = await browser.new_context(viewport=PHONE, locale="en-US")
+    page = await signed_in_page(context, console_url(stack), "fiona", seeded["passwords"]["fiona"])
+    for number in numbers:
+        await page.get_by_label(f"Tick for approving together: {number}").check()
+    await page.wait_for_timeout(4500)  # a poll of the live inbox: the ticks survive it
+    await expect(page.get_by_label("Tick for approving together: WEB-BULK-1")).to_be_checked()
+    await page.get_by_label("Comment for the ticked orders").fill("month-end batch")
+    await page.get_by_role("button", name="Approve the ticked orders").click()
+
+    result = page.locator("#bulk-result")
+    await expect(result).to_contain_text("Approved: WEB-BULK-1, WEB-BULK-2")
+    await expect(result.locator("li")).to_have_text(
+        "WEB-BULK-3: fiona is the order's own sales rep and cannot approve it"
+    )
+    for number in numbers[:2]:
+        view = wait_status(stack, number, "PICKING", "DISPATCHED", "IN_TRANSIT", "COMPLETED")
+        [approval] = [a for a in view["approvals"] if "refused" not in a]
+        assert (approval["by"], approval["comment"]) == ("fiona", "month-end batch")
+    assert wait_status(stack, "WEB-BULK-3", "AWAITING_APPROVAL")["approvals"][0]["refused"]  # audited, not applied
+    await expect(page.locator("#todo-WEB-BULK-3")).to_be_visible()
+    await context.close()

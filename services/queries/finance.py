@@ -1,0 +1,115 @@
+"""Finance's work list (the console's /console/finance and its inbox card): payments to confirm, credit holds,
+refunds to make — each oldest first, with what it takes to act on it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import ColumnElement
+from sqlmodel import Session, col, func, select
+
+from models.status import OrderStatus
+from models.tables import Customer, OrderEvent, Refund, SalesOrder
+
+LIST_LIMIT = 200
+REFUNDABLE = (OrderStatus.CANCELLED.value, OrderStatus.REJECTED.value)
+
+
+@dataclass(frozen=True)
+class MoneyTodo:
+    order_no: str
+    customer_id: str
+    customer_name: str
+    sales_rep: str
+    currency: str
+    total: Decimal
+    since: datetime  # when the order reached this state
+    detail: str  # a credit hold's reason; a refund's cancellation reason
+
+
+def _todos(session: Session, orders: list[SalesOrder], details: dict[str, str]) -> list[MoneyTodo]:
+    ids = sorted({o.customer_id for o in orders})
+    names = dict(
+        session.exec(select(Customer.customer_id, Customer.name).where(col(Customer.customer_id).in_(ids))).all()
+    )
+    return [
+        MoneyTodo(
+            order_no=o.order_no,
+            customer_id=o.customer_id,
+            customer_name=str(names.get(o.customer_id, o.customer_id)),
+            sales_rep=o.sales_rep,
+            currency=o.currency,
+            total=o.total,
+            since=o.awaiting_since or o.updated_at,
+            detail=details.get(o.order_no, ""),
+        )
+        for o in orders
+    ]
+
+
+def payments_to_confirm(session: Session) -> list[MoneyTodo]:
+    orders = session.exec(
+        select(SalesOrder)
+        .where(SalesOrder.status == OrderStatus.AWAITING_PAYMENT.value, col(SalesOrder.paid).is_(False))
+        .order_by(col(SalesOrder.updated_at), col(SalesOrder.order_no))
+        .limit(LIST_LIMIT)
+    ).all()
+    return _todos(session, list(orders), {})
+
+
+def credit_holds(session: Session) -> list[MoneyTodo]:
+    orders = session.exec(
+        select(SalesOrder)
+        .where(SalesOrder.status == OrderStatus.CREDIT_HOLD.value)
+        .order_by(col(SalesOrder.awaiting_since), col(SalesOrder.order_no))
+        .limit(LIST_LIMIT)
+    ).all()
+    return _todos(session, list(orders), {o.order_no: "; ".join(o.awaiting_why or o.reasons) for o in orders})
+
+
+def refunds_due(session: Session) -> list[MoneyTodo]:
+    orders = session.exec(
+        select(SalesOrder)
+        .where(*_refund_conditions())
+        .order_by(col(SalesOrder.updated_at), col(SalesOrder.order_no))
+        .limit(LIST_LIMIT)
+    ).all()
+    # Why it ended: the detail of its last event (a cancellation's reason, a rejection's reasons).
+    ends = session.exec(
+        select(OrderEvent)
+        .where(col(OrderEvent.order_no).in_([o.order_no for o in orders]), col(OrderEvent.status).in_(REFUNDABLE))
+        .order_by(col(OrderEvent.seq))
+    ).all()
+    return _todos(session, list(orders), {event.order_no: event.detail for event in ends})
+
+
+def _refund_conditions() -> tuple[ColumnElement[bool], ...]:
+    return (
+        col(SalesOrder.status).in_(REFUNDABLE),
+        col(SalesOrder.paid).is_(True),
+        col(SalesOrder.order_no).not_in(select(Refund.order_no)),
+    )
+
+
+@dataclass(frozen=True)
+class FinanceCounts:
+    payments: int
+    credit_holds: int
+    refunds: int
+
+    @property
+    def total(self) -> int:
+        return self.payments + self.credit_holds + self.refunds
+
+
+def finance_counts(session: Session) -> FinanceCounts:
+    def count(*conditions: ColumnElement[bool]) -> int:
+        return int(session.exec(select(func.count()).select_from(SalesOrder).where(*conditions)).one())
+
+    return FinanceCounts(
+        payments=count(col(SalesOrder.status) == OrderStatus.AWAITING_PAYMENT.value, col(SalesOrder.paid).is_(False)),
+        credit_holds=count(col(SalesOrder.status) == OrderStatus.CREDIT_HOLD.value),
+        refunds=count(*_refund_conditions()),
+    )
