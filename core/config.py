@@ -189,6 +189,8 @@ class PolicySettings(BaseModel):
     tracking_poll_interval: timedelta = timedelta(hours=1)
     tracking_stall_after: timedelta = timedelta(days=3)  # no carrier news this long: DELIVERY_EXCEPTION + ops
     tracking_give_up_after: timedelta = timedelta(days=30)  # no news this long: the parcel is EXPIRED
+    # Ops' exceptions page lists a parcel on its way with no carrier news for this long (well before it stalls).
+    parcel_quiet_after: timedelta = timedelta(hours=24)
     # Carriers polled in batches by one CarrierPoller per carrier (their batch query, e.g. 40 numbers a call)
     # instead of one poll per parcel. Only carriers with a batch API count; [] turns batching off.
     tracking_batch_carriers: list[str] = ["17track"]

@@ -24,6 +24,8 @@ CUSTOMER_READERS = (Role.SALES, Role.FINANCE, Role.FINANCE_DIRECTOR, Role.OPS)
 # before dispatch (a sales rep only their own).
 SUBMITTERS = (Role.SALES, Role.OPS)
 CANCELLERS = (Role.SALES, Role.OPS, Role.FINANCE, Role.FINANCE_DIRECTOR)
+# Who books goods receipts (and so wakes the backordered orders).
+RECEIVERS = (Role.WAREHOUSE, Role.OPS)
 # Who confirms a payment received and records refunds made.
 FINANCE = (Role.FINANCE, Role.FINANCE_DIRECTOR)
 # KPIs and the dashboard: managers of the flow and of the money (the cockpit issue scopes them further).

@@ -5,21 +5,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, Response, status
-from fastapi.concurrency import run_in_threadpool
 from sqlalchemy import Engine
-from temporalio.service import RPCError
 
 from core.config import Settings
 from core.db import read_only
-from entrypoints.api.auth import CUSTOMER_READERS, current_user, engine_of, requires
+from entrypoints.api.auth import CUSTOMER_READERS, RECEIVERS, current_user, engine_of, requires
 from entrypoints.api.deps import problems, settings_of, temporal_client
-from models.status import Role
 from models.tables import User
-from services import order_commands, stock
 from services.errors import CommandError, ReceiptConflict
 from services.queries.customers import customers_view
 from services.queries.inventory import inventory_view
 from services.queries.products import products_view
+from services.restock import receive_and_wake
 from services.stock import Receipt
 
 EngineDep = Annotated[Engine, Depends(engine_of)]
@@ -57,7 +54,7 @@ def stock_router() -> APIRouter:
         receipt: Receipt,
         request: Request,
         response: Response,
-        user: Annotated[User, Depends(requires(Role.WAREHOUSE, Role.OPS))],
+        user: Annotated[User, Depends(requires(*RECEIVERS))],
         engine: EngineDep,
         settings: Annotated[Settings, Depends(settings_of)],
         idempotency_key: Annotated[str | None, Header(max_length=100)] = None,
@@ -67,24 +64,19 @@ def stock_router() -> APIRouter:
         if receipt.receipt_no is None and idempotency_key:
             receipt = receipt.model_copy(update={"receipt_no": idempotency_key})
         try:
-            booked = await run_in_threadpool(stock.receive, engine, receipt, user.name)
+            booked = await receive_and_wake(
+                engine,
+                receipt,
+                user.name,
+                connect=lambda: temporal_client(request),
+                task_queue=settings.task_queue,
+            )
         except ReceiptConflict as exc:
             raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
         except CommandError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
         if booked["duplicate"]:
             response.status_code = status.HTTP_200_OK
-        waiting = await run_in_threadpool(stock.backordered_orders, engine, receipt.sku)
-        booked["backordered_orders"] = waiting
-        if waiting:
-            # The receipt is booked whatever happens next: waking the orders is best effort (they also
-            # re-check by themselves), so a Temporal outage must not make the caller book it again.
-            try:
-                booked["woken_by"] = await order_commands.wake_backordered(
-                    await temporal_client(request), booked, waiting, [receipt.sku], settings.task_queue
-                )
-            except (HTTPException, RPCError, CommandError) as exc:
-                booked["note"] = f"waiting orders not woken now ({getattr(exc, 'detail', exc)}); they re-check later"
         return booked
 
     return router

@@ -22,6 +22,7 @@ from entrypoints.api.deps import settings_of, temporal_client
 from entrypoints.console.finance_routes import FINANCE_ROLES, finance_router
 from entrypoints.console.i18n import LANGUAGE_COOKIE, LANGUAGES, language_of, translator
 from entrypoints.console.mail_links import mail_link_router
+from entrypoints.console.ops_routes import OPS_ROLES, ops_router
 from entrypoints.console.order_routes import SUBMITTER_ROLES, order_router
 from entrypoints.console.web import (
     FORM_COOKIE,
@@ -56,6 +57,7 @@ from services.queries.inbox import (
     notices,
     unread_count,
 )
+from services.queries.ops import ops_exceptions
 from services.queries.order_list import OrderFilter, as_query, may_see, order_list
 from services.queries.pick_lists import handled_warehouses, open_pick_lists, pick_list_page
 from services.staff_notices import mark_read
@@ -65,7 +67,7 @@ STATUSES = [status.value for status in OrderStatus]
 APPROVER_ROLES = {Role.FINANCE.value, Role.FINANCE_DIRECTOR.value}  # their inbox always shows its approvals
 
 
-def _inbox_context(engine: Engine, me: SignedIn) -> dict[str, Any]:
+def _inbox_context(request: Request, engine: Engine, me: SignedIn) -> dict[str, Any]:
     with read_only(engine) as session:
         waiting = approval_count(session, me.user.role)  # any level the user's role may decide
         approvals = approval_todos(session, me.user.role) if waiting else []
@@ -74,14 +76,19 @@ def _inbox_context(engine: Engine, me: SignedIn) -> dict[str, Any]:
         picks = open_pick_lists(session, me.user.name, me.user.role)
         handles_picks = handled_warehouses(session, me.user.name, me.user.role) != set()
         money = finance_counts(session) if me.user.role in FINANCE_ROLES else None
+        exceptions = None
+        if me.user.role in OPS_ROLES:
+            quiet = settings_of(request).parcel_quiet_after
+            exceptions = ops_exceptions(session, now(), quiet_after=quiet).count
     return {
         "money": money,
+        "exceptions": exceptions,
         "pick_todos": picks,
         "handles_picks": handles_picks,
         "me": me,
         "approvals": approvals,
         # credit holds are approvals (counted in `waiting`); payments and refunds are finance's other to-dos
-        "badge": waiting + unread + len(picks) + (money.payments + money.refunds if money else 0),
+        "badge": waiting + unread + len(picks) + (money.payments + money.refunds if money else 0) + (exceptions or 0),
         "waiting": waiting,
         "staff_notices": staff,
         "unread": unread,
@@ -213,14 +220,14 @@ def console_router() -> APIRouter:
 
     @router.get("", response_class=HTMLResponse)
     def inbox(request: Request, me: Me, engine: EngineDep, done: str = "", decision: str = "") -> HTMLResponse:
-        context = _inbox_context(engine, me)
+        context = _inbox_context(request, engine, me)
         context["flash"] = (done, decision) if done and decision in ("approved", "rejected") else None
         return page(request, "inbox.html", context)
 
     @router.get("/inbox/live", response_class=HTMLResponse)
     def inbox_live(request: Request, me: Me, engine: EngineDep) -> HTMLResponse:
         """The inbox's lists and badge, polled by the page every 4 s (htmx)."""
-        return page(request, "_inbox_lists.html", _inbox_context(engine, me))
+        return page(request, "_inbox_lists.html", _inbox_context(request, engine, me))
 
     @router.post("/approvals/bulk", response_class=HTMLResponse)
     async def decide_many(request: Request, me: Me, engine: EngineDep) -> HTMLResponse:
@@ -243,7 +250,7 @@ def console_router() -> APIRouter:
                 approved.append(order_no)
             else:
                 refused.append((order_no, error))
-        context = _inbox_context(engine, me)
+        context = _inbox_context(request, engine, me)
         context["bulk"] = {"approved": approved, "refused": refused, "none": not approved and not refused}
         return page(request, "inbox.html", context, status.HTTP_409_CONFLICT if refused else status.HTTP_200_OK)
 
@@ -266,7 +273,7 @@ def console_router() -> APIRouter:
         if error is None:
             done = "approved" if decision == "approve" else "rejected"
             return RedirectResponse(f"/console?done={quote(order_no)}&decision={done}", status.HTTP_303_SEE_OTHER)
-        context = _inbox_context(engine, me)
+        context = _inbox_context(request, engine, me)
         context["errors"] = {order_no: error}
         context["comments"] = {order_no: comment}
         return page(request, "inbox.html", context, status.HTTP_409_CONFLICT)
@@ -391,6 +398,7 @@ def mount_console(app: FastAPI) -> None:
     """The console's pages, its static files (vendored, no CDN) and what its refusals look like."""
     app.include_router(order_router())  # first: /console/orders/new is not an order number
     app.include_router(finance_router())
+    app.include_router(ops_router())
     app.include_router(console_router())
     app.include_router(mail_link_router())
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
