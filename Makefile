@@ -47,6 +47,7 @@ bench: install
 	$(VENV)/python -m bench.intake
 	$(VENV)/python -m bench.inventory
 	$(VENV)/python -m bench.tracking
+	$(VENV)/python -m bench.console
 
 # Re-record the workflow histories that the replay test checks (after an intended workflow change).
 histories: install

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import secrets
 
 from sqlalchemy import Engine
@@ -82,3 +83,70 @@ def set_notice_channels(session: Session, name: str, *, email: bool, sms: bool) 
         raise CommandError(f"{name} has no phone number on file")
     user.notify_email, user.notify_sms = email, sms
     session.add(user)
+
+
+USER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}")
+PHONE = re.compile(r"\+?[0-9][0-9 -]{5,30}")
+
+
+class InvalidFields(CommandError):
+    """Input refused field by field: `errors` maps each field to why (an admin form shows them beside it)."""
+
+    def __init__(self, errors: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{name}: {why}" for name, why in errors.items()))
+        self.errors = errors
+
+
+def _contact_errors(email: str | None, phone: str | None) -> dict[str, str]:
+    errors: dict[str, str] = {}
+    if email and (len(email) > 200 or not EMAIL.fullmatch(email)):
+        errors["email"] = "an e-mail address like name@example.com"
+    if phone and not PHONE.fullmatch(phone):
+        errors["phone"] = "a phone number: digits, an optional + in front"
+    return errors
+
+
+def create_user(
+    session: Session, name: str, role: Role, *, email: str | None, phone: str | None, warehouses: list[str]
+) -> str:
+    """In the caller's unit of work: a new user (InvalidFields names what is wrong); returns their API token."""
+    errors = _contact_errors(email, phone)
+    if not USER_NAME.fullmatch(name):
+        errors["name"] = "letters, digits, . _ - (at most 64), starting with a letter or digit"
+    elif session.get(User, name) is not None:
+        errors["name"] = f"user {name} already exists"
+    if errors:
+        raise InvalidFields(errors)
+    token = add_user(session, name, role, email=email or None, phone=phone or None)
+    session.flush()
+    set_warehouses(session, name, warehouses)
+    return token
+
+
+def update_user(
+    session: Session,
+    name: str,
+    *,
+    role: Role,
+    email: str | None,
+    phone: str | None,
+    warehouses: list[str],
+    notify_email: bool,
+    notify_sms: bool,
+) -> None:
+    """In the caller's unit of work: what an admin may change about a user, all or nothing."""
+    user = session.get(User, name)
+    if user is None:
+        raise CommandError(f"unknown user {name}")
+    errors = _contact_errors(email, phone)
+    if notify_email and not email:
+        errors.setdefault("notify_email", "no e-mail address to send to")
+    if notify_sms and not phone:
+        errors.setdefault("notify_sms", "no phone number to text")
+    if errors:
+        raise InvalidFields(errors)
+    user.role, user.email, user.phone = role.value, email or None, phone or None
+    user.notify_email, user.notify_sms = notify_email, notify_sms
+    session.add(user)
+    set_warehouses(session, name, warehouses)

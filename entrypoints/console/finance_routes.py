@@ -99,7 +99,7 @@ def finance_router() -> APIRouter:
                 record_refund(session, order_no, reference=reference, by=me.user.name, at=now())
         except CommandError as exc:
             return _finance_page(
-                request, engine, me, errors={f"refund-{order_no}": str(exc)}, code=status.HTTP_409_CONFLICT
+                request, engine, me, errors={f"refundref-{order_no}": str(exc)}, code=status.HTTP_409_CONFLICT
             )
         return RedirectResponse(f"/console/finance?refunded={quote(order_no)}", status.HTTP_303_SEE_OTHER)
 

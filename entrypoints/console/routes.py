@@ -19,6 +19,7 @@ from sqlmodel import col, select
 
 from core.db import read_only, unit_of_work
 from entrypoints.api.deps import settings_of, temporal_client
+from entrypoints.console.admin_routes import admin_router
 from entrypoints.console.finance_routes import FINANCE_ROLES, finance_router
 from entrypoints.console.i18n import LANGUAGE_COOKIE, LANGUAGES, language_of, translator
 from entrypoints.console.mail_links import mail_link_router
@@ -399,6 +400,7 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(order_router())  # first: /console/orders/new is not an order number
     app.include_router(finance_router())
     app.include_router(ops_router())
+    app.include_router(admin_router())
     app.include_router(console_router())
     app.include_router(mail_link_router())
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")

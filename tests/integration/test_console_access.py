@@ -17,6 +17,9 @@ from sqlmodel import Session, col, select
 from core.config import Settings
 from core.db import unit_of_work
 from entrypoints.api.app import create_app
+from entrypoints.console.admin_routes import admin_router
+from entrypoints.console.finance_routes import finance_router
+from entrypoints.console.ops_routes import ops_router
 from entrypoints.console.order_routes import order_router
 from entrypoints.console.routes import console_router
 from models.status import Role
@@ -60,7 +63,8 @@ async def sign_in(
 
 def staff_routes() -> list[APIRoute]:
     """Every console route that needs a session (the mailed links' pages, /console/approve and /track, do not)."""
-    return [r for router in (console_router(), order_router()) for r in router.routes if isinstance(r, APIRoute)]
+    routers = (console_router(), order_router(), finance_router(), ops_router(), admin_router())
+    return [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
 
 
 def csrf_of(page: httpx.Response) -> str:
@@ -75,7 +79,8 @@ async def test_every_console_page_sends_a_stranger_to_the_sign_in(web: httpx.Asy
     for route in routes:
         if route.path in OPEN_PAGES:
             continue
-        path = route.path.replace("{order_no}", "SO-1").replace("{notice_id}", "1")
+        path = route.path.replace("{order_no}", "SO-1").replace("{notice_id}", "1").replace("{name}", "fay")
+        path = path.replace("{pick_list_id}", "1").replace("{requisition_id}", "1")
         for method in route.methods or ():
             answer = await web.request(method, path, data={"csrf": "x"})
             assert answer.status_code == 303, (method, path, answer.status_code)
@@ -115,6 +120,7 @@ async def test_forms_without_their_csrf_token_change_nothing(web: httpx.AsyncCli
     assert len(posts) >= 5
     for path in posts:  # every form, not only one
         concrete = path.replace("{order_no}", "SO-1").replace("{notice_id}", "1").replace("{pick_list_id}", "1")
+        concrete = concrete.replace("{requisition_id}", "1").replace("{name}", "fay")
         for data in ({}, {"csrf": "guess"}, {"csrf": "gueß"}):  # non-ASCII too: refused, not a 500
             assert (await web.post(concrete, data=data)).status_code == 403, (path, data)
     assert (await web.get("/console")).status_code == 200  # still signed in
