@@ -23,8 +23,11 @@ demo: install
 	echo "The stack stays up (Temporal UI: http://127.0.0.1:$${ORDERFLOW_TEMPORAL_UI_PORT:-8233}). Ctrl-C stops it."; \
 	trap '$(VENV)/python -m dev.stack down; exit 0' INT TERM; while true; do sleep 1; done
 
+# Two xdist workers: most of the suite waits on servers (Temporal, the stack, a browser), so two overlap well on
+# two cores; tests sharing a stack stay on one worker (tests/conftest.py). TEST_WORKERS=0 runs them in one process.
+TEST_WORKERS ?= 2
 test: install
-	$(VENV)/pytest -q
+	$(VENV)/pytest -q $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadgroup)
 
 up: install
 	$(VENV)/python -m dev.stack up

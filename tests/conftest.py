@@ -127,3 +127,14 @@ def client(time_env: WorkflowEnvironment) -> Client:
 def orders(client: Client) -> StartedOrders:
     """Start orders through this (a time-skipping handle each; what is left running ends with the test's server)."""
     return StartedOrders(client)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make test` runs the tests on two xdist workers (--dist loadgroup): the tests that share one embedded stack
+    (every browser test; each e2e module) stay together on one worker, so each stack starts once."""
+    for item in items:
+        path = Path(str(item.fspath))
+        if "browser" in path.parts:
+            item.add_marker(pytest.mark.xdist_group("browser"))
+        elif "e2e" in path.parts:
+            item.add_marker(pytest.mark.xdist_group(f"e2e-{path.stem}"))

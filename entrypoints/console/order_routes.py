@@ -26,7 +26,7 @@ from entrypoints.console.order_form import (
     read_form,
 )
 from entrypoints.console.web import EngineDep, Me, check_csrf, not_found, now, page
-from models.status import CANCELLABLE_STATUSES, Role
+from models.status import CANCELLABLE_STATUSES, OrderStatus, Role
 from models.tables import SalesOrder
 from services import order_commands
 from services.accounts import SignedIn
@@ -103,11 +103,14 @@ def _order_page(
     return page(request, "order.html", context, code)
 
 
-async def _registered(engine: EngineDep, order_no: str, *, within: float = 5.0) -> bool:
+async def _registered(engine: EngineDep, order_no: str, *, status_: str = "", within: float = 5.0) -> bool:
+    """Whether the read model has the order (in `status_`, if given) within a few seconds: the workflow's record
+    step writes it a moment after the command returns, and the page shown next reads the read model."""
     deadline = time.monotonic() + within
     while True:
         with read_only(engine) as session:
-            if session.get(SalesOrder, order_no) is not None:
+            order = session.get(SalesOrder, order_no)
+            if order is not None and (not status_ or order.status == status_):
                 return True
         if time.monotonic() > deadline:
             return False
@@ -204,6 +207,7 @@ def order_router() -> APIRouter:
         if error:
             conflict = status.HTTP_409_CONFLICT if reason.strip() else status.HTTP_422_UNPROCESSABLE_CONTENT
             return _order_page(request, engine, me, order_no, cancel_error=error, reason=reason, code=conflict)
+        await _registered(engine, order_no, status_=OrderStatus.CANCELLED.value)
         return RedirectResponse(f"/console/orders/{quote(order_no)}?cancelled=1", status.HTTP_303_SEE_OTHER)
 
     return router
