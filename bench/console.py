@@ -9,7 +9,7 @@ some on their way, 4% waiting for finance, a few held or picking) over 30 sales 
 role), and `--users` staff in all (30 sales, 8 finance, 2 directors, 6 warehouse, 2 ops, 2 admin). Then each page
 is asked `--requests` times (after 5 unmeasured) through the app itself (FastAPI over httpx's ASGI transport, so
 the time is the server's: routing, session check, queries, templates; no network), signed in as its user:
-  inbox (finance)         GET /console as a finance approver: every order waiting for finance (200 shown)
+  inbox (finance)         GET /console as a finance approver: every order waiting for finance (the oldest 50 shown)
   inbox live (finance)    GET /console/inbox/live: what the page polls every 4 s
   inbox (warehouse)       GET /console as a warehouse hand of all three warehouses: their open pick lists
   orders (admin)          GET /console/orders: page 1 of all orders
@@ -169,7 +169,7 @@ PAGES: list[tuple[str, Role, str]] = [
     ("orders (sales rep)", Role.SALES, "/console/orders"),
 ]
 # Each page's main query alone, as plain SQL: the reference.
-FINANCE_TODOS = "SELECT * FROM orders WHERE awaiting_role IN ('finance') ORDER BY awaiting_since, order_no LIMIT 200"
+FINANCE_TODOS = "SELECT * FROM orders WHERE awaiting_role IN ('finance') ORDER BY awaiting_since, order_no LIMIT 50"
 REFERENCE = {
     "inbox (finance)": FINANCE_TODOS,
     "inbox live (finance)": FINANCE_TODOS,

@@ -238,6 +238,10 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "keep_own_admin": ("You cannot take away your own admin access.", "您不能取消自己的管理员权限。"),
     "no_such_user": ("There is no such user.", "没有这个用户。"),
+    "oldest_shown": (
+        "The oldest {shown} of {total}: the next appear as these are decided.",
+        "显示最早的 {shown} 条（共 {total} 条），处理后显示后续条目。",
+    ),
     # bulk approval
     "approve_selected": ("Approve the ticked orders", "批准所选订单"),
     "bulk_comment": ("Comment for the ticked orders", "所选订单的备注"),
