@@ -17,10 +17,10 @@ from core.db import read_only
 from entrypoints.api.auth import CANCELLERS, RECEIVERS
 from entrypoints.api.deps import settings_of, temporal_client
 from entrypoints.console.i18n import language_of, translator
+from entrypoints.console.order_routes import cancel_with_reason
 from entrypoints.console.web import EngineDep, Me, check_csrf, not_found, now, page
 from models.status import Role
 from models.tables import PurchaseRequisition
-from services import order_commands
 from services.accounts import SignedIn
 from services.errors import CommandError
 from services.queries.ops import ops_exceptions
@@ -88,14 +88,7 @@ def ops_router() -> APIRouter:
         check_csrf(me, csrf)
         if me.user.role not in OPS_ROLES or me.user.role not in MAY_CANCEL:
             return not_found(request, "not_yours")
-        t = translator(language_of(request))
-        error = "" if reason.strip() else t("reason_required")
-        if not error:
-            try:
-                client = await temporal_client(request)
-                await order_commands.cancel(client, order_no, reason=reason.strip(), by=me.user.name)
-            except CommandError as exc:
-                error = str(exc)
+        error = await cancel_with_reason(request, engine, order_no, reason, me.user.name)
         if error:
             errors = {f"cancel-{order_no}": error}
             return _ops_page(request, engine, me, errors=errors, code=status.HTTP_409_CONFLICT)

@@ -117,6 +117,20 @@ async def _registered(engine: EngineDep, order_no: str, *, status_: str = "", wi
         await asyncio.sleep(0.1)
 
 
+async def cancel_with_reason(request: Request, engine: EngineDep, order_no: str, reason: str, by: str) -> str:
+    """Cancel through the API's command and wait a moment for the read model to show it: "" when done, else why
+    not (no reason given; it has left the warehouse since the page was shown, say)."""
+    if not reason.strip():
+        return translator(language_of(request))("reason_required")
+    try:
+        client = await temporal_client(request)
+        await order_commands.cancel(client, order_no, reason=reason.strip(), by=by)
+    except CommandError as exc:
+        return str(exc)
+    await _registered(engine, order_no, status_=OrderStatus.CANCELLED.value)
+    return ""
+
+
 def order_router() -> APIRouter:
     router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -195,19 +209,10 @@ def order_router() -> APIRouter:
             return not_found(request, "no_such_order")
         if me.user.role == Role.SALES.value and order.sales_rep != me.user.name:
             return not_found(request, "no_such_order")
-        error = ""
-        if not reason.strip():
-            error = translator(language_of(request))("reason_required")
-        else:
-            try:
-                client = await temporal_client(request)
-                await order_commands.cancel(client, order_no, reason=reason.strip(), by=me.user.name)
-            except CommandError as exc:  # it has left the warehouse since the page was shown, say
-                error = str(exc)
+        error = await cancel_with_reason(request, engine, order_no, reason, me.user.name)
         if error:
             conflict = status.HTTP_409_CONFLICT if reason.strip() else status.HTTP_422_UNPROCESSABLE_CONTENT
             return _order_page(request, engine, me, order_no, cancel_error=error, reason=reason, code=conflict)
-        await _registered(engine, order_no, status_=OrderStatus.CANCELLED.value)
         return RedirectResponse(f"/console/orders/{quote(order_no)}?cancelled=1", status.HTTP_303_SEE_OTHER)
 
     return router
