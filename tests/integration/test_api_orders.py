@@ -135,6 +135,11 @@ async def _intake(api: httpx.AsyncClient, engine: Engine, client: Client) -> Non
     handle = client.get_workflow_handle(order_workflow_id(number))
     await wait_for_status(handle, OrderStatus.PICKING)
     view = await api.get(f"/orders/{number}", headers=sales)
+    for _ in range(50):  # the view reads the read model, which the record step writes just after the workflow moves
+        if view.status_code != 200 or view.json()["status"] == OrderStatus.PICKING:
+            break
+        await asyncio.sleep(0.1)
+        view = await api.get(f"/orders/{number}", headers=sales)
     assert view.status_code == 200 and view.json()["status"] == OrderStatus.PICKING
     cancelled = await api.post(f"/orders/{number}/cancel", json={"reason": "test"}, headers=bearer(engine, Role.OPS))
     assert cancelled.status_code == 200 and cancelled.json()["status"] == OrderStatus.CANCELLED
