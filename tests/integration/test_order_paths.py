@@ -42,7 +42,7 @@ from services.queries.order_view import order_view
 from services.users import add_user
 from tests.support.cleanup import StartedOrders
 from tests.support.orders import SHANGHAI, make_order
-from tests.support.waiting import wait_for_status
+from tests.support.waiting import wait_for_status, wait_until_parked
 from tests.support.workers import running_worker_with
 from worker import running_worker
 
@@ -726,6 +726,7 @@ async def test_cancel_from_temporal_compensates_like_any_cancel(
     async with running_worker(client, engine, settings, task_queue):
         handle = await orders.start(make_order(number, [("SKU-1001", 2, "199.00")]), task_queue)
         await wait_for_status(handle, OrderStatus.PICKING)
+        await wait_until_parked(handle)
         assert available(engine, "SKU-1001") == before - 2
         await handle.cancel()
         result = await handle.result()
