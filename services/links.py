@@ -8,7 +8,9 @@ until it expires, and only while the order still awaits that level from that rol
 escalation or a disabled approver voids it.
 
 Tracking page: every shipping notice to a customer carries /track/{token}, naming one order and when the link
-ends, under an HMAC. Nothing is stored; the page it opens reads that order only.
+ends, under an HMAC; the server keeps no list of them. The link is in the notice's stored body (the outbox, like
+the customer's address), and it grants no more than that row already shows: the page it opens reads that order's
+customer view only. (An approve token, which acts, is never stored; a tracking token, which only reads, is.)
 """
 
 from __future__ import annotations

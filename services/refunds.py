@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from models.tables import Refund, SalesOrder
@@ -30,4 +31,8 @@ def record_refund(session: Session, order_no: str, *, reference: str, by: str, a
         made_at=at,
     )
     session.add(refund)
+    try:
+        session.flush()
+    except IntegrityError:  # recorded a moment ago by someone else (Postgres lets both reach the insert)
+        raise CommandError(f"the refund of order {order_no} is already recorded") from None
     return refund

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import structlog
@@ -19,11 +20,18 @@ log = structlog.get_logger(__name__)
 
 
 async def receive_and_wake(
-    engine: Engine, receipt: Receipt, by: str, *, connect: Callable[[], Awaitable[Client]], task_queue: str
+    engine: Engine,
+    receipt: Receipt,
+    by: str,
+    *,
+    connect: Callable[[], Awaitable[Client]],
+    task_queue: str,
+    answering: int | None = None,
 ) -> dict[str, Any]:
-    """The booked receipt (stock.receive: ReceiptConflict, CommandError) with `backordered_orders`, and `woken_by`
-    (the RestockWakeUp workflow) or a `note` saying why they were not woken now."""
-    booked = await asyncio.to_thread(stock.receive, engine, receipt, by)
+    """The booked receipt (stock.receive: ReceiptConflict, CommandError; `answering` a requisition that must be
+    open) with `backordered_orders`, and `woken_by` (the RestockWakeUp workflow) or a `note` saying why they
+    were not woken now."""
+    booked = await asyncio.to_thread(partial(stock.receive, answering=answering), engine, receipt, by)
     waiting = await asyncio.to_thread(stock.backordered_orders, engine, receipt.sku)
     booked["backordered_orders"] = waiting
     if waiting:

@@ -43,8 +43,10 @@ def _answer(row: StockReceipt, *, duplicate: bool) -> dict[str, Any]:
             "duplicate": duplicate}  # fmt: skip
 
 
-def receive(engine: Engine, receipt: Receipt, received_by: str = "") -> dict[str, Any]:
-    """Book the receipt (a new lot, or more of an existing one) in one transaction."""
+def receive(engine: Engine, receipt: Receipt, received_by: str = "", *, answering: int | None = None) -> dict[str, Any]:
+    """Book the receipt (a new lot, or more of an existing one) in one transaction. `answering`: the requisition
+    the receipt is booked against (the ops page): refused unless it is still open, so a second receipt for it
+    (another lot, another tab) books nothing; the same receipt again still answers as the first time."""
     now = utcnow()
     if receipt.expires_at is not None and receipt.expires_at.tzinfo is None:
         raise CommandError("expiry must carry a timezone (e.g. 2027-06-30T00:00:00Z)")
@@ -61,6 +63,12 @@ def receive(engine: Engine, receipt: Receipt, received_by: str = "") -> dict[str
                 if not same:
                     raise ReceiptConflict(f"receipt {receipt.receipt_no} was already booked with other content")
                 return _answer(earlier, duplicate=True)
+        if answering is not None:
+            requisition = session.exec(
+                select(PurchaseRequisition).where(PurchaseRequisition.id == answering).with_for_update()
+            ).first()
+            if requisition is None or requisition.state != RequisitionState.OPEN:
+                raise CommandError(f"requisition {answering} is no longer open: it was received or closed")
         if session.get(Product, receipt.sku) is None:
             raise CommandError(f"unknown SKU {receipt.sku}")
         if session.get(Warehouse, receipt.warehouse) is None:

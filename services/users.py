@@ -7,6 +7,7 @@ import re
 import secrets
 
 from sqlalchemy import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from core.db import read_only
@@ -100,7 +101,7 @@ class InvalidFields(CommandError):
 
 def _contact_errors(email: str | None, phone: str | None) -> dict[str, str]:
     errors: dict[str, str] = {}
-    if email and (len(email) > 200 or not EMAIL.fullmatch(email)):
+    if email and (len(email) > 200 or not EMAIL.fullmatch(email) or not email.isprintable()):
         errors["email"] = "an e-mail address like name@example.com"
     if phone and not PHONE.fullmatch(phone):
         errors["phone"] = "a phone number: digits, an optional + in front"
@@ -119,7 +120,10 @@ def create_user(
     if errors:
         raise InvalidFields(errors)
     token = add_user(session, name, role, email=email or None, phone=phone or None)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # added a moment ago by another admin (Postgres lets both reach the insert)
+        raise InvalidFields({"name": f"user {name} already exists"}) from None
     set_warehouses(session, name, warehouses)
     return token
 

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.exceptions import TemporalError
@@ -23,6 +23,7 @@ from core.config import Settings
 from core.db import make_engine
 from core.migrate import upgrade
 from core.secrets import runtime_settings
+from entrypoints.api.access_log import mask_link_tokens_in_access_log
 from entrypoints.api.carriers import carriers_router
 from entrypoints.api.channels import channels_router
 from entrypoints.api.codec import add_codec_cors, codec_router
@@ -31,6 +32,7 @@ from entrypoints.api.deps import problems, validation_failed
 from entrypoints.api.orders import orders_router
 from entrypoints.api.stock import stock_router
 from entrypoints.console.routes import mount_console
+from entrypoints.console.web import CONSOLE_PATHS, bad_form, unavailable
 from services.errors import CommandError, NotFound, Refused
 from workflows.contract import ErrorType
 
@@ -53,6 +55,7 @@ def refusal_status(exc: CommandError) -> int:
 
 def create_app(settings: Settings, *, engine: Engine | None = None, client: Client | None = None) -> FastAPI:
     """Build the app. Tests pass their engine and Temporal client; served, both come from the settings."""
+    mask_link_tokens_in_access_log()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -68,11 +71,17 @@ def create_app(settings: Settings, *, engine: Engine | None = None, client: Clie
     app.state.settings = settings
 
     @app.exception_handler(TemporalError)
-    async def temporal_failed(_request: Request, exc: TemporalError) -> JSONResponse:
+    async def temporal_failed(request: Request, exc: TemporalError) -> Response:
         # Whatever Temporal answered that a route did not turn into a refusal is on our side, not the client's.
+        if request.url.path.startswith(CONSOLE_PATHS):
+            return unavailable(request)
         return JSONResponse({"detail": f"Temporal: {exc}"}, status_code=status.HTTP_503_SERVICE_UNAVAILABLE)
 
-    app.add_exception_handler(RequestValidationError, validation_failed)
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
+        if request.url.path.startswith(CONSOLE_PATHS):  # a person at a form gets a page, never JSON
+            return bad_form(request, exc)
+        return await validation_failed(request, exc)
 
     @app.exception_handler(CommandError)
     async def refused(_request: Request, exc: CommandError) -> JSONResponse:

@@ -11,9 +11,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from core.db import read_only, unit_of_work
 from entrypoints.api.auth import FINANCE
-from entrypoints.api.deps import temporal_client
 from entrypoints.console.i18n import language_of, translator
-from entrypoints.console.web import EngineDep, Me, check_csrf, not_found, now, page
+from entrypoints.console.web import EngineDep, FormText, Me, check_csrf, not_found, now, page, workflow_client
 from services import order_commands
 from services.accounts import SignedIn
 from services.errors import CommandError
@@ -62,7 +61,7 @@ def finance_router() -> APIRouter:
         me: Me,
         engine: EngineDep,
         csrf: Annotated[str, Form()] = "",
-        reference: Annotated[str, Form(max_length=200)] = "",
+        reference: Annotated[FormText, Form(max_length=200)] = "",
     ) -> Response:
         check_csrf(me, csrf)
         if me.user.role not in FINANCE_ROLES:
@@ -73,7 +72,7 @@ def finance_router() -> APIRouter:
             error = t("reference_required")
         else:
             try:
-                client = await temporal_client(request)
+                client = await workflow_client(request)
                 await order_commands.pay(client, order_no, reference=reference.strip(), by=me.user.name)
             except CommandError as exc:  # not awaiting a payment (any more), say
                 error = str(exc)
@@ -89,7 +88,7 @@ def finance_router() -> APIRouter:
         me: Me,
         engine: EngineDep,
         csrf: Annotated[str, Form()] = "",
-        reference: Annotated[str, Form(max_length=200)] = "",
+        reference: Annotated[FormText, Form(max_length=200)] = "",
     ) -> Response:
         check_csrf(me, csrf)
         if me.user.role not in FINANCE_ROLES:

@@ -22,6 +22,11 @@ _MESSAGES: dict[str, tuple[str, str]] = {
         "This form has expired or did not come from this site: reload the page and try again.",
         "表单已过期或来源不明：请刷新页面后重试。",
     ),
+    "temporal_down": (
+        "The order service (Temporal) is not answering right now. Nothing was changed: try again in a moment.",
+        "订单服务（Temporal）暂时无响应，未做任何更改：请稍后重试。",
+    ),
+    "bad_form": ("The form was not accepted; nothing was changed:", "表单未被接受，未做任何更改："),
     "inbox": ("To do", "待办"),
     "approvals": ("Approvals waiting for you", "等待您审批"),
     "no_approvals": ("Nothing is waiting for your approval.", "没有等待您审批的订单。"),

@@ -14,9 +14,17 @@ from fastapi import APIRouter, Form, Request, status
 from fastapi.responses import HTMLResponse, Response
 
 from core.db import read_only
-from entrypoints.api.deps import settings_of, temporal_client
+from entrypoints.api.deps import settings_of
 from entrypoints.console.i18n import language_of, translator
-from entrypoints.console.web import EngineDep, check_form_token, now, page, page_with_form_token
+from entrypoints.console.web import (
+    EngineDep,
+    FormText,
+    check_form_token,
+    now,
+    page,
+    page_with_form_token,
+    workflow_client,
+)
 from services import order_commands
 from services.errors import CommandError
 from services.links import (
@@ -71,7 +79,7 @@ def mail_link_router() -> APIRouter:
         engine: EngineDep,
         form_token: Annotated[str, Form(max_length=100)] = "",
         decision: Annotated[str, Form(max_length=16)] = "",
-        comment: Annotated[str, Form(max_length=2000)] = "",
+        comment: Annotated[FormText, Form(max_length=2000)] = "",
     ) -> Response:
         check_form_token(request, form_token)
         at = now()
@@ -83,10 +91,10 @@ def mail_link_router() -> APIRouter:
         t = translator(language_of(request))
         if decision not in ("approve", "reject"):
             return _confirm_page(request, engine, grant, error=t("choose_decision"), comment=comment, code=422)
+        client = await workflow_client(request)  # before the link is spent: Temporal down spends nothing
         if not spend_approval_link(engine, grant, at):  # another click (or tab) took it a moment ago
             return _refused(request, LinkRefused("used", order_no=grant.order_no, at=at))
         try:
-            client = await temporal_client(request)
             await order_commands.decide(
                 client,
                 engine,
@@ -102,6 +110,11 @@ def mail_link_router() -> APIRouter:
             # Nothing was decided: the link works again (the same refusal, or success once Temporal is back).
             release_approval_link(engine, grant)
             return _confirm_page(request, engine, grant, error=str(exc), comment=comment, code=409)
+        except BaseException:
+            # Temporal failed mid-way (a 503 page follows): the link works again. Had the decision gone through
+            # after all, the decided level voids the link, so it can never decide twice.
+            release_approval_link(engine, grant)
+            raise
         context = {"grant": grant, "decision": decision}
         response = page(request, "approve_done.html", context)
         response.headers.update(NO_REFERRER)

@@ -9,18 +9,29 @@ from typing import Annotated
 from urllib.parse import quote
 
 import structlog
-from fastapi import APIRouter, Form, Request, status
+from fastapi import APIRouter, Form, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import ValidationError
 
 from core.db import read_only
 from entrypoints.api.auth import CANCELLERS, RECEIVERS
-from entrypoints.api.deps import settings_of, temporal_client
+from entrypoints.api.deps import settings_of
 from entrypoints.console.i18n import language_of, translator
 from entrypoints.console.order_routes import cancel_with_reason
-from entrypoints.console.web import EngineDep, Me, check_csrf, not_found, now, page
+from entrypoints.console.web import (
+    ROW_ID_MAX,
+    EngineDep,
+    FormText,
+    Me,
+    RowId,
+    check_csrf,
+    not_found,
+    now,
+    page,
+    workflow_client,
+)
 from models.status import Role
-from models.tables import PurchaseRequisition
+from models.tables import PurchaseRequisition, RequisitionState
 from services.accounts import SignedIn
 from services.errors import CommandError
 from services.queries.ops import ops_exceptions
@@ -41,8 +52,10 @@ def _ops_page(
     errors: dict[str, str] | None = None,
     form: dict[str, str] | None = None,
     flash: str = "",
+    problem: str = "",
     code: int = status.HTTP_200_OK,
 ) -> HTMLResponse:
+    """The page; `problem`: a refusal about something the page may no longer list (a requisition received)."""
     settings = settings_of(request)
     with read_only(engine) as session:
         found = ops_exceptions(session, now(), quiet_after=settings.parcel_quiet_after)
@@ -52,6 +65,7 @@ def _ops_page(
         "errors": errors or {},
         "form": form or {},
         "flash": flash,
+        "problem": problem,
         "may_cancel": me.user.role in MAY_CANCEL,
         "may_receive": me.user.role in MAY_RECEIVE,
     }
@@ -62,7 +76,13 @@ def ops_router() -> APIRouter:
     router = APIRouter(prefix="/console", include_in_schema=False)
 
     @router.get("/ops", response_class=HTMLResponse)
-    def ops(request: Request, me: Me, engine: EngineDep, cancelled: str = "", received: int = 0) -> HTMLResponse:
+    def ops(
+        request: Request,
+        me: Me,
+        engine: EngineDep,
+        cancelled: Annotated[str, Query(max_length=64)] = "",
+        received: Annotated[int, Query(ge=0, le=ROW_ID_MAX)] = 0,
+    ) -> HTMLResponse:
         if me.user.role not in OPS_ROLES:
             return not_found(request, "not_yours")
         t = translator(language_of(request))
@@ -83,7 +103,7 @@ def ops_router() -> APIRouter:
         me: Me,
         engine: EngineDep,
         csrf: Annotated[str, Form()] = "",
-        reason: Annotated[str, Form(max_length=500)] = "",
+        reason: Annotated[FormText, Form(max_length=500)] = "",
     ) -> Response:
         check_csrf(me, csrf)
         if me.user.role not in OPS_ROLES or me.user.role not in MAY_CANCEL:
@@ -97,13 +117,13 @@ def ops_router() -> APIRouter:
     @router.post("/ops/requisitions/{requisition_id}/receive", response_model=None)
     async def receive(
         request: Request,
-        requisition_id: int,
+        requisition_id: RowId,
         me: Me,
         engine: EngineDep,
         csrf: Annotated[str, Form()] = "",
         qty: Annotated[str, Form(max_length=12)] = "",
-        lot: Annotated[str, Form(max_length=64)] = "",
-        bin: Annotated[str, Form(max_length=64)] = "",
+        lot: Annotated[FormText, Form(max_length=64)] = "",
+        bin: Annotated[FormText, Form(max_length=64)] = "",
     ) -> Response:
         check_csrf(me, csrf)
         if me.user.role not in OPS_ROLES or me.user.role not in MAY_RECEIVE:
@@ -134,11 +154,18 @@ def ops_router() -> APIRouter:
                 engine,
                 receipt,
                 me.user.name,
-                connect=lambda: temporal_client(request),
+                connect=lambda: workflow_client(request),
                 task_queue=settings_of(request).task_queue,
+                answering=requisition_id,
             )
-        except CommandError as exc:  # a receipt number already used for other goods, say
-            return _ops_page(request, engine, me, errors={f"{key}-qty": str(exc)}, form=form, code=409)
+        except CommandError as exc:  # received meanwhile (another lot, another tab), or a receipt number reused
+            with read_only(engine) as session:
+                row = session.get(PurchaseRequisition, requisition_id)
+            listed = row is not None and row.state == RequisitionState.OPEN
+            if not listed:  # its row is gone from the page: the refusal goes on top
+                return _ops_page(request, engine, me, problem=str(exc), code=status.HTTP_409_CONFLICT)
+            errors = {f"{key}-qty": str(exc)}
+            return _ops_page(request, engine, me, errors=errors, form=form, code=status.HTTP_409_CONFLICT)
         log.info("receipt booked from the ops page", requisition=requisition_id, receipt=booked["receipt_id"])
         return RedirectResponse(f"/console/ops?received={requisition_id}", status.HTTP_303_SEE_OTHER)
 

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from core.db import read_only
 from entrypoints.api.auth import CANCELLERS, CUSTOMER_READERS, SUBMITTERS
-from entrypoints.api.deps import settings_of, temporal_client
+from entrypoints.api.deps import settings_of
 from entrypoints.console.i18n import language_of, translator
 from entrypoints.console.order_form import (
     LINE_ROWS,
@@ -25,7 +25,7 @@ from entrypoints.console.order_form import (
     new_order_no,
     read_form,
 )
-from entrypoints.console.web import EngineDep, Me, check_csrf, not_found, now, page
+from entrypoints.console.web import EngineDep, FormText, Me, check_csrf, not_found, now, page, workflow_client
 from models.status import CANCELLABLE_STATUSES, OrderStatus, Role
 from models.tables import SalesOrder
 from services import order_commands
@@ -123,7 +123,7 @@ async def cancel_with_reason(request: Request, engine: EngineDep, order_no: str,
     if not reason.strip():
         return translator(language_of(request))("reason_required")
     try:
-        client = await temporal_client(request)
+        client = await workflow_client(request)
         await order_commands.cancel(client, order_no, reason=reason.strip(), by=by)
     except CommandError as exc:
         return str(exc)
@@ -155,7 +155,7 @@ def order_router() -> APIRouter:
         if result.order is None:
             return _form_page(request, engine, me, form, result.errors, status.HTTP_422_UNPROCESSABLE_CONTENT)
         try:
-            client = await temporal_client(request)
+            client = await workflow_client(request)
             answer = await take_order(
                 client, engine, result.order, settings.task_queue, user=me.user.name, idempotency_key=None
             )
@@ -199,7 +199,7 @@ def order_router() -> APIRouter:
         me: Me,
         engine: EngineDep,
         csrf: Annotated[str, Form()] = "",
-        reason: Annotated[str, Form(max_length=500)] = "",
+        reason: Annotated[FormText, Form(max_length=500)] = "",
     ) -> Response:
         check_csrf(me, csrf)
         with read_only(engine) as session:

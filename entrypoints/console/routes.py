@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from sqlmodel import col, select
 
 from core.db import read_only, unit_of_work
-from entrypoints.api.deps import settings_of, temporal_client
+from entrypoints.api.deps import settings_of
 from entrypoints.console.admin_routes import admin_router
 from entrypoints.console.finance_routes import FINANCE_ROLES, finance_router
 from entrypoints.console.i18n import LANGUAGE_COOKIE, LANGUAGES, language_of, translator
@@ -31,8 +31,11 @@ from entrypoints.console.web import (
     SESSION_COOKIE,
     EngineDep,
     FormExpired,
+    FormText,
     Me,
     NotSignedIn,
+    RowId,
+    TemporalDown,
     check_csrf,
     check_form_token,
     not_found,
@@ -41,10 +44,13 @@ from entrypoints.console.web import (
     safe_next,
     secure,
     sign_in_form,
+    unavailable,
+    workflow_client,
 )
 from integrations.carriers.registry import KNOWN_CARRIERS
 from models.status import OrderStatus, Role
 from models.tables import SalesOrder, Warehouse
+from models.text import storable
 from services import order_commands
 from services.accounts import SESSION_LIFETIME, SignedIn, SignInRefused, sign_in, sign_out
 from services.errors import CommandError, Refused
@@ -101,7 +107,7 @@ def _pick_list_page(
     request: Request,
     engine: Engine,
     me: SignedIn,
-    pick_list_id: int,
+    pick_list_id: RowId,
     *,
     errors: dict[str, str] | None = None,
     form: dict[str, str] | None = None,
@@ -131,6 +137,9 @@ def _day(text: str, field: str, errors: dict[str, str]) -> date | None:
         return None
 
 
+LEVEL = re.compile(r"[0-9]{1,6}")  # an approval level as the inbox's checkboxes carry it (ASCII digits only)
+
+
 class NotVisible(Exception):
     """The person may not know the order exists (so may not decide it)."""
 
@@ -150,7 +159,7 @@ async def _decide_one(
     if order.awaiting_level != level or order.awaiting_role is None:
         return translator(language_of(request))("moved_on")
     try:
-        client = await temporal_client(request)
+        client = await workflow_client(request)
         await order_commands.decide(
             client,
             engine,
@@ -239,9 +248,14 @@ def console_router() -> APIRouter:
         t = translator(language_of(request))
         approved: list[str] = []
         refused: list[tuple[str, str]] = []
-        for picked in form.getlist("orders")[:INBOX_LIMIT]:
-            order_no, _, level = str(picked).rpartition("|")
-            if not order_no or not level.isdigit():
+        picks = [str(picked).rpartition("|") for picked in form.getlist("orders")[:INBOX_LIMIT]]
+        try:
+            storable(comment)
+        except ValueError as exc:  # decide nothing: every ticked order is refused for the comment
+            refused = [(order_no, f"{t('bulk_comment')}: {exc}") for order_no, _, _ in picks if order_no]
+            picks = []
+        for order_no, _, level in picks:
+            if not order_no or not LEVEL.fullmatch(level):
                 continue
             try:
                 error = await _decide_one(request, engine, me, order_no, "approve", comment, int(level))
@@ -263,8 +277,8 @@ def console_router() -> APIRouter:
         engine: EngineDep,
         csrf: Annotated[str, Form()] = "",
         decision: Annotated[str, Form()] = "",
-        comment: Annotated[str, Form(max_length=2000)] = "",
-        level: Annotated[int, Form()] = 0,
+        comment: Annotated[FormText, Form(max_length=2000)] = "",
+        level: Annotated[int, Form(ge=0, le=999_999)] = 0,
     ) -> Response:
         check_csrf(me, csrf)
         try:
@@ -318,12 +332,12 @@ def console_router() -> APIRouter:
         return page(request, "orders.html", context, status.HTTP_422_UNPROCESSABLE_CONTENT if errors else 200)
 
     @router.get("/pick-lists/{pick_list_id}", response_class=HTMLResponse)
-    def pick_list(request: Request, pick_list_id: int, me: Me, engine: EngineDep) -> HTMLResponse:
+    def pick_list(request: Request, pick_list_id: RowId, me: Me, engine: EngineDep) -> HTMLResponse:
         return _pick_list_page(request, engine, me, pick_list_id)
 
     @router.post("/pick-lists/{pick_list_id}/picked", response_model=None)
     def picked(
-        request: Request, pick_list_id: int, me: Me, engine: EngineDep, csrf: Annotated[str, Form()] = ""
+        request: Request, pick_list_id: RowId, me: Me, engine: EngineDep, csrf: Annotated[str, Form()] = ""
     ) -> Response:
         check_csrf(me, csrf)
         with read_only(engine) as session:
@@ -340,12 +354,12 @@ def console_router() -> APIRouter:
     @router.post("/pick-lists/{pick_list_id}/dispatch", response_model=None)
     async def dispatch(
         request: Request,
-        pick_list_id: int,
+        pick_list_id: RowId,
         me: Me,
         engine: EngineDep,
         csrf: Annotated[str, Form()] = "",
-        carrier: Annotated[str, Form(max_length=32)] = "",
-        tracking_no: Annotated[str, Form(max_length=64)] = "",
+        carrier: Annotated[FormText, Form(max_length=32)] = "",
+        tracking_no: Annotated[FormText, Form(max_length=64)] = "",
     ) -> Response:
         check_csrf(me, csrf)
         with read_only(engine) as session:
@@ -361,7 +375,7 @@ def console_router() -> APIRouter:
             errors["tracking_no"] = t("tracking_format")
         if not errors:
             try:
-                client = await temporal_client(request)
+                client = await workflow_client(request)
                 await order_commands.dispatch(
                     client,
                     found["order_no"],
@@ -386,7 +400,7 @@ def console_router() -> APIRouter:
         )
 
     @router.post("/notices/{notice_id}/read")
-    def read_notice(notice_id: int, me: Me, engine: EngineDep, csrf: Annotated[str, Form()] = "") -> Response:
+    def read_notice(notice_id: RowId, me: Me, engine: EngineDep, csrf: Annotated[str, Form()] = "") -> Response:
         check_csrf(me, csrf)
         with unit_of_work(engine) as session:
             mark_read(session, me.user.name, notice_id, now())
@@ -418,3 +432,7 @@ def mount_console(app: FastAPI) -> None:
     @app.exception_handler(FormExpired)
     async def form_expired(request: Request, _exc: FormExpired) -> Response:
         return page(request, "refused.html", {"message_key": "form_expired"}, status.HTTP_403_FORBIDDEN)
+
+    @app.exception_handler(TemporalDown)
+    async def temporal_down(request: Request, _exc: TemporalDown) -> Response:
+        return unavailable(request)

@@ -13,13 +13,19 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import Depends, Request, status
+from fastapi import Depends, HTTPException, Request, status
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
+from pydantic import AfterValidator
 from sqlalchemy import Engine
+from temporalio.client import Client
 
 from entrypoints.api.auth import engine_of
+from entrypoints.api.deps import temporal_client
 from entrypoints.console.i18n import language_of, other_language, translator
+from models.text import storable
 from services.accounts import SignedIn, signed_in
 
 HERE = Path(__file__).parent
@@ -45,6 +51,22 @@ class NotSignedIn(Exception):
 
 class FormExpired(Exception):
     """A form without the right CSRF token."""
+
+
+class TemporalDown(Exception):
+    """Temporal did not answer before anything was asked of it: nothing changed (a 503 page says so)."""
+
+
+# A form's free text (comments, reasons, references): what the API's models.text.Note accepts, so the database
+# can store it (a NUL would make the record step retry forever on Postgres). A bad one is a 422 page.
+FormText = Annotated[str, AfterValidator(storable)]
+
+# A row's id in a URL: what both databases' integer columns hold (a bigger one would overflow SQLite's binding).
+ROW_ID_MAX = 2**31 - 1
+RowId = Annotated[int, PathParam(ge=1, le=ROW_ID_MAX)]
+
+# The console's own URLs (pages, never JSON): its refusals are pages too.
+CONSOLE_PATHS = ("/console", "/track/")
 
 
 def now() -> datetime:
@@ -117,6 +139,26 @@ def page_with_form_token(
     response = page(request, name, {**context, "form_token": form_token}, status_code)
     response.set_cookie(FORM_COOKIE, form_token, httponly=True, samesite="lax", secure=secure(request), path="/")
     return response
+
+
+def unavailable(request: Request) -> HTMLResponse:
+    """Temporal did not answer: nothing was decided or changed, the person may try again."""
+    return page(request, "refused.html", {"message_key": "temporal_down"}, status.HTTP_503_SERVICE_UNAVAILABLE)
+
+
+def bad_form(request: Request, exc: RequestValidationError) -> HTMLResponse:
+    """A form the console's own pages never send (too long, a control character, a number that is none): which
+    field and why, nothing changed."""
+    problems = [(".".join(str(part) for part in e.get("loc", ())[1:]), str(e.get("msg", ""))) for e in exc.errors()]
+    return page(request, "bad_form.html", {"problems": problems}, status.HTTP_422_UNPROCESSABLE_CONTENT)
+
+
+async def workflow_client(request: Request) -> Client:
+    """The app's Temporal client for a console action; TemporalDown (a page) when Temporal cannot be reached."""
+    try:
+        return await temporal_client(request)
+    except HTTPException:
+        raise TemporalDown from None
 
 
 def check_form_token(request: Request, sent: str) -> None:

@@ -55,6 +55,15 @@ async def test_an_approver_approves_through_the_link_in_the_mail_and_the_link_th
     await expect(page.get_by_role("alert")).to_contain_text("a link works once")
     await expect(page.get_by_role("button", name="Approve")).to_have_count(0)
     await context.close()
+    assert_token_not_logged(stack, link, "/console/approve/")
+
+
+def assert_token_not_logged(stack: dict[str, str], link: str, prefix: str) -> None:
+    """The API's access log shows the link's requests with the token masked: the log holds no working link."""
+    token = link.rsplit(prefix, 1)[1]
+    api_log = (Path(stack["ORDERFLOW_STATE_DIR"]) / "logs" / "api.log").read_text()
+    assert f"{prefix}***" in api_log
+    assert token not in api_log
 
 
 async def test_the_customer_follows_the_tracking_link_in_the_shipping_mail_to_the_delivered_parcel(
@@ -98,4 +107,8 @@ async def test_the_customer_follows_the_tracking_link_in_the_shipping_mail_to_th
     answer = await page.goto(forged)
     assert answer is not None and answer.status == 410
     await expect(page.get_by_role("alert")).to_contain_text("not valid")
+    await page.goto(link)
+    await page.get_by_role("link", name="中文").click()  # the language switch carries the page's path in back=
+    await expect(page.locator("#stage")).to_have_text("已签收。")
+    assert_token_not_logged(stack, link, "/track/")
     await context.close()

@@ -43,6 +43,11 @@ NOW = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=1)  # every row
 
 @pytest.fixture
 def settings(tmp_path: Path, smtp_sink: SmtpSink) -> Settings:
+    return mailing_settings(tmp_path, smtp_sink)
+
+
+def mailing_settings(tmp_path: Path, smtp_sink: SmtpSink) -> Settings:
+    """Settings whose mail goes to the sink and whose links point at https://orders.example.com."""
     values = {
         "state_dir": tmp_path,
         "smtp_host": smtp_sink.host,
