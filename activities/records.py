@@ -103,6 +103,7 @@ class RecordActivities(DbActivities, RecordSteps):
                         decision=inp.decision,
                         at=inp.at,
                         comment=inp.comment,
+                        on_behalf_of=inp.on_behalf_of or None,
                     )
                 )
                 void_approval_links(session, inp.order_no, inp.at, awaiting=None)  # the level is decided

@@ -15,8 +15,9 @@ from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from urllib.parse import quote, urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, BaseModel, Field, model_validator
+from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.allocation import LotOrder
@@ -191,9 +192,26 @@ class PolicySettings(BaseModel):
     tracking_give_up_after: timedelta = timedelta(days=30)  # no news this long: the parcel is EXPIRED
     # Ops' exceptions page lists a parcel on its way with no carrier news for this long (well before it stalls).
     parcel_quiet_after: timedelta = timedelta(hours=24)
+    # Where the business's days begin and end (an out-of-office span's days), an IANA name such as Asia/Shanghai.
+    business_time_zone: str = "UTC"
+    # The longest out-of-office span one substitution may cover.
+    substitution_max_days: int = Field(92, ge=1)
     # Carriers polled in batches by one CarrierPoller per carrier (their batch query, e.g. 40 numbers a call)
     # instead of one poll per parcel. Only carriers with a batch API count; [] turns batching off.
     tracking_batch_carriers: list[str] = ["17track"]
+
+    @field_validator("business_time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name such as Asia/Shanghai or UTC)") from None
+        return value
+
+    @property
+    def business_zone(self) -> ZoneInfo:
+        return ZoneInfo(self.business_time_zone)
 
     def workflow_policy(
         self, *, carriers: Iterable[str], batch_capable: Iterable[str], push_callbacks: Mapping[str, str]

@@ -24,13 +24,22 @@ def may_decide(decider_role: str, level_role: str) -> bool:
 
 
 def refusal_reason(
-    *, level_role: Role, decider: str, decider_role: str, sales_rep: str, earlier_deciders: list[str]
+    *,
+    level_role: Role,
+    decider: str,
+    decider_role: str,
+    sales_rep: str,
+    earlier_deciders: list[str],
+    on_behalf_of: str = "",
 ) -> str | None:
-    """Why this person may not decide this level, or None when they may."""
-    if decider == sales_rep:
-        return f"{decider} is the order's own sales rep and cannot approve it"
-    if decider in earlier_deciders:
-        return f"{decider} already decided an earlier level of this order (four-eyes rule)"
+    """Why this person may not decide this level, or None when they may. A substitute decides with the absent
+    approver's role (`decider_role`); the rules hold for both of them: neither may be the order's sales rep, nor
+    have decided an earlier level (a substitute's decision counts for both)."""
+    for person in (decider, on_behalf_of) if on_behalf_of else (decider,):
+        if person == sales_rep:
+            return f"{person} is the order's own sales rep and cannot approve it"
+        if person in earlier_deciders:
+            return f"{person} already decided an earlier level of this order (four-eyes rule)"
     if not may_decide(decider_role, level_role):
         allowed = DECIDERS.get(level_role, frozenset({level_role}))
         names = ", ".join(sorted(role.value for role in allowed))

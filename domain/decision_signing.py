@@ -9,22 +9,52 @@ import hmac
 import json
 
 
-def decision_message(*, workflow_id: str, level: int, decision: str, by: str, role: str, comment: str) -> bytes:
+def decision_message(
+    *, workflow_id: str, level: int, decision: str, by: str, role: str, comment: str, on_behalf_of: str = ""
+) -> bytes:
     """The signed content: everything the workflow acts on, bound to one order and one approval level, so a
-    captured signature can neither be moved to another order or level nor have its comment edited."""
+    captured signature can neither be moved to another order or level nor have its comment edited. A substitute's
+    decision also binds whom it is taken for (absent otherwise, so signatures made before substitutes verify)."""
     fields = {"workflow_id": workflow_id, "level": level, "decision": decision, "by": by, "role": role}
+    if on_behalf_of:
+        fields["on_behalf_of"] = on_behalf_of
     return json.dumps({**fields, "comment": comment}, sort_keys=True, ensure_ascii=False).encode()
 
 
-def sign_decision(secret: str, *, workflow_id: str, level: int, decision: str, by: str, role: str, comment: str) -> str:
+def sign_decision(
+    secret: str,
+    *,
+    workflow_id: str,
+    level: int,
+    decision: str,
+    by: str,
+    role: str,
+    comment: str,
+    on_behalf_of: str = "",
+) -> str:
     message = decision_message(
-        workflow_id=workflow_id, level=level, decision=decision, by=by, role=role, comment=comment
+        workflow_id=workflow_id,
+        level=level,
+        decision=decision,
+        by=by,
+        role=role,
+        comment=comment,
+        on_behalf_of=on_behalf_of,
     )
     return hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
 def signature_problem(
-    secret: str, signature: str, *, workflow_id: str, level: int, decision: str, by: str, role: str, comment: str
+    secret: str,
+    signature: str,
+    *,
+    workflow_id: str,
+    level: int,
+    decision: str,
+    by: str,
+    role: str,
+    comment: str,
+    on_behalf_of: str = "",
 ) -> str | None:
     """Why the signature does not vouch for this decision, or None when it does."""
     if not secret:
@@ -32,7 +62,14 @@ def signature_problem(
     if not signature:
         return "unsigned decision: decisions are accepted only through the orderflow API or CLI"
     expected = sign_decision(
-        secret, workflow_id=workflow_id, level=level, decision=decision, by=by, role=role, comment=comment
+        secret,
+        workflow_id=workflow_id,
+        level=level,
+        decision=decision,
+        by=by,
+        role=role,
+        comment=comment,
+        on_behalf_of=on_behalf_of,
     )
     # Bytes, not str: compare_digest refuses non-ASCII str, and a forged signature may be anything.
     if not hmac.compare_digest(expected.encode(), signature.encode("utf-8", "surrogatepass")):

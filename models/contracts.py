@@ -122,6 +122,7 @@ class ApprovalAudit(Contract):
     decision: Literal["approve", "reject"]
     at: AwareDatetime
     comment: str = ""
+    on_behalf_of: str = ""  # the absent approver a substitute decided for (services/substitutes.py)
 
 
 class AllocateInput(Contract):
@@ -183,6 +184,9 @@ class DecisionInput(Contract):
     # the worker refuses decisions whose signature does not verify. Level 0: sent before levels were signed.
     level: int = 0
     signature: str = ""
+    # A substitute deciding for an absent approver (out of office): `by` is the substitute, `role` the absent
+    # approver's, who is named here; the API checks the substitution stands and signs this too.
+    on_behalf_of: str = ""
 
 
 class PaymentInput(Contract):

@@ -158,6 +158,22 @@ class UserWarehouse(SQLModel, table=True):
     warehouse: str = Field(primary_key=True, foreign_key="warehouses.code", max_length=32)
 
 
+class Substitution(SQLModel, table=True):
+    """An approver out of office names a substitute for a span of days: while it stands, the substitute sees the
+    approver's to-dos and decides them with the approver's role, audited "on behalf of" (services/substitutes.py).
+    Rows are kept when withdrawn (`withdrawn_at`), as the record of who could decide for whom."""
+
+    __tablename__ = "substitutions"
+    id: int | None = Field(default=None, primary_key=True)
+    principal: str = Field(foreign_key="users.name", index=True, max_length=64)
+    substitute: str = Field(foreign_key="users.name", index=True, max_length=64)
+    starts_at: datetime = Field(sa_type=UTCDateTime)  # the first day's start in the business's time zone
+    ends_at: datetime = Field(sa_type=UTCDateTime)  # the day after the last day, same
+    created_by: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    withdrawn_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
 class WebSession(SQLModel, table=True):
     """A console sign-in. The cookie holds a random token; only its hash is stored. The CSRF token is per session."""
 
@@ -265,6 +281,7 @@ class ApprovalRecord(SQLModel, table=True):
     comment: str = Field(default="", max_length=2000)
     accepted: bool = True
     refusal_reason: str = Field(default="", max_length=500)
+    on_behalf_of: str | None = Field(default=None, max_length=64)  # a substitute decided for this absent approver
 
 
 class PickList(SQLModel, table=True):

@@ -39,6 +39,7 @@ def audit_refused_decision(
     comment: str,
     why: str,
     key: str | None = None,
+    on_behalf_of: str = "",
 ) -> int:
     """An audit row for a refused decision; 1 when written. Only for orders we know (unknown ones have no
     trail); `key` makes a repeat a no-op. Whatever the sender claimed is made to fit the columns."""
@@ -60,6 +61,7 @@ def audit_refused_decision(
                 comment=strip_unstorable(comment)[:2000],
                 accepted=False,
                 refusal_reason=strip_unstorable(why)[:500],
+                on_behalf_of=strip_unstorable(on_behalf_of)[:64] or None,
             )
         )
     return 1
@@ -82,6 +84,7 @@ def audit_refusal(engine: Engine, refusal: Refusal) -> int:
         comment=decision.comment,
         why=refusal.reason,
         key=f"refused:{refusal.workflow_id}:{refusal.update_id}",
+        on_behalf_of=decision.on_behalf_of,
     )
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from contextlib import suppress
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel
@@ -40,6 +41,7 @@ from models.order import Order
 from models.status import OrderStatus
 from services.audit import audit_refused_decision
 from services.errors import OrderConflict, OrderNotFound, Refused
+from services.substitutes import acting_role
 from services.users import user_role
 from workflows import contract
 from workflows.contract import ErrorType, Query, Signal, Update, order_workflow_id, restock_workflow_id
@@ -131,13 +133,34 @@ async def decide(
     secret: str,
     role: str | None = None,
     level: int | None = None,
+    on_behalf_of: str = "",
 ) -> OrderState:
     """Send an approver's decision for the level the order awaits, signed with the decision secret (the
     worker refuses unsigned ones). `role` is the verified user's role (the API's); else it is looked up.
     `level` is the level the person was shown (the console's form): signed as such, so the workflow refuses it
     if the order has moved to another level since; None: the level the order awaits now.
+    `on_behalf_of`: the absent approver `user` stands in for (services/substitutes.py): the decision is taken
+    with that approver's role, and refused unless the substitution stands now.
     Refusals are audited here, since the workflow's history never sees them."""
-    if role is None:
+    if on_behalf_of:
+        acting = await asyncio.to_thread(acting_role, engine, user, on_behalf_of, datetime.now(UTC))
+        if acting is None:
+            why = f"{user} does not stand in for {on_behalf_of} now"
+            await asyncio.to_thread(
+                audit_refused_decision,
+                engine,
+                order_no,
+                level=level or 0,
+                role=role or "",
+                by=user,
+                decision=decision,
+                comment=comment,
+                why=why,
+                on_behalf_of=on_behalf_of,
+            )
+            raise Refused(why, ErrorType.FORBIDDEN)
+        role = acting
+    elif role is None:
         role = await asyncio.to_thread(user_role, engine, user)
     pending = None
     with suppress(OrderNotFound):
@@ -152,10 +175,19 @@ async def decide(
         by=user,
         role=role,
         comment=comment,
+        on_behalf_of=on_behalf_of,
     )
     try:
         arg = DecisionInput.model_validate(
-            {"decision": decision, "by": user, "role": role, "comment": comment, "level": level, "signature": signature}
+            {
+                "decision": decision,
+                "by": user,
+                "role": role,
+                "comment": comment,
+                "level": level,
+                "signature": signature,
+                "on_behalf_of": on_behalf_of,
+            }
         )
         return await _update(client, order_no, Update.DECIDE, arg)
     except Refused as refusal:
@@ -171,6 +203,7 @@ async def decide(
             decision=decision,
             comment=comment,
             why=str(refusal),
+            on_behalf_of=on_behalf_of,
         )
         raise
 

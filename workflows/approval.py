@@ -99,13 +99,17 @@ async def await_decision(moves: OrderMoves, level: Level) -> None:
             decision=decision.decision,
             at=workflow.now(),
             comment=decision.comment,
+            on_behalf_of=decision.on_behalf_of,
         ),
     )
     state.deciders.append(decision.by)
+    if decision.on_behalf_of:  # four eyes: the absent approver has decided this level too
+        state.deciders.append(decision.on_behalf_of)
     state.decisions.pop(0)
     state.level = None
     if decision.decision == "reject":
-        raise Stop(OrderStatus.REJECTED, f"rejected by {decision.by} ({level.role.value}): {decision.comment}")
+        who = f"{decision.by} for {decision.on_behalf_of}" if decision.on_behalf_of else decision.by
+        raise Stop(OrderStatus.REJECTED, f"rejected by {who} ({level.role.value}): {decision.comment}")
     state.decisions_taken += 1
 
 
@@ -142,6 +146,7 @@ def decision_refusal(state: FulfillmentState, decision: DecisionInput) -> Applic
         decider_role=decision.role,
         sales_rep=state.order.sales_rep,
         earlier_deciders=state.deciders,
+        on_behalf_of=decision.on_behalf_of,
     )
     return ApplicationError(why, type=ErrorType.FORBIDDEN) if why else None
 

@@ -62,6 +62,7 @@ class DecisionGuard(Interceptor):
             by=decision.by,
             role=decision.role,
             comment=decision.comment,
+            on_behalf_of=decision.on_behalf_of,
         )
         if why:
             self.refusals.put(Refusal(update_id, workflow_id, decision, why))

@@ -45,6 +45,8 @@ class Decision(BaseModel):
     model_config = ConfigDict(extra="forbid")
     decision: Literal["approve", "reject"]
     comment: Note = ""
+    # The absent approver the caller stands in for (a substitution in force): decided with their role.
+    on_behalf_of: Annotated[str, Field(max_length=64, pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]*)?$")] = ""
 
 
 class PaymentBody(BaseModel):
@@ -175,6 +177,7 @@ def orders_router() -> APIRouter:
             decision=body.decision,
             comment=body.comment,
             secret=settings.decision_secret,
+            on_behalf_of=body.on_behalf_of,
         )
         return await view_after(engine, state)
 

@@ -156,7 +156,7 @@ async def status(order_no: str) -> None:
         emit(_state_json(await order_commands.live_state(await client(), order_no)))
 
 
-async def _decide(order_no: str, user: str, decision: str, comment: str) -> None:
+async def _decide(order_no: str, user: str, decision: str, comment: str, on_behalf_of: str) -> None:
     state = await order_commands.decide(
         await client(),
         engine(),
@@ -165,8 +165,14 @@ async def _decide(order_no: str, user: str, decision: str, comment: str) -> None
         decision=decision,
         comment=comment,
         secret=settings().decision_secret,
+        on_behalf_of=on_behalf_of,
     )
     emit(_state_json(state))
+
+
+OnBehalfOf = Annotated[
+    str, typer.Option("--on-behalf-of", help="The absent approver USER stands in for (a substitution in force).")
+]
 
 
 @app.command()
@@ -175,9 +181,10 @@ async def approve(
     order_no: str,
     user: Annotated[str, typer.Option("--as", help="Approver's user name.")],
     comment: Annotated[str, typer.Option(help="Optional comment for the audit trail.")] = "",
+    on_behalf_of: OnBehalfOf = "",
 ) -> None:
     """Approve the order's pending level as USER (role and sales-rep rules are checked by the workflow)."""
-    await _decide(order_no, user, "approve", comment)
+    await _decide(order_no, user, "approve", comment, on_behalf_of)
 
 
 @app.command()
@@ -186,9 +193,10 @@ async def reject(
     order_no: str,
     user: Annotated[str, typer.Option("--as", help="Approver's user name.")],
     comment: Annotated[str, typer.Option(help="Why the order is rejected (required).")],
+    on_behalf_of: OnBehalfOf = "",
 ) -> None:
     """Reject the order at its pending level."""
-    await _decide(order_no, user, "reject", comment)
+    await _decide(order_no, user, "reject", comment, on_behalf_of)
 
 
 @app.command()

@@ -6,20 +6,24 @@ carries the session's CSRF token; every action calls the same application comman
 
 from __future__ import annotations
 
+import asyncio
 import re
+from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
+from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, FastAPI, Form, Query, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy import Engine
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from core.db import read_only, unit_of_work
 from entrypoints.api.deps import settings_of
 from entrypoints.console.admin_routes import admin_router
+from entrypoints.console.away_routes import away_router
 from entrypoints.console.finance_routes import FINANCE_ROLES, finance_router
 from entrypoints.console.i18n import LANGUAGE_COOKIE, LANGUAGES, language_of, translator
 from entrypoints.console.mail_links import mail_link_router
@@ -58,6 +62,7 @@ from services.picking import mark_picked
 from services.queries.finance import finance_counts
 from services.queries.inbox import (
     INBOX_LIMIT,
+    ApprovalTodo,
     approval_count,
     approval_todos,
     decidable_levels,
@@ -68,16 +73,39 @@ from services.queries.ops import ops_exceptions
 from services.queries.order_list import OrderFilter, as_query, may_see, order_list
 from services.queries.pick_lists import handled_warehouses, open_pick_lists, pick_list_page
 from services.staff_notices import mark_read
+from services.substitutes import StandIn, acting_role, standing_for
 from workflows.contract import ErrorType
 
 STATUSES = [status.value for status in OrderStatus]
 APPROVER_ROLES = {Role.FINANCE.value, Role.FINANCE_DIRECTOR.value}  # their inbox always shows its approvals
 
 
+@dataclass(frozen=True)
+class Covering:
+    """An absent approver's to-dos in their substitute's inbox: the levels the substitute cannot decide anyway."""
+
+    stand_in: StandIn
+    count: int
+    todos: list[ApprovalTodo]
+
+
+def _covering(session: Session, me: SignedIn, zone: ZoneInfo) -> list[Covering]:
+    own = set(decidable_levels(me.user.role))
+    found = []
+    for stand_in in standing_for(session, me.user.name, now(), zone):
+        levels = [level for level in decidable_levels(stand_in.principal_role) if level not in own]
+        count = approval_count(session, stand_in.principal_role, levels=levels) if levels else 0
+        todos = approval_todos(session, stand_in.principal_role, levels=levels) if count else []
+        found.append(Covering(stand_in, count, todos))
+    return found
+
+
 def _inbox_context(request: Request, engine: Engine, me: SignedIn) -> dict[str, Any]:
+    settings = settings_of(request)
     with read_only(engine) as session:
         waiting = approval_count(session, me.user.role)  # any level the user's role may decide
         approvals = approval_todos(session, me.user.role) if waiting else []
+        covering = _covering(session, me, settings.business_zone)
         staff = notices(session, me.user.name)
         unread = unread_count(session, me.user.name)
         picks = open_pick_lists(session, me.user.name, me.user.role)
@@ -95,7 +123,13 @@ def _inbox_context(request: Request, engine: Engine, me: SignedIn) -> dict[str, 
         "me": me,
         "approvals": approvals,
         # credit holds are approvals (counted in `waiting`); payments and refunds are finance's other to-dos
-        "badge": waiting + unread + len(picks) + (money.payments + money.refunds if money else 0) + (exceptions or 0),
+        "badge": waiting
+        + sum(c.count for c in covering)
+        + unread
+        + len(picks)
+        + (money.payments + money.refunds if money else 0)
+        + (exceptions or 0),
+        "covering": covering,
         "waiting": waiting,
         "staff_notices": staff,
         "unread": unread,
@@ -145,14 +179,26 @@ class NotVisible(Exception):
 
 
 async def _decide_one(
-    request: Request, engine: Engine, me: SignedIn, order_no: str, decision: str, comment: str, level: int
+    request: Request,
+    engine: Engine,
+    me: SignedIn,
+    order_no: str,
+    decision: str,
+    comment: str,
+    level: int,
+    on_behalf_of: str = "",
 ) -> str | None:
-    """Decide the level the person was shown, through the API's command: None when done, else why not."""
+    """Decide the level the person was shown, through the API's command: None when done, else why not. With
+    `on_behalf_of`, as the absent approver's substitute: with that approver's role, if the substitution stands."""
+    role = me.user.role
+    if on_behalf_of:
+        acting = await asyncio.to_thread(acting_role, engine, me.user.name, on_behalf_of, now())
+        role = acting or ""
     with read_only(engine) as session:
         order = session.get(SalesOrder, order_no)
-        visible = may_see(session, order_no, me.user.name, me.user.role)
+        visible = bool(role) and may_see(session, order_no, me.user.name, role)
     # Someone who could never decide this order learns nothing about it (as on the order page).
-    if order is None or not visible or not decidable_levels(me.user.role):
+    if order is None or not visible or not decidable_levels(role):
         raise NotVisible(order_no)
     if decision not in ("approve", "reject"):
         return "choose approve or reject"
@@ -170,6 +216,7 @@ async def _decide_one(
             secret=settings_of(request).decision_secret,
             role=me.user.role,
             level=level,
+            on_behalf_of=on_behalf_of,
         )
     except CommandError as exc:
         return str(exc)
@@ -279,10 +326,11 @@ def console_router() -> APIRouter:
         decision: Annotated[str, Form()] = "",
         comment: Annotated[FormText, Form(max_length=2000)] = "",
         level: Annotated[int, Form(ge=0, le=999_999)] = 0,
+        on_behalf_of: Annotated[str, Form(max_length=64)] = "",
     ) -> Response:
         check_csrf(me, csrf)
         try:
-            error = await _decide_one(request, engine, me, order_no, decision, comment, level)
+            error = await _decide_one(request, engine, me, order_no, decision, comment, level, on_behalf_of)
         except NotVisible:
             return not_found(request, "no_such_order")
         if error is None:
@@ -415,6 +463,7 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(finance_router())
     app.include_router(ops_router())
     app.include_router(admin_router())
+    app.include_router(away_router())
     app.include_router(console_router())
     app.include_router(mail_link_router())
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")

@@ -58,18 +58,22 @@ def decidable_levels(role: str) -> list[str]:
     return sorted(level.value for level, deciders in DECIDERS.items() if role in {d.value for d in deciders})
 
 
-def _approver_filter(role: str) -> ColumnElement[bool]:
-    return col(SalesOrder.awaiting_role).in_(decidable_levels(role))
+def _awaiting(levels: list[str]) -> ColumnElement[bool]:
+    return col(SalesOrder.awaiting_role).in_(levels)
 
 
-def approval_count(session: Session, role: str) -> int:
-    return int(session.exec(select(func.count()).select_from(SalesOrder).where(_approver_filter(role))).one())
+def approval_count(session: Session, role: str, *, levels: list[str] | None = None) -> int:
+    """Orders awaiting a level `role` may decide (or exactly `levels`, a substitute's share)."""
+    where = _awaiting(decidable_levels(role) if levels is None else levels)
+    return int(session.exec(select(func.count()).select_from(SalesOrder).where(where)).one())
 
 
-def approval_todos(session: Session, role: str, *, limit: int = INBOX_LIMIT) -> list[ApprovalTodo]:
+def approval_todos(
+    session: Session, role: str, *, levels: list[str] | None = None, limit: int = INBOX_LIMIT
+) -> list[ApprovalTodo]:
     orders = session.exec(
         select(SalesOrder)
-        .where(_approver_filter(role))
+        .where(_awaiting(decidable_levels(role) if levels is None else levels))
         .order_by(col(SalesOrder.awaiting_since), col(SalesOrder.order_no))
         .limit(limit)
     ).all()

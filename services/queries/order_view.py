@@ -62,6 +62,7 @@ def order_view(session: Session, order_no: str) -> dict[str, Any]:
                 "at": _iso(a.at),
                 "comment": a.comment,
                 **({} if a.accepted else {"refused": a.refusal_reason}),
+                **({"on_behalf_of": a.on_behalf_of} if a.on_behalf_of else {}),
             }
             for a in approvals
         ],

@@ -123,3 +123,49 @@ async def test_an_approver_approves_several_orders_at_once_each_checked_on_its_o
     assert wait_status(stack, "WEB-BULK-3", "AWAITING_APPROVAL")["approvals"][0]["refused"]  # audited, not applied
     await expect(page.locator("#todo-WEB-BULK-3")).to_be_visible()
     await context.close()
+
+
+async def test_an_approver_away_names_a_substitute_who_decides_on_her_behalf(
+    stack: dict[str, str], seeded: dict[str, Any], browser: Browser, tmp_path: Path
+) -> None:
+    url = console_url(stack)
+    fiona = await browser.new_context(viewport=PHONE, locale="en-US")
+    page = await signed_in_page(fiona, url, "fiona", seeded["passwords"]["fiona"])
+    await page.get_by_role("link", name="Out of office").click()
+    await page.get_by_label("Substitute", exact=True).select_option("olga")
+    last_day = await page.get_by_label("First day away").input_value()  # today, in the business's zone
+    await page.get_by_label("Last day away").fill(last_day)
+    await page.get_by_role("button", name="Name a substitute").click()
+    await expect(page.get_by_role("status")).to_have_text("The substitute is named.")
+    named = page.locator("#substitutions li")
+    await expect(named).to_contain_text("olga decides for fiona (finance)")
+    await expect(named).to_contain_text("in force now")
+
+    submit_big_order(stack, "WEB-AWAY-1")
+    wait_status(stack, "WEB-AWAY-1", "AWAITING_APPROVAL")
+    olga = await browser.new_context(viewport=PHONE, locale="en-US")
+    inbox = await signed_in_page(olga, url, "olga", seeded["passwords"]["olga"])
+    covering = inbox.locator("#covering-fiona")
+    await expect(covering.get_by_role("heading")).to_contain_text("Standing in for fiona (finance) until")
+    todo = covering.locator("#todo-WEB-AWAY-1")
+    await expect(todo).to_contain_text("You decide this on behalf of fiona.")
+    assert await inbox.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]
+    await inbox.screenshot(path=str(screenshots(tmp_path) / "inbox-substitute-phone.png"), full_page=True)
+    await todo.get_by_label("Comment").fill("for fiona while she is away")
+    await todo.get_by_role("button", name="Approve").click()
+    await expect(inbox.get_by_role("status")).to_contain_text("WEB-AWAY-1 approved")
+
+    view = wait_status(stack, "WEB-AWAY-1", "PICKING", "DISPATCHED", "IN_TRANSIT", "COMPLETED")
+    [approval] = [a for a in view["approvals"] if "refused" not in a]
+    assert (approval["by"], approval["role"], approval["on_behalf_of"]) == ("olga", "finance", "fiona")
+    order = await inbox.goto(f"{url}/orders/WEB-AWAY-1")
+    assert order is not None and order.status == 200
+    await expect(inbox.locator("main")).to_contain_text("olga on behalf of fiona")
+
+    await page.reload()  # fiona is back: she withdraws it, and olga's inbox holds only her own work again
+    await page.locator("#substitutions li").get_by_role("button", name="Withdraw").click()
+    await expect(page.get_by_role("status")).to_have_text("The substitution is withdrawn.")
+    await inbox.goto(url)
+    await expect(inbox.locator("#covering-fiona")).to_have_count(0)
+    await fiona.close()
+    await olga.close()

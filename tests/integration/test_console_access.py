@@ -18,6 +18,7 @@ from core.config import Settings
 from core.db import unit_of_work
 from entrypoints.api.app import create_app
 from entrypoints.console.admin_routes import admin_router
+from entrypoints.console.away_routes import away_router
 from entrypoints.console.finance_routes import finance_router
 from entrypoints.console.ops_routes import ops_router
 from entrypoints.console.order_routes import order_router
@@ -63,7 +64,7 @@ async def sign_in(
 
 def staff_routes() -> list[APIRoute]:
     """Every console route that needs a session (the mailed links' pages, /console/approve and /track, do not)."""
-    routers = (console_router(), order_router(), finance_router(), ops_router(), admin_router())
+    routers = (console_router(), order_router(), finance_router(), ops_router(), admin_router(), away_router())
     return [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
 
 
@@ -120,7 +121,7 @@ async def test_forms_without_their_csrf_token_change_nothing(web: httpx.AsyncCli
     assert len(posts) >= 5
     for path in posts:  # every form, not only one
         concrete = path.replace("{order_no}", "SO-1").replace("{notice_id}", "1").replace("{pick_list_id}", "1")
-        concrete = concrete.replace("{requisition_id}", "1").replace("{name}", "fay")
+        concrete = concrete.replace("{requisition_id}", "1").replace("{name}", "fay").replace("{substitution_id}", "1")
         for data in ({}, {"csrf": "guess"}, {"csrf": "gueß"}):  # non-ASCII too: refused, not a 500
             assert (await web.post(concrete, data=data)).status_code == 403, (path, data)
     assert (await web.get("/console")).status_code == 200  # still signed in

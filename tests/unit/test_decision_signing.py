@@ -48,3 +48,14 @@ def test_missing_signature_other_secret_and_no_secret_are_refused() -> None:
 def test_a_non_ascii_signature_is_refused_not_raised() -> None:
     why = signature_problem("s3cret", "é" * 64 + "\ud800", **FIELDS)  # type: ignore[arg-type]
     assert why is not None and "invalid" in why
+
+
+def test_a_substitutes_decision_binds_whom_it_is_for_and_older_signatures_still_verify() -> None:
+    plain = sign_decision("s3cret", **FIELDS)  # type: ignore[arg-type]
+    assert sign_decision("s3cret", **FIELDS, on_behalf_of="") == plain  # type: ignore[arg-type]
+    for_derek = sign_decision("s3cret", **FIELDS, on_behalf_of="derek")  # type: ignore[arg-type]
+    assert signature_problem("s3cret", for_derek, **FIELDS, on_behalf_of="derek") is None  # type: ignore[arg-type]
+    for other in ("", "fiona"):  # dropped, or moved to another absent approver
+        why = signature_problem("s3cret", for_derek, **FIELDS, on_behalf_of=other)  # type: ignore[arg-type]
+        assert why is not None and "invalid" in why
+    assert signature_problem("s3cret", plain, **FIELDS, on_behalf_of="derek") is not None  # type: ignore[arg-type]

@@ -324,3 +324,20 @@ class TestIsNewer:
             went_home = went_home or current in (TrackingStatus.REFUSED, TrackingStatus.RETURNING)
         assert went_home  # nothing before it is final, and the homeward report is the newest yet
         assert current in (TrackingStatus.REFUSED, TrackingStatus.RETURNING, TrackingStatus.RETURNED), current
+
+    def test_a_substitute_takes_the_absent_approvers_role_and_both_keep_four_eyes(self) -> None:
+        def for_fiona(decider: str, *, rep: str = "alice", earlier: list[str] | None = None) -> str | None:
+            return refusal_reason(
+                level_role=Role.FINANCE,
+                decider=decider,
+                decider_role="finance",  # fiona's role, which the API signs for her substitute
+                sales_rep=rep,
+                earlier_deciders=earlier or [],
+                on_behalf_of="fiona",
+            )
+
+        assert for_fiona("olga") is None
+        assert "olga is the order's own sales rep" in (for_fiona("olga", rep="olga") or "")
+        assert "fiona is the order's own sales rep" in (for_fiona("olga", rep="fiona") or "")
+        assert "fiona already decided an earlier level" in (for_fiona("olga", earlier=["fiona"]) or "")
+        assert "olga already decided an earlier level" in (for_fiona("olga", earlier=["olga"]) or "")
