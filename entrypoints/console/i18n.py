@@ -29,6 +29,8 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "bad_form": ("The form was not accepted; nothing was changed:", "表单未被接受，未做任何更改："),
     "inbox": ("To do", "待办"),
     "away": ("Out of office", "外出代理"),
+    "my_account": ("My account", "我的账户"),
+    "admin_changes_these": ("An admin changes your role, contacts and warehouses", "角色、联系方式和仓库由管理员修改"),
     "away_explained": (
         "While you are away, your substitute sees your approvals and decides them for you; each decision is"
         " recorded as theirs, on your behalf. Whole days, in the business's time zone",

@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 
 from core.db import read_only, unit_of_work
 from entrypoints.api.deps import settings_of
+from entrypoints.console.account_routes import account_router
 from entrypoints.console.admin_routes import admin_router
 from entrypoints.console.away_routes import away_router
 from entrypoints.console.finance_routes import FINANCE_ROLES, finance_router
@@ -464,6 +465,7 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(ops_router())
     app.include_router(admin_router())
     app.include_router(away_router())
+    app.include_router(account_router())
     app.include_router(console_router())
     app.include_router(mail_link_router())
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")

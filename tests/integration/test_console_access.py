@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 from core.config import Settings
 from core.db import unit_of_work
 from entrypoints.api.app import create_app
+from entrypoints.console.account_routes import account_router
 from entrypoints.console.admin_routes import admin_router
 from entrypoints.console.away_routes import away_router
 from entrypoints.console.finance_routes import finance_router
@@ -64,7 +65,15 @@ async def sign_in(
 
 def staff_routes() -> list[APIRoute]:
     """Every console route that needs a session (the mailed links' pages, /console/approve and /track, do not)."""
-    routers = (console_router(), order_router(), finance_router(), ops_router(), admin_router(), away_router())
+    routers = (
+        console_router(),
+        order_router(),
+        finance_router(),
+        ops_router(),
+        admin_router(),
+        away_router(),
+        account_router(),
+    )
     return [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
 
 
