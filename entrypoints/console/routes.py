@@ -70,7 +70,7 @@ from services.queries.inbox import (
     notices,
     unread_count,
 )
-from services.queries.ops import ops_exceptions
+from services.queries.ops import ops_exception_count
 from services.queries.order_list import OrderFilter, as_query, may_see, order_list
 from services.queries.pick_lists import handled_warehouses, open_pick_lists, pick_list_page
 from services.staff_notices import mark_read
@@ -115,7 +115,7 @@ def _inbox_context(request: Request, engine: Engine, me: SignedIn) -> dict[str, 
         exceptions = None
         if me.user.role in OPS_ROLES:
             quiet = settings_of(request).parcel_quiet_after
-            exceptions = ops_exceptions(session, now(), quiet_after=quiet).count
+            exceptions = ops_exception_count(session, now(), quiet_after=quiet)
     return {
         "money": money,
         "exceptions": exceptions,

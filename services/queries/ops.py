@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import ColumnElement, and_, or_
 from sqlmodel import Session, col, func, select
 
 from domain.customer_view import PARCEL_DONE
@@ -73,45 +74,88 @@ def _last_details(session: Session, orders: list[SalesOrder]) -> dict[str, str]:
 
 
 def _in_status(session: Session, status: OrderStatus, *, after: datetime | None = None) -> list[OrderException]:
-    query = select(SalesOrder).where(SalesOrder.status == status.value)
-    if after is not None:
-        query = query.where(col(SalesOrder.updated_at) >= after)
-    orders = list(session.exec(query.order_by(col(SalesOrder.updated_at)).limit(LIST_LIMIT)).all())
+    orders = list(
+        session.exec(
+            select(SalesOrder)
+            .where(*_status_conditions(status, after))
+            .order_by(col(SalesOrder.updated_at))
+            .limit(LIST_LIMIT)
+        ).all()
+    )
     details = _last_details(session, orders)
     return [OrderException(o.order_no, o.status, o.updated_at, details.get(o.order_no, "")) for o in orders]
 
 
-def _late(session: Session, now: datetime) -> list[OrderException]:
-    found: list[OrderException] = []
-    for status, allowed in STAGE_SLA.items():
-        orders = session.exec(
-            select(SalesOrder)
-            .where(SalesOrder.status == status.value, col(SalesOrder.updated_at) < now - allowed)
-            .order_by(col(SalesOrder.updated_at))
-            .limit(LIST_LIMIT)
-        ).all()
-        found.extend(
-            OrderException(o.order_no, o.status, o.updated_at, "", sla_breach(o.status, o.updated_at, now))
-            for o in orders
+def _status_conditions(status: OrderStatus, after: datetime | None = None) -> list[ColumnElement[bool]]:
+    where = [col(SalesOrder.status) == status.value]
+    if after is not None:
+        where.append(col(SalesOrder.updated_at) >= after)
+    return where
+
+
+def _late_condition(now: datetime) -> ColumnElement[bool]:
+    """In a stage longer than its SLA allows (domain/stage_sla.py)."""
+    return or_(
+        *(
+            and_(col(SalesOrder.status) == status.value, col(SalesOrder.updated_at) < now - allowed)
+            for status, allowed in STAGE_SLA.items()
         )
-    return sorted(found, key=lambda e: e.since)[:LIST_LIMIT]
+    )
+
+
+def _late(session: Session, now: datetime) -> list[OrderException]:
+    orders = session.exec(
+        select(SalesOrder).where(_late_condition(now)).order_by(col(SalesOrder.updated_at)).limit(LIST_LIMIT)
+    ).all()
+    return [
+        OrderException(o.order_no, o.status, o.updated_at, "", sla_breach(o.status, o.updated_at, now)) for o in orders
+    ]
+
+
+# A parcel's latest carrier news (the (carrier, tracking_no, …) unique index answers it per parcel).
+_LAST_NEWS = (
+    select(func.max(TrackingEvent.at))
+    .where(
+        col(TrackingEvent.carrier) == col(Shipment.carrier), col(TrackingEvent.tracking_no) == col(Shipment.tracking_no)
+    )
+    .correlate(Shipment)
+    .scalar_subquery()
+)
+
+
+def _quiet_conditions(now: datetime, quiet_after: timedelta) -> list[ColumnElement[bool]]:
+    """On its way, and no carrier news (or none since dispatch) for `quiet_after`."""
+    return [
+        col(Shipment.status).not_in([s.value for s in PARCEL_DONE]),
+        func.coalesce(_LAST_NEWS, col(Shipment.dispatched_at)) < now - quiet_after,
+    ]
 
 
 def _quiet_parcels(session: Session, now: datetime, quiet_after: timedelta) -> list[QuietParcel]:
-    news = (
-        select(TrackingEvent.carrier, TrackingEvent.tracking_no, func.max(TrackingEvent.at).label("at"))
-        .group_by(col(TrackingEvent.carrier), col(TrackingEvent.tracking_no))
-        .subquery()
-    )
     rows = session.exec(
-        select(Shipment, news.c.at)
-        .outerjoin(news, (col(Shipment.carrier) == news.c.carrier) & (col(Shipment.tracking_no) == news.c.tracking_no))
-        .where(col(Shipment.status).not_in([s.value for s in PARCEL_DONE]))
-        .where(func.coalesce(news.c.at, Shipment.dispatched_at) < now - quiet_after)
-        .order_by(func.coalesce(news.c.at, Shipment.dispatched_at))
+        select(Shipment, _LAST_NEWS)
+        .where(*_quiet_conditions(now, quiet_after))
+        .order_by(func.coalesce(_LAST_NEWS, col(Shipment.dispatched_at)))
         .limit(LIST_LIMIT)
     ).all()
     return [QuietParcel(s.order_no, s.carrier, s.tracking_no, s.status, at or s.dispatched_at) for s, at in rows]
+
+
+def ops_exception_count(session: Session, now: datetime, *, quiet_after: timedelta) -> int:
+    """What `ops_exceptions(...).count` counts, by counting (the inbox's badge, polled every few seconds), without
+    the page's cap of LIST_LIMIT a list."""
+
+    def orders(*where: ColumnElement[bool]) -> int:
+        return int(session.exec(select(func.count()).select_from(SalesOrder).where(*where)).one())
+
+    parcels = session.exec(select(func.count()).select_from(Shipment).where(*_quiet_conditions(now, quiet_after)))
+    return (
+        orders(*_status_conditions(OrderStatus.DELIVERY_EXCEPTION))
+        + int(parcels.one())
+        + orders(*_status_conditions(OrderStatus.FAILED, now - FAILED_SHOWN_FOR))
+        + orders(*_status_conditions(OrderStatus.BACKORDERED))
+        + orders(_late_condition(now))
+    )
 
 
 def ops_exceptions(session: Session, now: datetime, *, quiet_after: timedelta) -> OpsExceptions:

@@ -16,7 +16,7 @@ from core.db import read_only, unit_of_work
 from entrypoints.api.app import create_app
 from models.status import OrderStatus, Role
 from models.tables import OrderEvent, PurchaseRequisition, SalesOrder, Shipment, StockReceipt, TrackingEvent
-from services.queries.ops import OrderException, ops_exceptions
+from services.queries.ops import OrderException, ops_exception_count, ops_exceptions
 from tests.integration.test_console_access import csrf_of, make_user, sign_in
 from tests.support.read_model import add_order
 
@@ -78,6 +78,8 @@ def test_what_is_stuck_or_broken_is_listed_and_nothing_else(engine: Engine) -> N
     assert late.late_by == timedelta(hours=6)
     assert [p.tracking_no for p in found.quiet_parcels if p.order_no.startswith("OPS-")] == ["QUIET1"]
     assert any(r.sku == "SKU-1002" for r in found.requisitions)
+    with read_only(engine) as session:  # the inbox's badge counts what the page lists
+        assert ops_exception_count(session, NOW, quiet_after=timedelta(hours=24)) == found.count
 
 
 async def test_ops_books_a_requisitions_receipt_from_the_page_once(web: httpx.AsyncClient, engine: Engine) -> None:
