@@ -70,7 +70,8 @@ class DatabaseSettings(BaseModel):
 class StackSettings(BaseModel):
     """The embedded stack (make up / make demo) and where its API is."""
 
-    api_url: str = Field("http://127.0.0.1:8000", validation_alias=AliasChoices("ORDERFLOW_API", "ORDERFLOW_API_URL"))
+    # Where the CLI and the demo reach the API; empty: the embedded stack's, on api_port.
+    api_url: str = Field("", validation_alias=AliasChoices("ORDERFLOW_API", "ORDERFLOW_API_URL"))
     temporal_port: int = 7233
     temporal_ui_port: int = 8233
     simulator_port: int = 8081
@@ -80,9 +81,10 @@ class StackSettings(BaseModel):
     simulator_step_seconds: float = 3.0
 
 
+
 class CarrierSettings(BaseModel):
-    # Base URL of the carrier simulator (carrier code `sim`).
-    carrier_sim_url: str = "http://127.0.0.1:8081"
+    # Base URL of the carrier simulator (carrier code `sim`); empty: the embedded stack's, on simulator_port.
+    carrier_sim_url: str = ""
     # Carrier aggregators (carrier codes `kuaidi100`, `17track`, `aftership`). An empty URL means the carrier
     # simulator's route for that API under carrier_sim_url (/kuaidi100, /track17/track/v2.2, /aftership/v4), and
     # the credential defaults are the simulator's; a real URL needs real credentials (Settings refuses the sim-ones).
@@ -245,7 +247,11 @@ class Settings(
     model_config = SettingsConfigDict(env_prefix="ORDERFLOW_", env_file=".env", extra="ignore", populate_by_name=True)
 
     @model_validator(mode="after")
-    def _no_simulator_credentials_for_real_services(self) -> Settings:
+    def _stack_defaults_and_no_simulator_credentials_for_real_services(self) -> Settings:
+        # Unset, the API and the simulator are the embedded stack's, wherever its ports are (ORDERFLOW_API_PORT
+        # alone moves both the stack's API and where the CLI and the demo look for it).
+        self.api_url = self.api_url or f"http://127.0.0.1:{self.api_port}"
+        self.carrier_sim_url = self.carrier_sim_url or f"http://127.0.0.1:{self.simulator_port}"
         wrong = [
             credential
             for url_setting, credentials in _CREDENTIALS_BY_ENDPOINT.items()
