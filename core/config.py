@@ -81,7 +81,6 @@ class StackSettings(BaseModel):
     simulator_step_seconds: float = 3.0
 
 
-
 class CarrierSettings(BaseModel):
     # Base URL of the carrier simulator (carrier code `sim`); empty: the embedded stack's, on simulator_port.
     carrier_sim_url: str = ""
