@@ -46,7 +46,7 @@ from core.db import make_engine, unit_of_work
 from core.migrate import upgrade
 from core.secrets import with_local_secrets
 from dev.seed import seed
-from entrypoints.api.app import create_app
+from entrypoints.api.app import create_app, settle_heap
 from models.status import OrderStatus, Role
 from models.tables import Notification, OrderEvent, PickList, SalesOrder, Shipment, TrackingEvent, UserWarehouse
 from services.accounts import set_password, sign_in
@@ -202,6 +202,7 @@ async def measure(
     engine: Engine, settings: Settings, names: dict[Role, list[str]], requests: int
 ) -> list[dict[str, Any]]:
     app = create_app(settings, engine=engine)
+    settle_heap()  # as the served app's start-up does (httpx's ASGI transport runs no lifespan)
     results = []
     for label, role, path in PAGES:
         token, _ = sign_in(engine, names[role][0], PASSWORD, address="bench", now=datetime.now(UTC))

