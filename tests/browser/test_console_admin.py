@@ -4,15 +4,16 @@ pick lists of their warehouse; then disables them, and they are out."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Browser, expect
 
-from tests.support.console import console_url, signed_in_page
+from tests.support.console import console_url, screenshots, signed_in_page
 
 
 async def test_an_admin_adds_a_warehouse_hand_who_signs_in_and_later_disables_them(
-    stack: dict[str, str], seeded: dict[str, Any], browser: Browser
+    stack: dict[str, str], seeded: dict[str, Any], browser: Browser, tmp_path: Path
 ) -> None:
     url = console_url(stack)
     admin = await browser.new_context(viewport={"width": 1280, "height": 900}, locale="en-US")
@@ -28,6 +29,7 @@ async def test_an_admin_adds_a_warehouse_hand_who_signs_in_and_later_disables_th
     await expect(page.locator("#shown-once")).to_contain_text("zhou")
     password = (await page.locator("#new-password").inner_text()).strip()
     await expect(page.locator("#user-zhou")).to_contain_text("WH-GZ")
+    await page.screenshot(path=str(screenshots(tmp_path) / "admin-desktop.png"), full_page=True)
 
     hand = await browser.new_context(locale="en-US")
     mine = await signed_in_page(hand, url, "zhou", password)

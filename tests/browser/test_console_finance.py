@@ -3,16 +3,17 @@ a paid order that was then cancelled; the inbox points at both."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Browser, expect
 
-from tests.support.console import PHONE, cli, console_url, signed_in_page, wait_status
+from tests.support.console import PHONE, cli, console_url, screenshots, signed_in_page, wait_status
 from tests.support.orders import make_order
 
 
 async def test_finance_confirms_a_prepayment_and_records_the_refund_when_the_order_is_cancelled(
-    stack: dict[str, str], seeded: dict[str, Any], browser: Browser
+    stack: dict[str, str], seeded: dict[str, Any], browser: Browser, tmp_path: Path
 ) -> None:
     order = make_order("WEB-PREPAID-1", [("SKU-1001", 1, "199.00")], payment={"method": "prepaid", "paid": False})
     cli(stack, "submit", "-", stdin=order.model_dump_json())
@@ -23,6 +24,7 @@ async def test_finance_confirms_a_prepayment_and_records_the_refund_when_the_ord
 
     payment = page.locator("#payment-WEB-PREPAID-1")
     await expect(payment).to_contain_text("CNY 199.00")
+    await page.screenshot(path=str(screenshots(tmp_path) / "finance-phone.png"), full_page=True)
     await payment.get_by_role("button", name="Confirm payment received").click()  # no reference: refused
     await expect(payment.get_by_label("Payment reference (bank or provider)")).to_have_js_property(
         "validity.valid", False
