@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Engine
+from sqlalchemy import ColumnElement, Engine
 from sqlmodel import Session, col, select
 from sqlmodel.sql.expression import SelectOfScalar
 
@@ -113,9 +113,13 @@ def withdraw(session: Session, substitution_id: int, *, principal: str, now: dat
     session.add(row)
 
 
+def _live_conditions(now: datetime) -> list[ColumnElement[bool]]:
+    """Not withdrawn and not over: standing now or to come."""
+    return [col(Substitution.withdrawn_at).is_(None), col(Substitution.ends_at) > now]
+
+
 def _live(now: datetime) -> SelectOfScalar[Substitution]:
-    """Substitutions not withdrawn and not over: standing now or to come."""
-    return select(Substitution).where(col(Substitution.withdrawn_at).is_(None), Substitution.ends_at > now)
+    return select(Substitution).where(*_live_conditions(now))
 
 
 def substitutions_of(session: Session, principal: str, now: datetime, zone: ZoneInfo) -> list[StandIn]:
@@ -133,10 +137,9 @@ def standing_for(session: Session, substitute: str, now: datetime, zone: ZoneInf
         select(Substitution, User.role)
         .join(User, col(User.name) == col(Substitution.principal))
         .where(
-            col(Substitution.withdrawn_at).is_(None),
+            *_live_conditions(now),
             Substitution.substitute == substitute,
             Substitution.starts_at <= now,
-            Substitution.ends_at > now,
             col(User.disabled).is_(False),
         )
         .order_by(col(Substitution.principal))
