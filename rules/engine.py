@@ -1,7 +1,8 @@
-"""Review rules: a list of WHEN-expression → action, loaded from YAML, evaluated safely (no eval)."""
+"""Review rules: a list of WHEN-expression → action, loaded from YAML, evaluated safely (rules/expressions.py)."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -9,10 +10,11 @@ from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
-from simpleeval import EvalWithCompoundTypes, InvalidExpression
 
 from models.allocation import AllocationMode, LotOrder
 from models.status import Role
+from rules.expressions import Condition, ExpressionError, FactType, compile_condition
+from rules.validation_errors import describe
 
 FINANCE_ROLES = frozenset({Role.FINANCE, Role.FINANCE_DIRECTOR})
 # Approval levels run junior → senior.
@@ -35,17 +37,39 @@ class Rule(BaseModel):
 
     @field_validator("when")
     @classmethod
-    def _parses(cls, expression: str) -> str:
-        try:
-            EvalWithCompoundTypes().parse(expression)
-        except (SyntaxError, InvalidExpression) as exc:
-            raise ValueError(f"cannot parse {expression!r}: {exc}") from exc
+    def _compiles(cls, expression: str) -> str:
+        _condition(expression)  # an unknown fact or a type mismatch fails here, when the file is loaded
         return expression
+
+    @property
+    def condition(self) -> Condition:
+        return _condition(self.when)
 
 
 class RuleSet(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
     rules: list[Rule]
+
+
+# The facts a review rule may name, with their types (the order as submitted, before any step has run).
+REVIEW_FACTS = {
+    "total": FactType.NUMBER,
+    "currency": FactType.TEXT,
+    "order_type": FactType.TEXT,
+    "payment_method": FactType.TEXT,
+    "paid": FactType.FLAG,
+    "customer_new": FactType.FLAG,
+    "channel": FactType.TEXT,
+    "line_count": FactType.NUMBER,
+}
+
+
+@functools.lru_cache(maxsize=256)
+def _condition(expression: str) -> Condition:
+    try:
+        return compile_condition(expression, REVIEW_FACTS)
+    except ExpressionError as exc:
+        raise ValueError(str(exc)) from exc
 
 
 @dataclass(frozen=True)
@@ -93,15 +117,14 @@ def load_rules(path: Path) -> RuleSet:
     try:
         rules = RuleSet.model_validate(raw)
     except ValidationError as exc:  # a bad expression, role or key: one error type for every broken file
-        raise RuleError(f"invalid rules file {path}: {exc}") from exc
-    # A trial run on sample facts: an unknown name or a refused construct fails now, at load, instead of
-    # failing every order that reaches review.
+        raise RuleError(f"invalid rules file {path}: {describe(exc, raw, 'rules')}") from exc
+    # A trial run on sample facts as well: whatever typing cannot see fails now, not on every order.
     review(rules, SAMPLE_FACTS)
     return rules
 
 
 def review(rules: RuleSet, facts: OrderFacts) -> Review:
-    evaluator = EvalWithCompoundTypes(names=facts.names())
+    names = facts.names()
     roles: set[Role] = set()
     prepay = skip_finance = False
     allocation: AllocationMode | None = None
@@ -109,8 +132,8 @@ def review(rules: RuleSet, facts: OrderFacts) -> Review:
     fired: list[str] = []
     for rule in rules.rules:
         try:
-            matched = bool(evaluator.eval(rule.when))
-        except Exception as exc:  # a bad rule must fail loudly, naming itself
+            matched = rule.condition.holds(names)
+        except ExpressionError as exc:  # a bad rule must fail loudly, naming itself
             raise RuleError(f"rule {rule.name!r} failed on this order: {exc}") from exc
         if not matched:
             continue
