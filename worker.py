@@ -7,6 +7,7 @@ import signal
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.automation import AutomationActivities
 from activities.credit import CreditActivities
 from activities.inventory import InventoryActivities
 from activities.notify import NotifyActivities
@@ -32,14 +34,17 @@ from core.migrate import upgrade
 from core.secrets import runtime_settings
 from core.temporal import connect
 from services.audit import auditing
+from services.automation.dispatcher import running_dispatcher
+from services.automation.store import load_file
 from services.notify.relay import running_relay
+from workflows.automation import AutomationRunWorkflow
 from workflows.carrier_poller import CarrierPoller
 from workflows.decision_guard import DecisionGuard
 from workflows.order import OrderFulfillment
 from workflows.restock import RestockWakeUp
 from workflows.tracking import ShipmentTracking
 
-WORKFLOWS = [OrderFulfillment, ShipmentTracking, CarrierPoller, RestockWakeUp]
+WORKFLOWS = [OrderFulfillment, ShipmentTracking, CarrierPoller, RestockWakeUp, AutomationRunWorkflow]
 
 
 def activity_functions(engine: Engine, settings: Settings, http: httpx.AsyncClient) -> list[Callable[..., Any]]:
@@ -47,6 +52,7 @@ def activity_functions(engine: Engine, settings: Settings, http: httpx.AsyncClie
     inventory = InventoryActivities(engine, settings)
     picking = PickingActivities(engine, settings)
     tracking = TrackingActivities(engine, settings, http)
+    automation = AutomationActivities(engine, settings, http)
     return [
         records.register_order,
         records.record_transition,
@@ -66,6 +72,9 @@ def activity_functions(engine: Engine, settings: Settings, http: httpx.AsyncClie
         tracking.subscribe_parcel,
         tracking.close_parcel,
         RestockActivities().wake_backordered_orders,
+        automation.choose_branch,
+        automation.perform_action,
+        automation.record_step,
     ]
 
 
@@ -99,12 +108,18 @@ async def main() -> None:
     log = structlog.get_logger("worker")
     engine = make_engine(settings.effective_database_url, pool_size=settings.worker_activity_threads + 4)
     upgrade(engine)
+    # The default automations the database does not have yet (an edited rule is never overridden).
+    load_file(engine, settings.automations_file, by="worker", now=datetime.now(UTC), only_new=True)
     client = await connect(settings)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with running_worker(client, engine, settings), running_relay(engine, settings):
+    async with (
+        running_worker(client, engine, settings),
+        running_relay(engine, settings),
+        running_dispatcher(engine, client, settings),
+    ):
         log.info("worker started", task_queue=settings.task_queue, address=settings.temporal_address)
         await stop.wait()
     log.info("worker stopped")

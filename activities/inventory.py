@@ -9,6 +9,8 @@ the reservations it already made, and a concurrent duplicate loses on the unique
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select, update
@@ -20,20 +22,19 @@ from domain.allocation import LineRequest, LotStock, allocate, rank_warehouses
 from domain.replenishment import Need, backorder_needs, reorder_needs
 from models.allocation import Allocation
 from models.contracts import AllocateInput, AllocateOutcome, OrderRef
-from models.status import Role
 from models.tables import (
-    Notification,
     Product,
-    PurchaseRequisition,
     RegionDistance,
     Reservation,
     ReservationState,
     StockLot,
-    User,
     Warehouse,
     utcnow,
 )
+from rules.automation import EventKind
+from services.automation.events import record_event
 from services.queries.availability import levels_of, lots_of
+from services.replenishment import request_stock
 from workflows.steps import InventorySteps
 
 
@@ -113,11 +114,38 @@ class InventoryActivities(DbActivities, InventorySteps):
             for alloc in plan.allocations:
                 left[(alloc.sku, alloc.warehouse)] -= alloc.qty
             touched = {(alloc.sku, alloc.warehouse) for alloc in plan.allocations}
+            self._announce_levels(session, inp.order_no, left, plan.allocations, levels, now)
             self._request(session, reorder_needs({k: v for k, v in left.items() if k in touched}, levels), inp.order_no)
             session.flush()
             result = list(plan.allocations)
         self.log.info("locked", reservations=len(result))
         return AllocateOutcome(allocations=result)
+
+    @staticmethod
+    def _announce_levels(
+        session: Session,
+        order_no: str,
+        left: Mapping[tuple[str, str], int],
+        allocations: Sequence[Allocation],
+        levels: Mapping[str, int],
+        now: datetime,
+    ) -> None:
+        """A stock-level event per (sku, warehouse) this order took stock from: available before and after (the
+        automations' stock_crossed trigger decides whether a level was crossed)."""
+        taken: dict[tuple[str, str], int] = defaultdict(int)
+        for alloc in allocations:
+            taken[(alloc.sku, alloc.warehouse)] += alloc.qty
+        for (sku, warehouse), qty in sorted(taken.items()):
+            after = left[(sku, warehouse)]
+            data = {
+                "sku": sku,
+                "warehouse": warehouse,
+                "available_before": after + qty,
+                "available": after,
+                "reorder_level": levels.get(sku, 0),
+            }
+            key = f"stock:{order_no}:{sku}:{warehouse}"
+            record_event(session, EventKind.STOCK_LEVEL, f"{sku}@{warehouse}", key, data, now)
 
     @staticmethod
     def _released(session: Session, order_no: str) -> bool:
@@ -136,45 +164,8 @@ class InventoryActivities(DbActivities, InventorySteps):
         return dict(rows)
 
     def _request(self, session: Session, needs: list[Need], order_no: str) -> None:
-        """Open a purchase requisition per need, once: an open one for the same (sku, warehouse) is raised to
-        the larger quantity instead of duplicated. Purchasing (ops) hears about each new one."""
-        for need in needs:
-            open_key = f"{need.sku}:{need.warehouse}"
-            query = select(PurchaseRequisition).where(PurchaseRequisition.open_key == open_key)
-            if is_postgres(self.engine):
-                query = query.with_for_update()  # two shortfalls must not overwrite each other's quantity
-            existing = session.exec(query).first()
-            if existing is not None:
-                if need.qty > existing.qty:
-                    existing.qty = need.qty
-                    session.add(existing)
-                continue
-            requisition = PurchaseRequisition(
-                open_key=open_key,
-                sku=need.sku,
-                warehouse=need.warehouse,
-                qty=need.qty,
-                reason=need.reason,
-                order_no=order_no,
-            )
-            session.add(requisition)
-            session.flush()
-            body = (
-                f"Purchase requisition #{requisition.id}: {need.qty} x {need.sku} for {need.warehouse} "
-                f"({need.reason.replace('_', ' ')}, order {order_no})"
-            )
-            for name in session.exec(select(User.name).where(User.role == Role.OPS.value)).all():
-                session.add(
-                    Notification(
-                        key=f"requisition:{requisition.id}:{name}",
-                        order_no=order_no,
-                        kind="replenishment",
-                        channel="internal",
-                        recipient=name,
-                        body=body,
-                    )
-                )
-            self.log.info("requisition", sku=need.sku, warehouse=need.warehouse, qty=need.qty, reason=need.reason)
+        for requisition in request_stock(session, needs, order_no=order_no, lock=is_postgres(self.engine)):
+            self.log.info("requisition", sku=requisition.sku, warehouse=requisition.warehouse, qty=requisition.qty)
 
     @staticmethod
     def _existing(session: Session, order_no: str) -> list[Allocation]:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import select
 from temporalio import activity
 
 from activities.base import DbActivities
@@ -24,6 +24,7 @@ from domain.approvals import may_decide
 from models.contracts import NotifyInput
 from models.tables import Customer, Notification, SalesOrder, User
 from services.links import APPROVE_PATH, TOKEN_SLOT, TRACK_PATH, add_approval_link, tracking_token
+from services.notify.recipients import staff_recipients
 from services.notify.templates import load_templates
 from workflows.contract import NoticeKind
 from workflows.steps import NotifySteps
@@ -62,7 +63,7 @@ class NotifyActivities(DbActivities, NotifySteps):
                 if phone:
                     recipients.append(("sms", phone, None))
             elif inp.role is not None:
-                recipients.extend(_staff_recipients(session, inp.role.value))
+                recipients.extend(staff_recipients(session, inp.role.value))
             notice = self.templates.render(inp.kind, variables)
             added = 0
             for channel, recipient, user in recipients:
@@ -105,18 +106,3 @@ class NotifyActivities(DbActivities, NotifySteps):
         if kind not in APPROVAL_REQUESTS or order is None or order.awaiting_level is None or not order.awaiting_role:
             return False
         return may_decide(user.role, order.awaiting_role)
-
-
-def _staff_recipients(session: Session, role: str) -> list[tuple[str, str, User | None]]:
-    """Each active holder of the role: the console's inbox, and the channels they chose that they have on file."""
-    users = session.exec(
-        select(User).where(User.role == role, col(User.disabled).is_(False)).order_by(col(User.name))
-    ).all()
-    recipients: list[tuple[str, str, User | None]] = []
-    for user in users:
-        recipients.append(("internal", user.name, user))
-        if user.notify_email and user.email:
-            recipients.append(("email", user.email, user))
-        if user.notify_sms and user.phone:
-            recipients.append(("sms", user.phone, user))
-    return recipients

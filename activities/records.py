@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import Session, select
 from temporalio import activity
 
 from activities.base import DbActivities
 from models.contracts import ApprovalAudit, RegisterOrderInput, TransitionInput
 from models.status import AWAITING_DECISION, OrderStatus
 from models.tables import ApprovalRecord, Customer, OrderEvent, SalesOrder
+from rules.automation import EventKind
+from services.automation.events import record_event
 from services.links import void_approval_links
 from workflows.contract import order_workflow_id
 from workflows.steps import RecordSteps
@@ -43,6 +45,9 @@ class RecordActivities(DbActivities, RecordSteps):
                 )
             )
             session.add(OrderEvent(order_no=order.order_no, seq=1, status=OrderStatus.RECEIVED, at=inp.received_at))
+            record_event(
+                session, EventKind.ORDER_CREATED, order.order_no, f"created:{order.order_no}", {}, inp.received_at
+            )
         self.log.info("order registered", total=str(order.total))
 
     @activity.defn
@@ -60,6 +65,7 @@ class RecordActivities(DbActivities, RecordSteps):
             session.add(
                 OrderEvent(order_no=inp.order_no, seq=inp.seq, status=inp.status, at=inp.at, detail=inp.detail[:2000])
             )
+            self._announce(session, order, inp)
             order.status = inp.status
             order.updated_at = inp.at
             if inp.paid is not None:
@@ -85,6 +91,17 @@ class RecordActivities(DbActivities, RecordSteps):
                     customer.first_order = False
             session.add(order)
         self.log.info("status", status=inp.status.value, seq=inp.seq)
+
+    @staticmethod
+    def _announce(session: Session, order: SalesOrder, inp: TransitionInput) -> None:
+        """The automation events of this transition (before the row changes: the event says from what)."""
+        key = f"{inp.order_no}:{inp.seq}"
+        if order.status != inp.status:
+            data = {"from_status": order.status, "to_status": inp.status.value}
+            record_event(session, EventKind.STATUS_CHANGED, inp.order_no, f"status:{key}", data, inp.at)
+        if inp.paid is not None and inp.paid != order.paid:
+            data = {"field": "paid", "old_value": str(order.paid).lower(), "new_value": str(inp.paid).lower()}
+            record_event(session, EventKind.FIELD_CHANGED, inp.order_no, f"field:{key}:paid", data, inp.at)
 
     @activity.defn
     def record_approval(self, inp: ApprovalAudit) -> None:

@@ -128,6 +128,21 @@ class NotifySettings(BaseModel):
     expected_transit: timedelta = timedelta(days=3)
 
 
+class AutomationSettings(BaseModel):
+    """Automations (rules/automation.py, services/automation): the rule set is in the database, versioned; the
+    file seeds the rules that are not there yet when the worker starts (and `orderflow automations load`).
+    Each worker's dispatcher matches the event outbox against the rules every automation_interval seconds."""
+
+    automations_file: Path = PROJECT_ROOT / "rules" / "default_automations.yaml"
+    automations_enabled: bool = True  # false: events are still written, nothing fires (the bench's reference)
+    automation_interval: float = Field(0.5, gt=0)
+    automation_batch: int = Field(200, ge=1, le=5000)  # events per dispatcher pass
+    # Signs outgoing webhooks (X-Orderflow-Signature: sha256=HMAC(body)); filled from the state dir locally.
+    automation_webhook_secret: str = ""
+    # Run logs are kept as long as orders are; set this to delete finished runs older than it.
+    automation_run_retention: timedelta | None = None
+
+
 # The secrets the embedded stack creates once in its state dir (core/secrets.py) when they are not given.
 LOCAL_SECRETS = (
     "decision_secret",
@@ -137,6 +152,7 @@ LOCAL_SECRETS = (
     "channel_shopify_secret",
     "channel_taobao_secret",
     "channel_jd_secret",
+    "automation_webhook_secret",
 )
 
 
@@ -240,6 +256,7 @@ class Settings(
     NotifySettings,
     SecretSettings,
     PolicySettings,
+    AutomationSettings,
 ):
     """Everything configurable (the concerns above). Names without the ORDERFLOW_ prefix are docs/contract.md's."""
 

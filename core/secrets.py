@@ -31,6 +31,7 @@ def generate() -> dict[str, Any]:
         "channel_shopify_secret": secrets.token_urlsafe(32),
         "channel_taobao_secret": secrets.token_urlsafe(32),
         "channel_jd_secret": secrets.token_urlsafe(32),
+        "automation_webhook_secret": secrets.token_urlsafe(32),
     }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
@@ -312,3 +312,56 @@ class OrderState(Contract):
     shipments: list[ShipmentProgress] = []
     reasons: list[str] = []
     allocation_attempts: int = 0  # grows with every look at stock (a restock's re-check is visible)
+
+
+# --- automations (workflows/automation.py) --------------------------------------------------------
+
+
+class AutomationRunInput(Contract):
+    """One firing: the rule as it was at `version` (the run is pinned to it), the subject and the event.
+    `branch` is chosen by the dispatcher; a rule with a delay (`after`) chooses it when the delay is over."""
+
+    run_id: str
+    rule: str
+    version: int
+    definition: dict[str, Any]
+    subject: str
+    event_kind: str
+    event_key: str
+    event_data: dict[str, Any] = {}
+    caused_by: list[str] = []
+    branch: int | None = None
+    delay: timedelta | None = None
+    attempt: int = 0  # a retry of a failed run is attempt 1, 2 …
+    start_at: int = 0  # the first action this attempt performs (a retry from the failed step)
+
+
+class RunRef(Contract):
+    """What an automation activity acts for: the run, its attempt, and what it is about."""
+
+    run_id: str
+    rule: str
+    version: int
+    attempt: int
+    subject: str
+    event_kind: str
+    event_data: dict[str, Any] = {}
+    caused_by: list[str] = []
+
+
+class ActionInput(Contract):
+    run: RunRef
+    position: int
+    action: dict[str, Any]  # one action of the pinned definition (rules/automation.py Action, as JSON)
+    last: bool  # the run is completed once this one is done
+
+
+class StepRecord(Contract):
+    """A step's state in the run log, and the run's own state when it changes with it."""
+
+    run: RunRef
+    position: int
+    action: str
+    state: Literal["done", "failed", "skipped", "waiting"]
+    detail: str = ""
+    run_state: Literal["running", "waiting", "completed", "failed", "skipped"] | None = None

@@ -251,6 +251,10 @@ class SalesOrder(SQLModel, table=True):
     awaiting_since: datetime | None = Field(default=None, sa_type=UTCDateTime)
     awaiting_until: datetime | None = Field(default=None, sa_type=UTCDateTime)
     awaiting_why: list[str] | None = Field(default=None, sa_type=JSON)
+    # Marks people and automations set (rules/automation.py SetField); each change is an automation event.
+    tags: list[str] = Field(default_factory=list, sa_type=JSON, sa_column_kwargs={"server_default": "[]"})
+    priority: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
+    assignee: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
 
 
 class OrderEvent(SQLModel, table=True):
@@ -371,3 +375,95 @@ class IntakeKey(SQLModel, table=True):
     order_no: str = Field(max_length=64)
     content_hash: str = Field(max_length=64)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+# --- automations (rules/automation.py; services/automation/) --------------------------------------
+
+
+class AutomationRule(SQLModel, table=True):
+    """Every saved version of every automation rule; the highest version of a name is the one in force.
+    Versions are never edited: a save, an enable or a disable adds one (who, when, why)."""
+
+    __tablename__ = "automation_rules"
+    name: str = Field(primary_key=True, max_length=64)
+    version: int = Field(primary_key=True)
+    definition: dict[str, Any] = Field(sa_type=JSON)
+    enabled: bool
+    owner: str = Field(max_length=64)
+    saved_by: str = Field(max_length=64)
+    saved_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    note: str = Field(default="", max_length=500)
+
+
+class AutomationEvent(SQLModel, table=True):
+    """Outbox of what happened (order created, status and field changes, parcel news, stock crossings), written
+    in the change's own transaction; the dispatcher matches it against the rules once (`key` is unique)."""
+
+    __tablename__ = "automation_events"
+    __table_args__ = (Index("ix_automation_events_pending", "handled_at", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=200)
+    kind: str = Field(max_length=32)
+    subject: str = Field(max_length=100)
+    data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    caused_by: list[str] = Field(default_factory=list, sa_type=JSON)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    claimed_until: datetime | None = Field(default=None, sa_type=UTCDateTime)  # a dispatcher's lease
+    handled_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class AutomationRun(SQLModel, table=True):
+    """One firing of one rule version on one subject: its run log (steps in automation_steps).
+    `run_id` is the AutomationRun workflow's id, derived from (rule, version, subject, event)."""
+
+    __tablename__ = "automation_runs"
+    run_id: str = Field(primary_key=True, max_length=200)
+    rule: str = Field(index=True, max_length=64)
+    version: int
+    subject: str = Field(index=True, max_length=100)
+    trigger: str = Field(max_length=32)
+    event_key: str = Field(max_length=200)
+    event_data: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)
+    caused_by: list[str] = Field(default_factory=list, sa_type=JSON)
+    facts: dict[str, Any] = Field(default_factory=dict, sa_type=JSON)  # as the run saw them when it chose
+    branch: int | None = None
+    state: str = Field(index=True, max_length=16)  # running | waiting | completed | failed | skipped
+    attempt: int = 0  # 0, then one more per retry
+    started_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    finished_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    error: str | None = Field(default=None, max_length=2000)
+
+
+class AutomationStep(SQLModel, table=True):
+    """One action of a run (per attempt): done, failed (with the error), skipped or waiting (until when)."""
+
+    __tablename__ = "automation_steps"
+    __table_args__ = (UniqueConstraint("run_id", "attempt", "position"),)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True, max_length=200)
+    attempt: int
+    position: int
+    action: str = Field(max_length=16)
+    state: str = Field(max_length=16)  # done | failed | skipped | waiting
+    detail: str = Field(default="", max_length=2000)
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+
+
+class Task(SQLModel, table=True):
+    """A to-do for a role or a user (from an automation, `key` keeps a retried action to one), done in the
+    console by whoever holds it."""
+
+    __tablename__ = "tasks"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=200)
+    title: str = Field(max_length=200)
+    role: str | None = Field(default=None, index=True, max_length=32)
+    user: str | None = Field(default=None, index=True, max_length=64)
+    subject: str = Field(default="", max_length=100)
+    order_no: str | None = Field(default=None, index=True, max_length=64)
+    source: str = Field(default="", max_length=64)  # the rule that opened it
+    state: str = Field(default="open", index=True, max_length=16)  # open | done
+    due_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    done_by: str | None = Field(default=None, max_length=64)
+    done_at: datetime | None = Field(default=None, sa_type=UTCDateTime)

@@ -9,11 +9,13 @@ from sqlalchemy import Engine
 from sqlmodel import select
 
 from core.db import read_only, unit_of_work
-from domain.tracking import next_status
+from domain.tracking import EXCEPTION_STATUSES, next_status
 from models.status import TrackingStatus
 from models.tables import Shipment, TrackingEvent
 from models.text import strip_unstorable
 from models.tracking import TrackingSnapshot
+from rules.automation import EventKind
+from services.automation.events import record_event
 
 
 def record_snapshot(engine: Engine, snapshot: TrackingSnapshot) -> int:
@@ -45,6 +47,14 @@ def record_snapshot(engine: Engine, snapshot: TrackingSnapshot) -> int:
                 continue
             seen.add((event.status, event.at))
             added += 1
+            news = {
+                "event_status": event.status.value,
+                "exception": event.status in EXCEPTION_STATUSES,
+                "tracking_no": snapshot.tracking_no,
+                "carrier": snapshot.carrier,
+            }
+            key = f"parcel:{snapshot.carrier}:{snapshot.tracking_no}:{event.status.value}:{event.at.isoformat()}"
+            record_event(session, EventKind.TRACKING_EVENT, shipment.order_no, key, news, event.at)
             session.add(
                 TrackingEvent(
                     carrier=snapshot.carrier,

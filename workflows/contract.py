@@ -8,6 +8,7 @@ workflow sandbox imports this module, and so do clients that never load a workfl
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 from typing import Final
 
@@ -19,11 +20,13 @@ ORDER_WORKFLOW: Final = "OrderFulfillment"
 TRACKING_WORKFLOW: Final = "ShipmentTracking"
 POLLER_WORKFLOW: Final = "CarrierPoller"
 RESTOCK_WORKFLOW: Final = "RestockWakeUp"
+AUTOMATION_WORKFLOW: Final = "AutomationRun"
 
 _ORDER_PREFIX: Final = "order-"
 _TRACKING_PREFIX: Final = "track-"
 _POLLER_PREFIX: Final = "carrier-poller-"
 _RESTOCK_PREFIX: Final = "restock-"
+_AUTOMATION_PREFIX: Final = "auto-"
 
 
 def order_workflow_id(order_no: str) -> str:
@@ -50,6 +53,18 @@ def restock_workflow_id(receipt_id: int, booked_at: str) -> str:
     """One wake-up per goods receipt (its row and when it was booked: a database started afresh reuses row ids):
     booking the same receipt again wakes nobody twice."""
     return f"{_RESTOCK_PREFIX}{receipt_id}-{booked_at}"
+
+
+def automation_run_id(rule: str, version: int, subject: str, event_key: str) -> str:
+    """One run per (rule, version, subject, triggering event): the same event delivered again finds this id and
+    fires nothing twice. The event key is hashed (it may be long or hold any character)."""
+    digest = hashlib.sha256(event_key.encode()).hexdigest()[:16]
+    return f"{_AUTOMATION_PREFIX}{rule}-v{version}-{subject[:80]}-{digest}"
+
+
+def automation_retry_id(run_id: str, attempt: int) -> str:
+    """The workflow of a failed run's retry number `attempt` (the run log keeps the first id)."""
+    return f"{run_id}~retry{attempt}"
 
 
 # --- messages ------------------------------------------------------------------------------------------------------

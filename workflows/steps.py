@@ -21,6 +21,7 @@ from temporalio import activity
 from temporalio.common import RetryPolicy
 
 from models.contracts import (
+    ActionInput,
     AllocateInput,
     AllocateOutcome,
     ApprovalAudit,
@@ -37,6 +38,8 @@ from models.contracts import (
     RegisterOrderInput,
     ReviewInput,
     ReviewOutcome,
+    RunRef,
+    StepRecord,
     SubscribeInput,
     SweepInput,
     SweepOutcome,
@@ -65,6 +68,13 @@ NOTIFYING = Stage(timedelta(seconds=30))  # one outbox row per recipient; the re
 # Waking backordered orders one at a time (each gets ~10 s to re-check): long, so it heartbeats per order.
 WAKING = Stage(timedelta(hours=1))
 WAKING_HEARTBEAT = timedelta(seconds=30)
+AUTOMATING = Stage(timedelta(seconds=30))  # an automation's database action, its facts, its run log
+# An automation's outgoing webhook: the far end may be down, so a few tries with backoff (2, 4, 8, 16 s), then
+# the step shows failed (a retry of the run from that step tries again).
+WEBHOOK_CALLING = Stage(
+    timedelta(seconds=30),
+    RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(seconds=60), maximum_attempts=5),
+)
 
 
 class RecordSteps(ABC):
@@ -163,6 +173,22 @@ class RestockSteps(ABC):
     async def wake_backordered_orders(self, inp: WakeBackorderedInput) -> list[str]: ...
 
 
+class AutomationSteps(ABC):
+    """Automation runs (activities/automation.py): the facts and branch after a delay, each action, the run log."""
+
+    @activity.defn
+    @abstractmethod
+    def choose_branch(self, inp: RunRef) -> int | None: ...
+
+    @activity.defn
+    @abstractmethod
+    async def perform_action(self, inp: ActionInput) -> str: ...
+
+    @activity.defn
+    @abstractmethod
+    def record_step(self, inp: StepRecord) -> None: ...
+
+
 INTERFACES: tuple[type, ...] = (
     RecordSteps,
     ValidationSteps,
@@ -174,4 +200,5 @@ INTERFACES: tuple[type, ...] = (
     NotifySteps,
     TrackingSteps,
     RestockSteps,
+    AutomationSteps,
 )

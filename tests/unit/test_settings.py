@@ -8,6 +8,7 @@ import pytest
 from pydantic import BaseModel
 
 from core.config import (
+    AutomationSettings,
     CarrierSettings,
     DatabaseSettings,
     NotifySettings,
@@ -20,6 +21,7 @@ from core.config import (
 from models.contracts import Policy
 
 CONCERNS: tuple[type[BaseModel], ...] = (
+    AutomationSettings,
     TemporalSettings,
     DatabaseSettings,
     StackSettings,

@@ -1,0 +1,268 @@
+"""The dispatcher: matches the event outbox against the rules in force and starts one AutomationRun per firing.
+
+One pass (`Dispatcher.pass_once`):
+1. in one write transaction: claim up to `batch` unhandled events (a 60 s lease; Postgres skips rows another
+   worker's dispatcher holds), re-read the rule set if any rule was saved since the last pass (no restart needed),
+   and for each event and each enabled rule whose trigger matches (rules/automation.py `may_fire`: no loops)
+   build the facts, choose the branch, and write the run's row to the run log — a rule with `after` chooses its
+   branch when its timer ends, with the facts as they are then;
+2. start each run's workflow, id `automation_run_id(rule, version, subject, event)`: an event claimed twice (a
+   dispatcher killed before step 3, two workers) finds the run already started and fires nothing twice;
+3. mark the events handled.
+A rule whose condition cannot be evaluated on the facts (say, a division by zero) gets a failed run with the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import structlog
+from sqlalchemy import Engine, delete, or_, update
+from sqlmodel import Session, col, select
+from temporalio.client import Client
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import WorkflowAlreadyStartedError
+
+from core.config import Settings
+from core.db import is_postgres, unit_of_work
+from models.contracts import AutomationRunInput
+from models.tables import AutomationEvent, AutomationRun
+from rules.automation import Event, EventKind, choose_branch, may_fire
+from rules.expressions import ExpressionError
+from services.automation import store
+from services.automation.facts import SubjectGone, facts
+from workflows import contract
+
+log = structlog.get_logger(__name__)
+
+LEASE = timedelta(seconds=60)
+KEEP_HANDLED_EVENTS = timedelta(days=7)  # the run log keeps what fired; handled events are only the outbox
+
+
+def json_facts(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The facts as the run log stores them (Decimal and datetimes as text, exactly)."""
+    out: dict[str, Any] = {}
+    for name, value in values.items():
+        if isinstance(value, Decimal):
+            out[name] = str(value)
+        elif isinstance(value, datetime):
+            out[name] = value.isoformat()
+        else:
+            out[name] = value
+    return out
+
+
+@dataclass
+class RuleCache:
+    stamp: tuple[int, int] = (-1, -1)
+    rules: list[store.StoredRule] = field(default_factory=list)
+
+    def refresh(self, session: Session) -> list[store.StoredRule]:
+        now_stamp = store.stamp(session)
+        if now_stamp != self.stamp:
+            self.rules = [stored for stored in store.current(session) if stored.rule.enabled]
+            self.stamp = now_stamp
+        return self.rules
+
+
+def plan_event(
+    session: Session, row: AutomationEvent, rules: Sequence[store.StoredRule], now: datetime
+) -> list[AutomationRunInput]:
+    """The runs this event starts, their run-log rows written (once: a row already there is left alone)."""
+    event = Event(EventKind(row.kind), row.subject, row.key, row.data, tuple(row.caused_by))
+    firings = []
+    for stored in rules:
+        rule = stored.rule
+        if not may_fire(rule, event):
+            continue
+        run_id = contract.automation_run_id(rule.name, stored.version, event.subject, event.key)
+        delay = rule.trigger.delay
+        branch: int | None = None
+        seen: dict[str, Any] = {}
+        error: str | None = None
+        if delay is None:
+            try:
+                values = facts(session, event.kind, event.subject, event.data, rule=rule.name, now=now)
+                seen = json_facts(values)
+                branch = choose_branch(rule, values)
+            except SubjectGone:
+                continue
+            except ExpressionError as exc:
+                error = f"the condition could not be evaluated: {exc}"
+            if branch is None and error is None:
+                continue  # the rule's conditions do not hold: nothing fires, nothing to log
+        state = "failed" if error else ("waiting" if delay is not None else "running")
+        if session.get(AutomationRun, run_id) is None:
+            session.add(
+                AutomationRun(
+                    run_id=run_id,
+                    rule=rule.name,
+                    version=stored.version,
+                    subject=event.subject,
+                    trigger=event.kind.value,
+                    event_key=event.key[:200],
+                    event_data=dict(event.data),
+                    caused_by=list(event.caused_by),
+                    facts=seen,
+                    branch=branch,
+                    state=state,
+                    started_at=now,
+                    finished_at=now if error else None,
+                    error=error,
+                )
+            )
+        if error:
+            continue
+        firings.append(
+            AutomationRunInput(
+                run_id=run_id,
+                rule=rule.name,
+                version=stored.version,
+                definition=rule.definition(),
+                subject=event.subject,
+                event_kind=event.kind.value,
+                event_key=event.key,
+                event_data=dict(event.data),
+                caused_by=list(event.caused_by),
+                branch=branch,
+                delay=delay,
+            )
+        )
+    return firings
+
+
+Starter = Callable[[AutomationRunInput], Awaitable[None]]
+
+
+def temporal_starter(client: Client, task_queue: str) -> Starter:
+    async def start(inp: AutomationRunInput) -> None:
+        try:
+            await client.start_workflow(
+                contract.AUTOMATION_WORKFLOW,
+                inp,
+                id=inp.run_id,
+                task_queue=task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            )
+        except WorkflowAlreadyStartedError:
+            pass  # it ran already (the event was claimed before): fire nothing twice
+
+    return start
+
+
+@dataclass
+class PassResult:
+    events: int = 0
+    started: int = 0
+
+
+class Dispatcher:
+    def __init__(self, engine: Engine, start: Starter, *, batch: int = 200, interval: float = 0.5) -> None:
+        self.engine = engine
+        self.start = start
+        self.batch = batch
+        self.interval = interval
+        self.cache = RuleCache()
+        self.passes = 0
+        self.started = 0
+        self._wake = asyncio.Event()
+        self._stopping = False
+
+    def _claim_and_plan(self, now: datetime) -> tuple[list[int], list[AutomationRunInput]]:
+        with unit_of_work(self.engine) as session:
+            query = (
+                select(AutomationEvent)
+                .where(
+                    col(AutomationEvent.handled_at).is_(None),
+                    or_(col(AutomationEvent.claimed_until).is_(None), col(AutomationEvent.claimed_until) < now),
+                )
+                .order_by(col(AutomationEvent.id))
+                .limit(self.batch)
+            )
+            if is_postgres(self.engine):
+                query = query.with_for_update(skip_locked=True)
+            rows = list(session.exec(query).all())
+            if not rows:
+                return [], []
+            rules = self.cache.refresh(session)
+            firings: list[AutomationRunInput] = []
+            for row in rows:
+                row.claimed_until = now + LEASE
+                session.add(row)
+                firings.extend(plan_event(session, row, rules, now))
+            return [row.id for row in rows if row.id is not None], firings
+
+    def _handled(self, ids: list[int], now: datetime) -> None:
+        with unit_of_work(self.engine) as session:
+            session.exec(update(AutomationEvent).where(col(AutomationEvent.id).in_(ids)).values(handled_at=now))
+            if self.passes % 500 == 0:
+                session.exec(delete(AutomationEvent).where(col(AutomationEvent.handled_at) < now - KEEP_HANDLED_EVENTS))
+
+    async def pass_once(self) -> PassResult:
+        now = datetime.now(UTC)
+        ids, firings = await asyncio.to_thread(self._claim_and_plan, now)
+        if not ids:
+            return PassResult()
+        limit = asyncio.Semaphore(32)
+
+        async def start(inp: AutomationRunInput) -> None:
+            async with limit:
+                await self.start(inp)
+
+        # A start that fails (Temporal away) leaves its events claimed: they are planned again when the lease
+        # ends, and the runs that did start are found by their ids.
+        await asyncio.gather(*(start(inp) for inp in firings))
+        await asyncio.to_thread(self._handled, ids, datetime.now(UTC))
+        self.passes += 1
+        self.started += len(firings)
+        return PassResult(len(ids), len(firings))
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+
+    async def run(self) -> None:
+        log.info("automation dispatcher started", interval=self.interval)
+        while not self._stopping:
+            self._wake.clear()
+            full = False
+            try:
+                result = await self.pass_once()
+                full = result.events >= self.batch
+            except Exception:  # the database or Temporal is away: log it, try again next interval
+                log.exception("automation dispatcher pass failed")
+            if full or self._stopping:
+                continue
+            with suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
+        log.info("automation dispatcher stopped", passes=self.passes, started=self.started)
+
+
+@asynccontextmanager
+async def running_dispatcher(engine: Engine, client: Client, settings: Settings) -> AsyncIterator[Dispatcher]:
+    """The dispatcher for the duration of the block (none when automations are switched off)."""
+    dispatcher = Dispatcher(
+        engine,
+        temporal_starter(client, settings.task_queue),
+        batch=settings.automation_batch,
+        interval=settings.automation_interval,
+    )
+    if not settings.automations_enabled:
+        yield dispatcher
+        return
+    task = asyncio.create_task(dispatcher.run(), name="automation-dispatcher")
+    try:
+        yield dispatcher
+    finally:
+        dispatcher.stop()
+        await task

@@ -1,0 +1,278 @@
+"""Automations end to end (issue 12): rules as data fire on real orders through the event outbox, the dispatcher and
+AutomationRun workflows on the time-skipping server — once per event, never in a loop, pinned to their version,
+failed when a step failed, and retried from the failed step."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine, update
+from sqlmodel import Session, col, select
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from core.config import Settings
+from integrations.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
+from models.status import OrderStatus
+from models.tables import AutomationEvent, PurchaseRequisition, SalesOrder, Task
+from services import order_commands
+from services.automation import runs as run_log
+from tests.support.automations import dispatching, notices_of, runs_of, save_rules, steps_of, wait_for_run
+from tests.support.cleanup import StartedOrders
+from tests.support.orders import make_order
+from tests.support.waiting import wait_for_status
+from tests.support.webhook_receiver import running_webhook_receiver
+from worker import running_worker
+
+BIG = [("SKU-1001", 60, "199.00")]  # 11,940.00: over 10,000, so finance approves it
+
+
+def number(prefix: str) -> str:
+    return f"T-{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def tasks(engine: Engine) -> list[Task]:
+    with Session(engine) as session:
+        return list(session.exec(select(Task).order_by(col(Task.id))).all())
+
+
+async def test_new_orders_tell_the_sales_rep_and_big_ones_open_a_director_todo(
+    client: Client, engine: Engine, settings: Settings, task_queue: str, orders: StartedOrders
+) -> None:
+    small, big = number("SMALL"), number("BIG")
+    async with (
+        running_worker(client, engine, settings, task_queue),
+        dispatching(engine, client, settings, defaults=True),
+    ):
+        await orders.start(make_order(small), task_queue)
+        await orders.start(make_order(big, BIG), task_queue)
+        for order_no in (small, big):
+            await wait_for_run(engine, "new-order-tell-sales-rep", order_no, "completed")
+        todo_run = await wait_for_run(engine, "big-order-director-todo", big, "completed")
+
+    told = notices_of(engine, "new-order-tell-sales-rep")
+    # Her console inbox, and the e-mail she chose to get notices by (the seed's choice).
+    assert sorted((n.order_no, n.recipient, n.channel) for n in told) == sorted(
+        (no, *where)
+        for no in (small, big)
+        for where in [("alice", "internal"), ("alice@staff.orderflow.test", "email")]
+    )
+    big_notice = next(n for n in told if n.order_no == big and n.channel == "email")
+    assert big_notice.subject == f"New order {big}"
+    assert "11,940.00 CNY (web)" in big_notice.body
+    # Only the big order crossed 10,000: one to-do, for the finance director's role, due in a day.
+    assert runs_of(engine, "big-order-director-todo", small) == []
+    [todo] = tasks(engine)
+    assert (todo.role, todo.order_no, todo.source, todo.state) == (
+        "finance_director",
+        big,
+        "big-order-director-todo",
+        "open",
+    )
+    assert todo.title.startswith(f"Look at {big}: 11,940.00 CNY from ")
+    assert todo.due_at is not None and todo.due_at - todo.created_at == timedelta(days=1)
+    # The run log: the facts it saw, the branch, each step done.
+    assert todo_run.facts["total"] == "11940.00" and todo_run.branch == 0
+    [step] = steps_of(engine, todo_run.run_id)
+    assert (step.position, step.action, step.state) == (0, "todo", "done")
+
+
+async def test_the_same_event_delivered_three_times_fires_once(
+    client: Client, sqlite_engine: Engine, settings: Settings, task_queue: str, orders: StartedOrders
+) -> None:
+    engine = sqlite_engine
+    order_no = number("DUP")
+    async with (
+        running_worker(client, engine, settings, task_queue),
+        dispatching(engine, client, settings, defaults=True) as dispatcher,
+    ):
+        await orders.start(make_order(order_no), task_queue)
+        await wait_for_run(engine, "new-order-tell-sales-rep", order_no, "completed")
+        # Delivered again, twice: the event comes back unhandled (a dispatcher killed before it marked it, or a
+        # second worker's dispatcher) and is dispatched anew.
+        for _ in range(2):
+            with Session(engine) as session:
+                session.exec(
+                    update(AutomationEvent)
+                    .where(col(AutomationEvent.key) == f"created:{order_no}")
+                    .values(handled_at=None, claimed_until=None)
+                )
+                session.commit()
+            passes = dispatcher.passes
+            while dispatcher.passes == passes:
+                await dispatcher.pass_once()
+    assert len(runs_of(engine, "new-order-tell-sales-rep", order_no)) == 1
+    assert [n.channel for n in notices_of(engine, "new-order-tell-sales-rep")] == ["internal", "email"]
+
+
+async def test_a_rule_that_changes_the_field_it_watches_does_not_loop(
+    client: Client, sqlite_engine: Engine, settings: Settings, task_queue: str, orders: StartedOrders
+) -> None:
+    engine = sqlite_engine
+    tag_new = {
+        "name": "tag-new-orders",
+        "trigger": {"type": "order_created"},
+        "then": [{"set": {"field": "tag", "value": "new"}}],
+    }
+    # Watches tags and changes tags: without the loop cut it would fire on its own change forever.
+    retag = {
+        "name": "tag-tagged-orders",
+        "trigger": {"type": "field_changed", "field": "tags"},
+        "then": [{"set": {"field": "tag", "value": "seen-{new_value}"}}],
+    }
+    order_no = number("LOOP")
+    async with (
+        running_worker(client, engine, settings, task_queue),
+        dispatching(engine, client, settings, [tag_new, retag]) as dispatcher,
+    ):
+        await orders.start(make_order(order_no), task_queue)
+        await wait_for_run(engine, "tag-tagged-orders", order_no, "completed")
+        for _ in range(10):  # give a loop every chance to show itself
+            await dispatcher.pass_once()
+    assert len(runs_of(engine, "tag-new-orders", order_no)) == 1
+    assert len(runs_of(engine, "tag-tagged-orders", order_no)) == 1
+    with Session(engine) as session:
+        order = session.get(SalesOrder, order_no)
+        assert order is not None and order.tags == ["new", "seen-new"]
+        caused = session.exec(select(AutomationEvent).where(col(AutomationEvent.caused_by) != [])).all()
+    # Each change names the rules behind it; the second one is where the chain stopped.
+    assert sorted(event.caused_by for event in caused) == [["tag-new-orders"], ["tag-new-orders", "tag-tagged-orders"]]
+    assert all(event.handled_at is not None for event in caused)
+
+
+async def test_a_failing_webhook_fails_the_run_and_a_retry_from_the_failed_step_completes_it(
+    client: Client, engine: Engine, settings: Settings, task_queue: str, orders: StartedOrders
+) -> None:
+    order_no = number("HOOK")
+    with running_webhook_receiver() as receiver:
+        rule = {
+            "name": "tell-the-erp",
+            "trigger": {"type": "order_created"},
+            "then": [
+                {"notify": {"to": "role:ops", "text": "{order_no} is in"}},
+                {"webhook": {"url": receiver.url + "/orders"}},
+            ],
+        }
+        receiver.failing_status = 503
+        async with running_worker(client, engine, settings, task_queue), dispatching(engine, client, settings, [rule]):
+            await orders.start(make_order(order_no), task_queue)
+            failed = await wait_for_run(engine, "tell-the-erp", order_no, "failed", timeout=60)
+            assert failed.error is not None and "HTTP 503" in failed.error
+            assert len(receiver.got()) == 5  # tried with backoff, then given up
+            notify_step, hook_step = steps_of(engine, failed.run_id)
+            assert (notify_step.state, hook_step.state) == ("done", "failed")
+            assert "HTTP 503" in hook_step.detail
+
+            receiver.failing_status = None
+            await run_log.retry(engine, client, failed.run_id, from_start=False, task_queue=task_queue)
+            done = await wait_for_run(engine, "tell-the-erp", order_no, "completed")
+
+    assert done.attempt == 1
+    retried = [step for step in steps_of(engine, done.run_id) if step.attempt == 1]
+    assert [(step.position, step.state) for step in retried] == [(1, "done")]  # the notice was not sent again
+    assert [n.recipient for n in notices_of(engine, "tell-the-erp") if n.channel == "internal"] == ["olga"]
+    delivery = receiver.got()[-1]
+    assert verify(settings.automation_webhook_secret, delivery.body, delivery.headers[SIGNATURE_HEADER])
+    assert delivery.headers[DELIVERY_HEADER] == f"{done.run_id}:a1:s1"
+    document: dict[str, Any] = json.loads(delivery.body)
+    assert (document["rule"], document["subject"], document["facts"]["order_no"]) == (
+        "tell-the-erp",
+        order_no,
+        order_no,
+    )
+
+
+async def test_editing_a_rule_while_runs_wait_keeps_their_version(
+    client: Client,
+    sqlite_engine: Engine,
+    settings: Settings,
+    task_queue: str,
+    orders: StartedOrders,
+    time_env: WorkflowEnvironment,
+) -> None:
+    engine = sqlite_engine
+
+    def rule(text: str) -> dict[str, Any]:
+        return {
+            "name": "later-note",
+            "trigger": {"type": "order_created"},
+            "then": [{"wait": "1h"}, {"notify": {"to": "role:ops", "text": text}}],
+        }
+
+    first, second = number("V1"), number("V2")
+    async with (
+        running_worker(client, engine, settings, task_queue),
+        dispatching(engine, client, settings, [rule("v1 says {order_no}")]),
+    ):
+        await orders.start(make_order(first), task_queue)
+        waiting = await wait_for_run(engine, "later-note", first, "waiting")
+        [saved] = save_rules(engine, [rule("v2 says {order_no}")])
+        assert saved.version == 2
+        await orders.start(make_order(second), task_queue)
+        await wait_for_run(engine, "later-note", second, "waiting")
+        await time_env.sleep(timedelta(hours=1, minutes=1))
+        for order_no in (first, second):
+            await wait_for_run(engine, "later-note", order_no, "completed")
+
+    assert waiting.version == 1 and runs_of(engine, "later-note", second)[0].version == 2
+    internal = [n.body for n in notices_of(engine, "later-note") if n.channel == "internal"]
+    assert sorted(internal) == [f"v1 says {first}", f"v2 says {second}"]
+
+
+async def test_an_order_still_waiting_4h_for_approval_nudges_ops_and_a_decided_one_does_not(
+    client: Client,
+    sqlite_engine: Engine,
+    settings: Settings,
+    task_queue: str,
+    orders: StartedOrders,
+    time_env: WorkflowEnvironment,
+) -> None:
+    engine = sqlite_engine
+    waits, decided = number("WAITS"), number("DECIDED")
+    async with (
+        running_worker(client, engine, settings, task_queue),
+        dispatching(engine, client, settings, defaults=True),
+    ):
+        handles = [await orders.start(make_order(no, BIG), task_queue) for no in (waits, decided)]
+        for handle in handles:
+            await wait_for_status(handle, OrderStatus.AWAITING_APPROVAL)
+        for order_no in (waits, decided):
+            await wait_for_run(engine, "approval-waiting-4h", order_no, "waiting")
+        await order_commands.decide(
+            client, engine, decided, user="fiona", decision="approve", comment="", secret=settings.decision_secret
+        )
+        await time_env.sleep(timedelta(hours=4, minutes=1))
+        nudged = await wait_for_run(engine, "approval-waiting-4h", waits, "completed")
+        skipped = await wait_for_run(engine, "approval-waiting-4h", decided, "skipped")
+
+    [notice] = [n for n in notices_of(engine, "approval-waiting-4h") if n.channel == "internal"]
+    assert (notice.order_no, notice.recipient, notice.subject) == (waits, "olga", f"{waits} waits for finance")
+    assert nudged.facts["status"] == "AWAITING_APPROVAL"
+    assert skipped.facts["status"] != "AWAITING_APPROVAL"
+    [after] = steps_of(engine, skipped.run_id)
+    assert (after.position, after.state) == (-1, "skipped")
+
+
+async def test_stock_falling_below_50_opens_a_requisition_and_tells_purchasing(
+    client: Client, engine: Engine, settings: Settings, task_queue: str, orders: StartedOrders
+) -> None:
+    # SKU-1016 (网线 10m, 39.00) has 280 in Shanghai: taking 240 leaves 40, under 50.
+    order_no = number("LOW")
+    async with (
+        running_worker(client, engine, settings, task_queue),
+        dispatching(engine, client, settings, defaults=True),
+    ):
+        handle = await orders.start(make_order(order_no, [("SKU-1016", 240, "39.00")]), task_queue)
+        await wait_for_status(handle, OrderStatus.PICKING)
+        run = await wait_for_run(engine, "low-stock-requisition", "SKU-1016@WH-SH", "completed")
+
+    assert (run.facts["available_before"], run.facts["available"]) == (280, 40)
+    with Session(engine) as session:
+        [requisition] = session.exec(select(PurchaseRequisition).where(PurchaseRequisition.sku == "SKU-1016")).all()
+    assert (requisition.warehouse, requisition.qty, requisition.state) == ("WH-SH", 10, "open")
+    [notice] = [n for n in notices_of(engine, "low-stock-requisition") if n.channel == "internal"]
+    assert (notice.recipient, notice.subject) == ("olga", "SKU-1016 below 50 at WH-SH")
+    assert "is down to 40 at WH-SH" in notice.body
