@@ -37,14 +37,21 @@ from services.audit import auditing
 from services.automation.dispatcher import running_dispatcher
 from services.automation.store import load_file
 from services.notify.relay import running_relay
-from workflows.automation import AutomationRunWorkflow
+from workflows.automation import AutomationRunWorkflow, AutomationScheduleWorkflow
 from workflows.carrier_poller import CarrierPoller
 from workflows.decision_guard import DecisionGuard
 from workflows.order import OrderFulfillment
 from workflows.restock import RestockWakeUp
 from workflows.tracking import ShipmentTracking
 
-WORKFLOWS = [OrderFulfillment, ShipmentTracking, CarrierPoller, RestockWakeUp, AutomationRunWorkflow]
+WORKFLOWS = [
+    OrderFulfillment,
+    ShipmentTracking,
+    CarrierPoller,
+    RestockWakeUp,
+    AutomationRunWorkflow,
+    AutomationScheduleWorkflow,
+]
 
 
 def activity_functions(engine: Engine, settings: Settings, http: httpx.AsyncClient) -> list[Callable[..., Any]]:
@@ -75,6 +82,7 @@ def activity_functions(engine: Engine, settings: Settings, http: httpx.AsyncClie
         automation.choose_branch,
         automation.perform_action,
         automation.record_step,
+        automation.fire_schedule,
     ]
 
 

@@ -23,7 +23,7 @@ from activities.base import DbActivities
 from core.config import Settings
 from core.db import is_postgres, read_only, unit_of_work
 from integrations import webhooks
-from models.contracts import ActionInput, RunRef, StepRecord
+from models.contracts import ActionInput, RunRef, ScheduleFire, StepRecord
 from models.tables import AutomationRun
 from rules.automation import EventKind, SignalOrder, Webhook, choose_branch, render
 from rules.expressions import ExpressionError
@@ -32,6 +32,7 @@ from services.automation import store
 from services.automation.actions import ActionRefused, done_detail, parse_action, perform, record_step, step_key
 from services.automation.dispatcher import json_facts
 from services.automation.facts import SubjectGone, facts
+from services.automation.schedules import record_firing
 from services.errors import CommandError
 from workflows.steps import AutomationSteps
 
@@ -114,6 +115,12 @@ class AutomationActivities(DbActivities, AutomationSteps):
     def record_step(self, inp: StepRecord) -> None:
         with unit_of_work(self.engine) as session:
             record_step(session, inp, datetime.now(UTC))
+
+    @activity.defn
+    def fire_schedule(self, inp: ScheduleFire) -> int:
+        """The schedule's firing into the outbox (keyed on this workflow's id: one per fire time)."""
+        with unit_of_work(self.engine) as session:
+            return record_firing(session, inp, activity.info().workflow_id or "", datetime.now(UTC))
 
     # --- helpers ---------------------------------------------------------------------------------
 

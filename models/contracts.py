@@ -365,3 +365,10 @@ class StepRecord(Contract):
     state: Literal["done", "failed", "skipped", "waiting"]
     detail: str = ""
     run_state: Literal["running", "waiting", "completed", "failed", "skipped"] | None = None
+
+
+class ScheduleFire(Contract):
+    """What a rule's Temporal Schedule starts with: the rule and the version the schedule was made from."""
+
+    rule: str
+    version: int

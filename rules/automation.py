@@ -45,7 +45,7 @@ class EventKind(StrEnum):
     FIELD_CHANGED = "field_changed"
     TRACKING_EVENT = "tracking_event"
     STOCK_LEVEL = "stock_level"
-    SCHEDULE = "schedule"  # a Temporal Schedule fired (not written to the outbox)
+    SCHEDULE = "schedule"  # a rule's Temporal Schedule fired (its found orders, or their digest)
 
 
 # --- durations -----------------------------------------------------------------------------------
@@ -600,6 +600,8 @@ MAX_CHAIN = 3  # how many rules' actions may lead to one another before a chain 
 def may_fire(rule: Automation, event: Event) -> bool:
     """The trigger matches and firing would not loop: a rule's own action never re-triggers it on the same
     subject, and chains of rules triggering rules stop at MAX_CHAIN."""
+    if event.kind == EventKind.SCHEDULE and event.data.get("rule") != rule.name:
+        return False  # a schedule's firing is its own rule's only
     return rule.trigger.matches(event) and rule.name not in event.caused_by and len(event.caused_by) < MAX_CHAIN
 
 

@@ -21,7 +21,7 @@ from workflows.steps import AUTOMATING, WEBHOOK_CALLING, AutomationSteps
 
 with workflow.unsafe.imports_passed_through():
     from domain.durations import parse_duration
-    from models.contracts import ActionInput, AutomationRunInput, RunRef, StepRecord
+    from models.contracts import ActionInput, AutomationRunInput, RunRef, ScheduleFire, StepRecord
 
 AFTER = -1  # the run log's position of the trigger's delay
 
@@ -77,6 +77,17 @@ class AutomationRunWorkflow:
                 await _record(ref, position, kind, "failed", why, "failed")
                 return "failed"
         return "completed"
+
+
+@workflow.defn(name=contract.AUTOMATION_SCHEDULE_WORKFLOW)
+class AutomationScheduleWorkflow:
+    """Started by a scheduled rule's Temporal Schedule at each fire time (its id carries the time): runs the
+    rule's "get data" and hands the firing to the dispatcher through the event outbox."""
+
+    @workflow.run
+    async def run(self, fire: ScheduleFire) -> int:
+        found: int = await run_step(AUTOMATING, AutomationSteps.fire_schedule, fire)
+        return found
 
 
 async def _record(ref: RunRef, position: int, action: str, state: str, detail: str, run_state: str) -> None:

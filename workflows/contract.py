@@ -21,6 +21,7 @@ TRACKING_WORKFLOW: Final = "ShipmentTracking"
 POLLER_WORKFLOW: Final = "CarrierPoller"
 RESTOCK_WORKFLOW: Final = "RestockWakeUp"
 AUTOMATION_WORKFLOW: Final = "AutomationRun"
+AUTOMATION_SCHEDULE_WORKFLOW: Final = "AutomationSchedule"  # what a scheduled rule's Temporal Schedule starts
 
 _ORDER_PREFIX: Final = "order-"
 _TRACKING_PREFIX: Final = "track-"

@@ -39,6 +39,7 @@ from models.contracts import (
     ReviewInput,
     ReviewOutcome,
     RunRef,
+    ScheduleFire,
     StepRecord,
     SubscribeInput,
     SweepInput,
@@ -187,6 +188,10 @@ class AutomationSteps(ABC):
     @activity.defn
     @abstractmethod
     def record_step(self, inp: StepRecord) -> None: ...
+
+    @activity.defn
+    @abstractmethod
+    def fire_schedule(self, inp: ScheduleFire) -> int: ...
 
 
 INTERFACES: tuple[type, ...] = (

@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any
@@ -33,8 +34,13 @@ from models.contracts import OrderState
 from models.order import Order
 from models.status import Role
 from models.tables import User
+from rules.automation import AutomationError
 from services import order_commands, stock
 from services.accounts import hash_password, new_password, set_disabled, set_password
+from services.automation import runs as automation_runs
+from services.automation import store as automation_store
+from services.automation.dry_run import dry_run
+from services.automation.facts import SubjectGone
 from services.errors import CommandError, OrderNotFound
 from services.queries.customers import customers_view
 from services.queries.inventory import inventory_view
@@ -48,6 +54,10 @@ from services.users import add_user, set_notice_channels, set_warehouses
 app = typer.Typer(help="orderflow: durable sales-order fulfillment on Temporal.", no_args_is_help=True)
 users_app = typer.Typer(help="Manage users, their API tokens and console passwords.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
+automations_app = typer.Typer(
+    help="IF-THEN automations: the rules in force, checks, dry runs, the run log.", no_args_is_help=True
+)
+app.add_typer(automations_app, name="automations")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON even on a terminal.")]
 
@@ -428,6 +438,151 @@ def _password_from(stdin: bool) -> str:
     password = sys.stdin.readline().rstrip("\n")
     hash_password(password)  # refuses a short one before anything is written
     return password
+
+
+# --- automations --------------------------------------------------------------------------------
+
+
+def _rule_row(stored: automation_store.StoredRule) -> dict[str, Any]:
+    rule = stored.rule
+    return {
+        "name": rule.name,
+        "version": stored.version,
+        "enabled": rule.enabled,
+        "trigger": rule.trigger.type,
+        "owner": rule.owner,
+        "saved_by": stored.saved_by,
+        "saved_at": stored.saved_at.isoformat(),
+        "description": rule.description,
+    }
+
+
+@automations_app.command("list")
+@command
+def automations_list() -> None:
+    """The rules in force: name, version, enabled, trigger, owner."""
+    with read_only(engine()) as session:
+        rows = [_rule_row(stored) for stored in automation_store.current(session)]
+    emit(rows, ["name", "version", "enabled", "trigger", "owner", "saved_by"], "Automations")
+
+
+@automations_app.command("check")
+@command
+def automations_check(file: Annotated[Path, typer.Argument(help="A YAML automations file.")]) -> None:
+    """Validate a file without storing anything; an error names the rule and the field."""
+    try:
+        rules = automation_store.read_file(file)
+    except AutomationError as exc:
+        raise CliError(str(exc)) from None
+    emit({"file": str(file), "valid": True, "rules": [rule.name for rule in rules]})
+
+
+@automations_app.command("load")
+@command
+def automations_load(
+    file: Annotated[Path, typer.Argument(help="A YAML automations file.")],
+    by: Annotated[str, typer.Option(help="Who saves them (the run log says).")] = "cli",
+) -> None:
+    """Store every rule of the file as its next version (all or nothing; unchanged rules keep theirs)."""
+    try:
+        saved = automation_store.load_file(engine(), file, by=by, now=datetime.now(UTC))
+    except AutomationError as exc:
+        raise CliError(str(exc)) from None
+    emit([_rule_row(stored) for stored in saved], ["name", "version", "enabled", "trigger"], "Saved")
+
+
+def _set_enabled(name: str, enabled: bool, by: str) -> None:
+    try:
+        with unit_of_work(engine()) as session:
+            stored = automation_store.set_enabled(session, name, enabled, by=by, now=datetime.now(UTC))
+    except AutomationError as exc:
+        raise CliError(str(exc)) from None
+    emit(_rule_row(stored))
+
+
+@automations_app.command("enable")
+@command
+def automations_enable(name: str, by: Annotated[str, typer.Option(help="Who enables it.")] = "cli") -> None:
+    """Enable a rule (a new version; runs under way keep theirs)."""
+    _set_enabled(name, True, by)
+
+
+@automations_app.command("disable")
+@command
+def automations_disable(name: str, by: Annotated[str, typer.Option(help="Who disables it.")] = "cli") -> None:
+    """Disable a rule: nothing new fires (runs under way finish with their version)."""
+    _set_enabled(name, False, by)
+
+
+@automations_app.command("test")
+@command
+def automations_test(
+    rule: str,
+    order: Annotated[str, typer.Option("--order", help="The order to try it on.")] = "",
+    subject: Annotated[str, typer.Option(help="Or another subject: SKU@WAREHOUSE for stock rules.")] = "",
+) -> None:
+    """Dry run: which branch holds for the order now and the actions the rule would take, rendered; changes
+    nothing."""
+    with read_only(engine()) as session:
+        found = next((stored for stored in automation_store.current(session) if stored.rule.name == rule), None)
+        if found is None:
+            raise CliError(f"no automation named {rule!r}")
+        try:
+            result = dry_run(session, found.rule, order or subject, datetime.now(UTC))
+        except SubjectGone as exc:
+            raise CliError(str(exc)) from None
+    emit(result.as_dict())
+
+
+@automations_app.command("runs")
+@command
+def automations_runs(
+    failed: Annotated[bool, typer.Option("--failed", help="Only failed runs.")] = False,
+    rule: Annotated[str, typer.Option(help="Only this rule's runs.")] = "",
+    subject: Annotated[str, typer.Option(help="Only runs about this order (or subject).")] = "",
+    limit: Annotated[int, typer.Option(help="At most this many, newest first.")] = 50,
+) -> None:
+    """The run log, newest first: each run's rule, version, subject, state and error."""
+    with read_only(engine()) as session:
+        found = automation_runs.runs(session, rule=rule or None, subject=subject or None, failed=failed, limit=limit)
+        rows = [
+            {
+                "run_id": run.run_id,
+                "rule": run.rule,
+                "version": run.version,
+                "subject": run.subject,
+                "trigger": run.trigger,
+                "state": run.state,
+                "attempt": run.attempt,
+                "started_at": run.started_at.isoformat(),
+                "error": run.error or "",
+            }
+            for run in found
+        ]
+    emit(rows, ["run_id", "rule", "version", "subject", "state", "started_at", "error"], "Automation runs")
+
+
+@automations_app.command("run")
+@command
+def automations_run(run_id: str) -> None:
+    """One run: the facts it saw, its branch and every step with why."""
+    with read_only(engine()) as session:
+        emit(automation_runs.describe_run(automation_runs.run_view(session, run_id)))
+
+
+@automations_app.command("retry")
+@command
+async def automations_retry(
+    run_id: str,
+    from_start: Annotated[
+        bool, typer.Option("--from-start", help="Every action again, not only from the failed one.")
+    ] = False,
+) -> None:
+    """Retry a failed run from its failed step (or from the start), with the rule version it started with."""
+    run = await automation_runs.retry(
+        engine(), await client(), run_id, from_start=from_start, task_queue=settings().task_queue
+    )
+    emit({"run_id": run.run_id, "state": run.state, "attempt": run.attempt})
 
 
 # --- the development room's commands --------------------------------------------------------------

@@ -35,7 +35,7 @@ from models.contracts import AutomationRunInput
 from models.tables import AutomationEvent, AutomationRun
 from rules.automation import Event, EventKind, choose_branch, may_fire
 from rules.expressions import ExpressionError
-from services.automation import store
+from services.automation import schedules, store
 from services.automation.facts import SubjectGone, facts
 from workflows import contract
 
@@ -63,11 +63,14 @@ class RuleCache:
     stamp: tuple[int, int] = (-1, -1)
     rules: list[store.StoredRule] = field(default_factory=list)
 
+    changed: bool = False  # since the dispatcher last looked (schedules follow the rules)
+
     def refresh(self, session: Session) -> list[store.StoredRule]:
         now_stamp = store.stamp(session)
         if now_stamp != self.stamp:
             self.rules = [stored for stored in store.current(session) if stored.rule.enabled]
             self.stamp = now_stamp
+            self.changed = True
         return self.rules
 
 
@@ -163,10 +166,22 @@ class PassResult:
     started: int = 0
 
 
+RulesChanged = Callable[[list[store.StoredRule]], Awaitable[None]]
+
+
 class Dispatcher:
-    def __init__(self, engine: Engine, start: Starter, *, batch: int = 200, interval: float = 0.5) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        start: Starter,
+        *,
+        batch: int = 200,
+        interval: float = 0.5,
+        on_rules_changed: RulesChanged | None = None,
+    ) -> None:
         self.engine = engine
         self.start = start
+        self.on_rules_changed = on_rules_changed
         self.batch = batch
         self.interval = interval
         self.cache = RuleCache()
@@ -189,9 +204,9 @@ class Dispatcher:
             if is_postgres(self.engine):
                 query = query.with_for_update(skip_locked=True)
             rows = list(session.exec(query).all())
+            rules = self.cache.refresh(session)
             if not rows:
                 return [], []
-            rules = self.cache.refresh(session)
             firings: list[AutomationRunInput] = []
             for row in rows:
                 row.claimed_until = now + LEASE
@@ -208,6 +223,9 @@ class Dispatcher:
     async def pass_once(self) -> PassResult:
         now = datetime.now(UTC)
         ids, firings = await asyncio.to_thread(self._claim_and_plan, now)
+        if self.cache.changed and self.on_rules_changed is not None:
+            self.cache.changed = False
+            await self.on_rules_changed(list(self.cache.rules))
         if not ids:
             return PassResult()
         limit = asyncio.Semaphore(32)
@@ -251,11 +269,16 @@ class Dispatcher:
 @asynccontextmanager
 async def running_dispatcher(engine: Engine, client: Client, settings: Settings) -> AsyncIterator[Dispatcher]:
     """The dispatcher for the duration of the block (none when automations are switched off)."""
+
+    async def sync(rules: list[store.StoredRule]) -> None:
+        await schedules.sync_quietly(client, rules, settings.task_queue)
+
     dispatcher = Dispatcher(
         engine,
         temporal_starter(client, settings.task_queue),
         batch=settings.automation_batch,
         interval=settings.automation_interval,
+        on_rules_changed=sync,
     )
     if not settings.automations_enabled:
         yield dispatcher
