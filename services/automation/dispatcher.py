@@ -32,7 +32,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from core.config import Settings
 from core.db import is_postgres, unit_of_work
 from models.contracts import AutomationRunInput
-from models.tables import AutomationEvent, AutomationRun
+from models.tables import AutomationEvent, AutomationRun, AutomationStep
 from rules.automation import Event, EventKind, choose_branch, may_fire
 from rules.expressions import ExpressionError
 from services.automation import schedules, store
@@ -160,6 +160,15 @@ def temporal_starter(client: Client, task_queue: str) -> Starter:
     return start
 
 
+def forget_runs(session: Session, before: datetime) -> None:
+    """The run log's retention (automation_run_retention): finished runs older than `before`, with their steps."""
+    old = select(AutomationRun.run_id).where(
+        col(AutomationRun.finished_at).is_not(None), col(AutomationRun.finished_at) < before
+    )
+    session.exec(delete(AutomationStep).where(col(AutomationStep.run_id).in_(old)))
+    session.exec(delete(AutomationRun).where(col(AutomationRun.run_id).in_(old)))
+
+
 @dataclass
 class PassResult:
     events: int = 0
@@ -178,10 +187,12 @@ class Dispatcher:
         batch: int = 200,
         interval: float = 0.5,
         on_rules_changed: RulesChanged | None = None,
+        run_retention: timedelta | None = None,
     ) -> None:
         self.engine = engine
         self.start = start
         self.on_rules_changed = on_rules_changed
+        self.run_retention = run_retention
         self.batch = batch
         self.interval = interval
         self.cache = RuleCache()
@@ -219,6 +230,8 @@ class Dispatcher:
             session.exec(update(AutomationEvent).where(col(AutomationEvent.id).in_(ids)).values(handled_at=now))
             if self.passes % 500 == 0:
                 session.exec(delete(AutomationEvent).where(col(AutomationEvent.handled_at) < now - KEEP_HANDLED_EVENTS))
+                if self.run_retention is not None:
+                    forget_runs(session, now - self.run_retention)
 
     async def pass_once(self) -> PassResult:
         now = datetime.now(UTC)
@@ -279,6 +292,7 @@ async def running_dispatcher(engine: Engine, client: Client, settings: Settings)
         batch=settings.automation_batch,
         interval=settings.automation_interval,
         on_rules_changed=sync,
+        run_retention=settings.automation_run_retention,
     )
     if not settings.automations_enabled:
         yield dispatcher

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, update
@@ -17,9 +17,10 @@ from temporalio.testing import WorkflowEnvironment
 from core.config import Settings
 from integrations.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
 from models.status import OrderStatus
-from models.tables import AutomationEvent, PurchaseRequisition, SalesOrder, Task
+from models.tables import AutomationEvent, AutomationRun, AutomationStep, PurchaseRequisition, SalesOrder, Task
 from services import order_commands
 from services.automation import runs as run_log
+from services.automation.dispatcher import forget_runs
 from tests.support.automations import dispatching, notices_of, runs_of, save_rules, steps_of, wait_for_run
 from tests.support.cleanup import StartedOrders
 from tests.support.orders import make_order
@@ -276,3 +277,23 @@ async def test_stock_falling_below_50_opens_a_requisition_and_tells_purchasing(
     [notice] = [n for n in notices_of(engine, "low-stock-requisition") if n.channel == "internal"]
     assert (notice.recipient, notice.subject) == ("olga", "SKU-1016 below 50 at WH-SH")
     assert "is down to 40 at WH-SH" in notice.body
+
+
+def test_the_run_log_keeps_runs_unless_a_retention_is_set(engine: Engine) -> None:
+    now = datetime.now(UTC)
+
+    def run(run_id: str, finished: datetime | None) -> AutomationRun:
+        return AutomationRun(
+            run_id=run_id, rule="r", version=1, subject="S", trigger="order_created", event_key=run_id,
+            state="completed" if finished else "waiting", started_at=now - timedelta(days=400), finished_at=finished,
+        )  # fmt: skip
+
+    with Session(engine) as session:
+        session.add_all([run("old", now - timedelta(days=400)), run("recent", now), run("waiting", None)])
+        session.add(AutomationStep(run_id="old", attempt=0, position=0, action="notify", state="done"))
+        session.commit()
+        forget_runs(session, now - timedelta(days=365))
+        session.commit()
+        kept = sorted(session.exec(select(AutomationRun.run_id)).all())
+        steps = session.exec(select(AutomationStep)).all()
+    assert kept == ["recent", "waiting"] and steps == []
