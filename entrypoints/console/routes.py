@@ -75,6 +75,7 @@ from services.queries.order_list import OrderFilter, as_query, may_see, order_li
 from services.queries.pick_lists import handled_warehouses, open_pick_lists, pick_list_page
 from services.staff_notices import mark_read
 from services.substitutes import StandIn, acting_role, standing_for
+from services.tasks import mark_done, open_tasks
 from workflows.contract import ErrorType
 
 STATUSES = [status.value for status in OrderStatus]
@@ -110,6 +111,7 @@ def _inbox_context(request: Request, engine: Engine, me: SignedIn) -> dict[str, 
         staff = notices(session, me.user.name)
         unread = unread_count(session, me.user.name)
         picks = open_pick_lists(session, me.user.name, me.user.role)
+        tasks = open_tasks(session, me.user.name, me.user.role)
         handles_picks = handled_warehouses(session, me.user.name, me.user.role) != set()
         money = finance_counts(session) if me.user.role in FINANCE_ROLES else None
         exceptions = None
@@ -120,6 +122,7 @@ def _inbox_context(request: Request, engine: Engine, me: SignedIn) -> dict[str, 
         "money": money,
         "exceptions": exceptions,
         "pick_todos": picks,
+        "tasks": tasks,
         "handles_picks": handles_picks,
         "me": me,
         "approvals": approvals,
@@ -128,6 +131,7 @@ def _inbox_context(request: Request, engine: Engine, me: SignedIn) -> dict[str, 
         + sum(c.count for c in covering)
         + unread
         + len(picks)
+        + len(tasks)
         + (money.payments + money.refunds if money else 0)
         + (exceptions or 0),
         "covering": covering,
@@ -447,6 +451,13 @@ def console_router() -> APIRouter:
         return RedirectResponse(
             f"/console/orders/{quote(found['order_no'])}?dispatched={quote(number)}", status.HTTP_303_SEE_OTHER
         )
+
+    @router.post("/tasks/{task_id}/done")
+    def task_done(task_id: RowId, me: Me, engine: EngineDep, csrf: Annotated[str, Form()] = "") -> Response:
+        check_csrf(me, csrf)
+        with unit_of_work(engine) as session:
+            mark_done(session, task_id, user=me.user.name, role=me.user.role, now=now())
+        return RedirectResponse("/console#tasks", status.HTTP_303_SEE_OTHER)
 
     @router.post("/notices/{notice_id}/read")
     def read_notice(notice_id: RowId, me: Me, engine: EngineDep, csrf: Annotated[str, Form()] = "") -> Response:

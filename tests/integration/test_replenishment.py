@@ -88,9 +88,13 @@ async def test_backorders_raise_one_requisition_and_a_receipt_serves_the_oldest_
         ]
         state = await wait_for_status(second, OrderStatus.PICKING)
         assert state.awaiting_dispatch == ["WH-SH"]
-        for handle in (first, second):  # end them here: a workflow cut off mid-compensation by the teardown
+        # End them here (a workflow cut off mid-compensation by the teardown would leave the time-skipping server
+        # locked for every later test), both cancelled before waiting for either: awaiting a result lets the
+        # server skip time, and the other order's dispatch deadline would run out meanwhile.
+        for handle in (first, second):
             await order_commands.cancel(client, handle.id.removeprefix("order-"), reason="test over")
-            await handle.result()  # would leave the time-skipping server locked for every later test
+        for handle in (first, second):
+            await handle.result()
     closed = [r for r in requisitions(engine) if r.id == requisition.id][0]
     assert closed.state == "received" and closed.open_key is None and closed.closed_at is not None
 
