@@ -24,6 +24,7 @@ from core.db import read_only, unit_of_work
 from entrypoints.api.deps import settings_of
 from entrypoints.console.account_routes import account_router
 from entrypoints.console.admin_routes import admin_router
+from entrypoints.console.automation_routes import automation_router
 from entrypoints.console.away_routes import away_router
 from entrypoints.console.finance_routes import FINANCE_ROLES, finance_router
 from entrypoints.console.i18n import LANGUAGE_COOKIE, LANGUAGES, language_of, translator
@@ -475,6 +476,7 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(finance_router())
     app.include_router(ops_router())
     app.include_router(admin_router())
+    app.include_router(automation_router())
     app.include_router(away_router())
     app.include_router(account_router())
     app.include_router(console_router())

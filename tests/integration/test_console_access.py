@@ -90,7 +90,7 @@ async def test_every_console_page_sends_a_stranger_to_the_sign_in(web: httpx.Asy
         if route.path in OPEN_PAGES:
             continue
         path = route.path.replace("{order_no}", "SO-1").replace("{notice_id}", "1").replace("{name}", "fay")
-        path = path.replace("{task_id}", "1")
+        path = path.replace("{task_id}", "1").replace("{run_id}", "r1")
         path = path.replace("{pick_list_id}", "1").replace("{requisition_id}", "1")
         for method in route.methods or ():
             answer = await web.request(method, path, data={"csrf": "x"})
@@ -131,7 +131,7 @@ async def test_forms_without_their_csrf_token_change_nothing(web: httpx.AsyncCli
     assert len(posts) >= 5
     for path in posts:  # every form, not only one
         concrete = path.replace("{order_no}", "SO-1").replace("{notice_id}", "1").replace("{pick_list_id}", "1")
-        concrete = concrete.replace("{task_id}", "1")
+        concrete = concrete.replace("{task_id}", "1").replace("{run_id}", "r1")
         concrete = concrete.replace("{requisition_id}", "1").replace("{name}", "fay").replace("{substitution_id}", "1")
         for data in ({}, {"csrf": "guess"}, {"csrf": "gueß"}):  # non-ASCII too: refused, not a 500
             assert (await web.post(concrete, data=data)).status_code == 403, (path, data)

@@ -15,3 +15,22 @@ document.addEventListener("click", function (event) {
     }
   }
 });
+
+// Forms with parts per choice (the automation editor's trigger and action kinds): a select with
+// data-switch="x" shows, within its data-switch-scope, only the [data-x] parts naming the chosen value.
+// Without script every part shows; the server ignores the parts of other choices.
+function syncSwitch(select) {
+  var scope = select.closest("[data-switch-scope]");
+  var attr = "data-" + select.getAttribute("data-switch");
+  if (!scope) { return; }
+  scope.querySelectorAll("[" + attr + "]").forEach(function (part) {
+    if (part.closest("[data-switch-scope]") !== scope) { return; }
+    part.hidden = part.getAttribute(attr).split(" ").indexOf(select.value) < 0;
+  });
+}
+document.addEventListener("change", function (event) {
+  if (event.target.matches && event.target.matches("select[data-switch]")) { syncSwitch(event.target); }
+});
+document.addEventListener("DOMContentLoaded", function () {
+  document.querySelectorAll("select[data-switch]").forEach(syncSwitch);
+});
