@@ -15,6 +15,7 @@ import structlog
 from sqlalchemy import Engine
 from temporalio.client import Client
 from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.automation import AutomationActivities
 from activities.credit import CreditActivities
@@ -86,6 +87,16 @@ def activity_functions(engine: Engine, settings: Settings, http: httpx.AsyncClie
     ]
 
 
+# The sandbox re-imports, for every workflow run, each module it does not pass through: our pure modules (the
+# contracts' pydantic models, statuses, durations, the steps' interfaces) are passed through instead, so a run's
+# start does not rebuild them (an automation firing is a short workflow: that rebuild was most of its CPU).
+WORKFLOW_RUNNER = SandboxedWorkflowRunner(
+    restrictions=SandboxRestrictions.default.with_passthrough_modules(
+        "models", "domain", "workflows.contract", "workflows.steps"
+    )
+)
+
+
 @asynccontextmanager
 async def running_worker(
     client: Client, engine: Engine, settings: Settings, task_queue: str | None = None, *, sticky: bool = True
@@ -105,6 +116,7 @@ async def running_worker(
                 max_concurrent_activities=settings.worker_activity_threads,
                 interceptors=[guard],
                 max_cached_workflows=1000 if sticky else 0,  # 1000: the SDK's default
+                workflow_runner=WORKFLOW_RUNNER,
             )
             async with auditing(guard.refusals, engine), worker:
                 yield worker

@@ -96,16 +96,16 @@ class AutomationActivities(DbActivities, AutomationSteps):
     async def perform_action(self, inp: ActionInput) -> str:
         """Do the action once; what it did (the run log's detail)."""
         action = parse_action(inp.action)
+        if not isinstance(action, Webhook | SignalOrder):  # done-check, effect and step in one transaction
+            return await asyncio.to_thread(self._database_action, inp, action)
         earlier = await asyncio.to_thread(self._done, inp)
         if earlier is not None:
             return earlier
         try:
             if isinstance(action, Webhook):
                 detail = await self._webhook(inp, action)
-            elif isinstance(action, SignalOrder):
-                detail = await self._signal(inp, action)
             else:
-                return await asyncio.to_thread(self._database_action, inp, action)
+                detail = await self._signal(inp, action)
         except (ActionRefused, SubjectGone, CommandError) as exc:
             raise ApplicationError(str(exc), type=REFUSED, non_retryable=True) from exc
         await asyncio.to_thread(self._record_done, inp, detail)
@@ -139,6 +139,9 @@ class AutomationActivities(DbActivities, AutomationSteps):
         try:
             now = datetime.now(UTC)
             with unit_of_work(self.engine) as session:
+                earlier = done_detail(session, inp.run, inp.position)
+                if earlier is not None:
+                    return earlier  # a retried activity: done before
                 values = facts(
                     session,
                     EventKind(inp.run.event_kind),

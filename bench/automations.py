@@ -294,6 +294,7 @@ async def bench(args: argparse.Namespace, tmp: Path, log: Callable[[str], None])
         "seconds": round(span, 2),
         "firings_per_s": round(count / span, 1),
         "cpu": burst_cpu,
+        "cpu_ms_per_firing": cpu_per_order(burst_cpu, max(count, 1)),
         "machine_busy_pct_before": busy,
     }
     await terminate_all(client, [f"order-{no}" for no in orders])
@@ -337,7 +338,7 @@ def render(result: dict[str, Any]) -> str:
     burst = result["burst_result"]
     lines.append(
         f"  burst: {burst['events']} events → {burst['runs']} runs in {burst['seconds']} s"
-        f" = {burst['firings_per_s']} firings/s"
+        f" = {burst['firings_per_s']} firings/s, CPU {burst['cpu_ms_per_firing']} ms per firing"
     )
     r = result["ratios_on_to_off"]
     lines.append(

@@ -24,6 +24,10 @@ with workflow.unsafe.imports_passed_through():
     from models.contracts import ActionInput, AutomationRunInput, RunRef, ScheduleFire, StepRecord
 
 AFTER = -1  # the run log's position of the trigger's delay
+# Database actions run as local activities (patch: histories recorded before ran them as regular ones). Webhooks
+# (long retries with backoff) and order signals (a Temporal call of their own) stay regular activities.
+DATABASE_ACTIONS = frozenset({"notify", "set", "todo", "requisition"})
+LOCAL_DATABASE_ACTIONS = "automation-local-database-actions"
 
 
 @workflow.defn(name=contract.AUTOMATION_WORKFLOW)
@@ -63,14 +67,25 @@ class AutomationRunWorkflow:
                     ref, position, kind, "done", f"waited {action['for']}", "completed" if last else "running"
                 )
                 continue
-            stage = WEBHOOK_CALLING if kind == "webhook" else AUTOMATING
+            step = ActionInput(run=ref, position=position, action=action, last=last)
             try:
-                await workflow.execute_activity_method(
-                    AutomationSteps.perform_action,
-                    ActionInput(run=ref, position=position, action=action, last=last),
-                    start_to_close_timeout=stage.start_to_close,
-                    retry_policy=stage.retry,
-                )
+                if kind in DATABASE_ACTIONS and workflow.patched(LOCAL_DATABASE_ACTIONS):
+                    # A short transaction on this worker: a local activity (a marker in the history, no trip
+                    # through the task queue); keyed on run, attempt and position like the regular one.
+                    await workflow.execute_local_activity_method(
+                        AutomationSteps.perform_action,
+                        step,
+                        start_to_close_timeout=AUTOMATING.start_to_close,
+                        retry_policy=AUTOMATING.retry,
+                    )
+                else:
+                    stage = WEBHOOK_CALLING if kind == "webhook" else AUTOMATING
+                    await workflow.execute_activity_method(
+                        AutomationSteps.perform_action,
+                        step,
+                        start_to_close_timeout=stage.start_to_close,
+                        retry_policy=stage.retry,
+                    )
             except ActivityError as err:
                 cause = err.cause
                 why = cause.message if isinstance(cause, ApplicationError) else str(cause or err)

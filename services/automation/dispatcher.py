@@ -1,17 +1,19 @@
 """The dispatcher: matches the event outbox against the rules in force and starts one AutomationRun per firing.
 
-One pass (`Dispatcher.pass_once`):
-1. in one write transaction: claim up to `batch` unhandled events (a 60 s lease; Postgres skips rows another
-   worker's dispatcher holds), re-read the rule set if any rule was saved since the last pass (no restart needed),
-   and for each event and each enabled rule whose trigger matches (rules/automation.py `may_fire`: no loops)
-   build the facts, choose the branch, and write the run's row to the run log — a rule with `after` chooses its
-   branch when its timer ends, with the facts as they are then;
-2. start each run's workflow, id `automation_run_id(rule, version, subject, event)`: an event claimed twice (a
-   dispatcher killed before step 3, two workers) finds the run already started and fires nothing twice;
-3. mark the events handled.
+One pass (`Dispatcher.pass_once`), each database step its own short transaction so the single SQLite writer is
+never held while facts are read:
+1. claim up to `batch` unhandled events (a 60 s lease; Postgres skips rows another worker's dispatcher holds);
+2. read-only: re-read the rule set if any rule was saved since the last pass (no restart needed), and for each
+   event and each enabled rule whose trigger matches (rules/automation.py `may_fire`: no loops) read the
+   subject's facts (once per event) and choose the branch — a rule with `after` chooses its branch when its
+   timer ends, with the facts as they are then;
+3. write the runs' rows to the run log (a row already there is left alone);
+4. start each run's workflow, id `automation_run_id(rule, version, subject, event)`, eagerly (its first task
+   runs in this worker without a trip through the task queue): an event claimed twice (a dispatcher killed
+   before step 5, two workers) finds the run already started and fires nothing twice;
+5. mark the events handled.
 A rule whose condition cannot be evaluated on the facts (say, a division by zero) gets a failed run with the error.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -30,7 +32,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from core.config import Settings
-from core.db import is_postgres, unit_of_work
+from core.db import is_postgres, read_only, unit_of_work
 from models.contracts import AutomationRunInput
 from models.tables import AutomationEvent, AutomationRun, AutomationStep
 from rules.automation import Event, EventKind, choose_branch, may_fire
@@ -74,12 +76,20 @@ class RuleCache:
         return self.rules
 
 
-def plan_event(
-    session: Session, row: AutomationEvent, rules: Sequence[store.StoredRule], now: datetime
-) -> list[AutomationRunInput]:
-    """The runs this event starts, their run-log rows written (once: a row already there is left alone)."""
-    event = Event(EventKind(row.kind), row.subject, row.key, row.data, tuple(row.caused_by))
-    firings = []
+@dataclass(frozen=True)
+class Planned:
+    """One firing: its run-log row (written before its workflow starts) and the workflow's input, if it runs."""
+
+    row: AutomationRun
+    start: AutomationRunInput | None  # None: failed at planning (the condition could not be evaluated)
+
+
+def plan_event(session: Session, event: Event, rules: Sequence[store.StoredRule], now: datetime) -> list[Planned]:
+    """The runs this event starts (read-only: the caller writes their rows). The subject's facts are read once
+    for all the rules the event matches."""
+    planned: list[Planned] = []
+    subject_facts: dict[str, Any] | None = None
+    gone = False
     for stored in rules:
         rule = stored.rule
         if not may_fire(rule, event):
@@ -90,40 +100,40 @@ def plan_event(
         seen: dict[str, Any] = {}
         error: str | None = None
         if delay is None:
+            if gone:
+                continue
             try:
-                values = facts(session, event.kind, event.subject, event.data, rule=rule.name, now=now)
+                if subject_facts is None:
+                    subject_facts = facts(session, event.kind, event.subject, event.data, rule=rule.name, now=now)
+                values = {**subject_facts, "rule": rule.name}
                 seen = json_facts(values)
                 branch = choose_branch(rule, values)
             except SubjectGone:
+                gone = True  # the order (or product) is gone: no rule fires on it now
                 continue
             except ExpressionError as exc:
                 error = f"the condition could not be evaluated: {exc}"
             if branch is None and error is None:
                 continue  # the rule's conditions do not hold: nothing fires, nothing to log
-        state = "failed" if error else ("waiting" if delay is not None else "running")
-        if session.get(AutomationRun, run_id) is None:
-            session.add(
-                AutomationRun(
-                    run_id=run_id,
-                    rule=rule.name,
-                    version=stored.version,
-                    subject=event.subject,
-                    trigger=event.kind.value,
-                    event_key=event.key[:200],
-                    event_data=dict(event.data),
-                    caused_by=list(event.caused_by),
-                    facts=seen,
-                    branch=branch,
-                    state=state,
-                    started_at=now,
-                    finished_at=now if error else None,
-                    error=error,
-                )
-            )
-        if error:
-            continue
-        firings.append(
-            AutomationRunInput(
+        row = AutomationRun(
+            run_id=run_id,
+            rule=rule.name,
+            version=stored.version,
+            subject=event.subject,
+            trigger=event.kind.value,
+            event_key=event.key[:200],
+            event_data=dict(event.data),
+            caused_by=list(event.caused_by),
+            facts=seen,
+            branch=branch,
+            state="failed" if error else ("waiting" if delay is not None else "running"),
+            started_at=now,
+            finished_at=now if error else None,
+            error=error,
+        )
+        start = None
+        if error is None:
+            start = AutomationRunInput(
                 run_id=run_id,
                 rule=rule.name,
                 version=stored.version,
@@ -136,8 +146,8 @@ def plan_event(
                 branch=branch,
                 delay=delay,
             )
-        )
-    return firings
+        planned.append(Planned(row, start))
+    return planned
 
 
 Starter = Callable[[AutomationRunInput], Awaitable[None]]
@@ -153,6 +163,7 @@ def temporal_starter(client: Client, task_queue: str) -> Starter:
                 task_queue=task_queue,
                 id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+                request_eager_start=True,
             )
         except WorkflowAlreadyStartedError:
             pass  # it ran already (the event was claimed before): fire nothing twice
@@ -201,7 +212,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = False
 
-    def _claim_and_plan(self, now: datetime) -> tuple[list[int], list[AutomationRunInput]]:
+    def _claim(self, now: datetime) -> list[tuple[int, Event]]:
+        """Lease up to `batch` unhandled events, in a short write transaction."""
         with unit_of_work(self.engine) as session:
             query = (
                 select(AutomationEvent)
@@ -215,15 +227,32 @@ class Dispatcher:
             if is_postgres(self.engine):
                 query = query.with_for_update(skip_locked=True)
             rows = list(session.exec(query).all())
+            ids = [row.id for row in rows if row.id is not None]
+            if ids:
+                session.exec(
+                    update(AutomationEvent).where(col(AutomationEvent.id).in_(ids)).values(claimed_until=now + LEASE)
+                )
+            return [
+                (row.id, Event(EventKind(row.kind), row.subject, row.key, row.data, tuple(row.caused_by)))
+                for row in rows
+                if row.id is not None
+            ]
+
+    def _plan(self, events: list[tuple[int, Event]], now: datetime) -> list[Planned]:
+        """Match and evaluate in a read-only transaction (no write lock held while the facts are read)."""
+        with read_only(self.engine) as session:
             rules = self.cache.refresh(session)
-            if not rows:
-                return [], []
-            firings: list[AutomationRunInput] = []
-            for row in rows:
-                row.claimed_until = now + LEASE
-                session.add(row)
-                firings.extend(plan_event(session, row, rules, now))
-            return [row.id for row in rows if row.id is not None], firings
+            return [firing for _, event in events for firing in plan_event(session, event, rules, now)]
+
+    def _log_runs(self, planned: list[Planned]) -> None:
+        """The runs' rows, in one short write transaction; a row already there (the event was claimed before) is
+        left alone."""
+        if not planned:
+            return
+        with unit_of_work(self.engine) as session:
+            ids = [firing.row.run_id for firing in planned]
+            known = set(session.exec(select(AutomationRun.run_id).where(col(AutomationRun.run_id).in_(ids))))
+            session.add_all([firing.row for firing in planned if firing.row.run_id not in known])
 
     def _handled(self, ids: list[int], now: datetime) -> None:
         with unit_of_work(self.engine) as session:
@@ -235,12 +264,17 @@ class Dispatcher:
 
     async def pass_once(self) -> PassResult:
         now = datetime.now(UTC)
-        ids, firings = await asyncio.to_thread(self._claim_and_plan, now)
+        events = await asyncio.to_thread(self._claim, now)
+        planned = await asyncio.to_thread(self._plan, events, now) if events else []
+        if not events:
+            await asyncio.to_thread(self._refresh_rules)
         if self.cache.changed and self.on_rules_changed is not None:
             self.cache.changed = False
             await self.on_rules_changed(list(self.cache.rules))
-        if not ids:
+        if not events:
             return PassResult()
+        await asyncio.to_thread(self._log_runs, planned)
+        firings = [firing.start for firing in planned if firing.start is not None]
         limit = asyncio.Semaphore(32)
 
         async def start(inp: AutomationRunInput) -> None:
@@ -250,10 +284,14 @@ class Dispatcher:
         # A start that fails (Temporal away) leaves its events claimed: they are planned again when the lease
         # ends, and the runs that did start are found by their ids.
         await asyncio.gather(*(start(inp) for inp in firings))
-        await asyncio.to_thread(self._handled, ids, datetime.now(UTC))
+        await asyncio.to_thread(self._handled, [event_id for event_id, _ in events], datetime.now(UTC))
         self.passes += 1
         self.started += len(firings)
-        return PassResult(len(ids), len(firings))
+        return PassResult(len(events), len(firings))
+
+    def _refresh_rules(self) -> None:
+        with read_only(self.engine) as session:
+            self.cache.refresh(session)
 
     def wake(self) -> None:
         self._wake.set()

@@ -14,7 +14,7 @@ from temporalio.worker import Worker
 
 from core.config import Settings
 from services.audit import auditing
-from worker import WORKFLOWS, activity_functions
+from worker import WORKFLOW_RUNNER, WORKFLOWS, activity_functions
 from workflows.decision_guard import DecisionGuard
 
 
@@ -48,6 +48,7 @@ async def running_worker_with(
                 activity_executor=executor,
                 max_concurrent_activities=settings.worker_activity_threads,
                 interceptors=[guard],
+                workflow_runner=WORKFLOW_RUNNER,
             )
             async with auditing(guard.refusals, engine), worker:
                 yield worker
