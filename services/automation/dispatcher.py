@@ -14,6 +14,7 @@ never held while facts are read:
 5. mark the events handled.
 A rule whose condition cannot be evaluated on the facts (say, a division by zero) gets a failed run with the error.
 """
+
 from __future__ import annotations
 
 import asyncio
