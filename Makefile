@@ -57,6 +57,7 @@ bench: install
 	$(VENV)/python -m bench.inventory
 	$(VENV)/python -m bench.tracking
 	$(VENV)/python -m bench.console
+	$(VENV)/python -m bench.automations
 
 # Re-record the workflow histories that the replay test checks (after an intended workflow change).
 histories: install
