@@ -38,6 +38,7 @@ from services.audit import auditing
 from services.automation.dispatcher import running_dispatcher
 from services.automation.store import load_file
 from services.notify.relay import running_relay
+from services.notify.writer import NoticeWriter
 from workflows.automation import AutomationRunWorkflow, AutomationScheduleWorkflow
 from workflows.carrier_poller import CarrierPoller
 from workflows.decision_guard import DecisionGuard
@@ -60,7 +61,8 @@ def activity_functions(engine: Engine, settings: Settings, http: httpx.AsyncClie
     inventory = InventoryActivities(engine, settings)
     picking = PickingActivities(engine, settings)
     tracking = TrackingActivities(engine, settings, http)
-    automation = AutomationActivities(engine, settings, http)
+    notices = NoticeWriter.load(settings)  # the templates, loaded and checked once: a broken file stops the worker
+    automation = AutomationActivities(engine, settings, http, notices)
     return [
         records.register_order,
         records.record_transition,
@@ -73,7 +75,7 @@ def activity_functions(engine: Engine, settings: Settings, http: httpx.AsyncClie
         picking.issue_pick_lists,
         picking.void_pick_lists,
         ShippingActivities(engine, settings).record_dispatch,
-        NotifyActivities(engine, settings).notify,
+        NotifyActivities(engine, settings, notices).notify,
         tracking.poll_parcel,
         tracking.sweep_carrier,
         tracking.ensure_carrier_poller,

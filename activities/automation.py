@@ -34,15 +34,19 @@ from services.automation.dispatcher import json_facts
 from services.automation.facts import SubjectGone, facts
 from services.automation.schedules import record_firing
 from services.errors import CommandError
+from services.notify.writer import NoticeWriter
 from workflows.steps import AutomationSteps
 
 REFUSED = "AutomationActionRefused"
 
 
 class AutomationActivities(DbActivities, AutomationSteps):
-    def __init__(self, engine: Engine, settings: Settings, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, engine: Engine, settings: Settings, http: httpx.AsyncClient, notices: NoticeWriter | None = None
+    ) -> None:
         super().__init__(engine, settings)
         self.http = http
+        self.notices = notices or NoticeWriter.load(settings)
 
     @activity.defn
     def choose_branch(self, inp: RunRef) -> int | None:
@@ -150,7 +154,16 @@ class AutomationActivities(DbActivities, AutomationSteps):
                     rule=inp.run.rule,
                     now=now,
                 )
-                detail = perform(session, inp.run, inp.position, action, values, now, lock=is_postgres(self.engine))
+                detail = perform(
+                    session,
+                    inp.run,
+                    inp.position,
+                    action,
+                    values,
+                    now,
+                    lock=is_postgres(self.engine),
+                    notices=self.notices,
+                )
                 record_step(session, self._done_record(inp, detail), now)
             return detail
         except (ActionRefused, SubjectGone) as exc:

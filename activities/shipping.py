@@ -20,6 +20,8 @@ from core.db import is_postgres
 from integrations.carriers.registry import KNOWN_CARRIERS
 from models.contracts import DispatchRecord
 from models.tables import PickList, Reservation, ReservationState, Shipment, StockLot, utcnow
+from rules.automation import EventKind
+from services.automation.events import record_event
 from workflows.contract import ErrorType
 from workflows.steps import ShippingSteps
 
@@ -70,6 +72,10 @@ class ShippingActivities(DbActivities, ShippingSteps):
             )
             _insert_shipment_once(session, self.engine, inp)
             _refuse_another_orders_parcel(session, inp)  # the number may have been taken while we worked
+            if inp.announce:  # with the shipment, once (keyed): automations hear of this parcel
+                data = {"tracking_no": inp.tracking_no, "carrier": inp.carrier, "warehouse": inp.warehouse}
+                key = f"dispatched:{inp.order_no}:{inp.carrier}:{inp.tracking_no}"
+                record_event(session, EventKind.PARCEL_DISPATCHED, inp.order_no, key, data, now)
         self.log.info("dispatched", warehouse=inp.warehouse, carrier=inp.carrier, tracking_no=inp.tracking_no)
 
 

@@ -137,6 +137,9 @@ class AutomationSettings(BaseModel):
     automations_enabled: bool = True  # false: events are still written, nothing fires (the bench's reference)
     automation_interval: float = Field(0.5, gt=0)
     automation_batch: int = Field(200, ge=1, le=5000)  # events per dispatcher pass
+    # A firing that only writes to the database (notify, set, to-do, requisition; no delay, no wait) is done in
+    # the dispatcher's own transaction with its run-log rows; false: every firing is an AutomationRun workflow.
+    automation_immediate: bool = True
     # Signs outgoing webhooks (X-Orderflow-Signature: sha256=HMAC(body)); filled from the state dir locally.
     automation_webhook_secret: str = ""
     # Run logs are kept as long as orders are; set this to delete finished runs older than it.

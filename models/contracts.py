@@ -153,6 +153,9 @@ class DispatchRecord(Contract):
     carrier: str
     tracking_no: str
     at: AwareDatetime
+    # Write the parcel_dispatched automation event with the shipment: the customer's dispatch notice is the default
+    # rule `dispatched-tell-customer` (workflows started before that patch send it themselves, and say False).
+    announce: bool = False
 
 
 class NotifyInput(Contract):

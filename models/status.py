@@ -69,3 +69,21 @@ class Role(StrEnum):
     WAREHOUSE = "warehouse"
     OPS = "ops"
     ADMIN = "admin"
+
+
+class NoticeKind(StrEnum):
+    """The notices an order sends (the notify activity's `kind`, an automation notify action's `template`): every
+    templates file must have each of them."""
+
+    PAYMENT_REQUESTED = "payment_requested"  # customer
+    APPROVAL_NEEDED = "approval_needed"  # the level's role
+    APPROVAL_REMINDER = "approval_reminder"  # the level's role, once, before the deadline
+    APPROVAL_ESCALATED = "approval_escalated"  # the role above it, with the reminder
+    BACKORDERED = "backordered"  # ops
+    REFUND = "refund"  # finance: a paid order was cancelled or rejected
+    CANCELLED = "cancelled"  # customer
+    REJECTED = "rejected"  # customer
+    DISPATCHED = "dispatched"  # customer, once per parcel
+    OUT_FOR_DELIVERY = "out_for_delivery"  # customer
+    DELIVERY_EXCEPTION = "delivery_exception"  # customer and ops
+    DELIVERED = "delivered"  # customer

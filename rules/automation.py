@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from domain.durations import parse_duration
-from models.status import OrderStatus, Role, TrackingStatus
+from models.status import NoticeKind, OrderStatus, Role, TrackingStatus
 from rules.expressions import Condition, ExpressionError, FactType, compile_condition
 from rules.validation_errors import describe
 
@@ -45,6 +45,7 @@ class EventKind(StrEnum):
     FIELD_CHANGED = "field_changed"
     TRACKING_EVENT = "tracking_event"
     STOCK_LEVEL = "stock_level"
+    PARCEL_DISPATCHED = "parcel_dispatched"  # one per parcel handed to a carrier
     SCHEDULE = "schedule"  # a rule's Temporal Schedule fired (its found orders, or their digest)
 
 
@@ -90,6 +91,7 @@ ORDER_FACTS: dict[str, FactType] = {
 STATUS_FACTS: dict[str, FactType] = {"from_status": FactType.TEXT, "to_status": FactType.TEXT}
 FIELD_FACTS: dict[str, FactType] = {"field": FactType.TEXT, "old_value": FactType.TEXT, "new_value": FactType.TEXT}
 TRACKING_FACTS: dict[str, FactType] = {"event_status": FactType.TEXT, "exception": FactType.FLAG}
+PARCEL_FACTS: dict[str, FactType] = {"warehouse": FactType.TEXT}  # tracking_no, carrier: this parcel's
 STOCK_FACTS: dict[str, FactType] = {
     "sku": FactType.TEXT,
     "product_name": FactType.TEXT,
@@ -203,6 +205,19 @@ class TrackingEvent(_Trigger):
         )
 
 
+class ParcelDispatched(_Trigger):
+    """A parcel left with its carrier: once per parcel (an order from two warehouses dispatches twice), with
+    that parcel's `tracking_no`, `carrier` and `warehouse`; the order's status is DISPATCHED once the last one left."""
+
+    type: Literal["parcel_dispatched"]
+
+    def facts(self) -> dict[str, FactType]:
+        return {**super().facts(), **PARCEL_FACTS}
+
+    def matches(self, event: Event) -> bool:
+        return event.kind == EventKind.PARCEL_DISPATCHED
+
+
 class StockCrossed(_Trigger):
     """Available stock of a SKU in a warehouse fell below a level: a number, or the product's reorder level.
     `below: 1` is a stock-out. Fires on the crossing only, not on every movement under the level."""
@@ -287,7 +302,8 @@ class Schedule(_Trigger):
 
 
 Trigger = Annotated[
-    OrderCreated | StatusChanged | FieldChanged | TrackingEvent | StockCrossed | Schedule, Field(discriminator="type")
+    OrderCreated | StatusChanged | FieldChanged | TrackingEvent | ParcelDispatched | StockCrossed | Schedule,
+    Field(discriminator="type"),
 ]
 
 
@@ -342,8 +358,19 @@ class Notify(_Action):
     type: Literal["notify"]
     to: str
     subject: str = ""
-    text: str = Field(min_length=1, max_length=4000)
+    text: str = Field(default="", max_length=4000)
     channels: list[Channel] | None = None
+    # Instead of subject and text: a notice kind of the notice templates (services/notify/templates.yaml), sent
+    # as the order workflow sends it (same texts, the customer's tracking link, kept under that kind).
+    template: NoticeKind | None = None
+
+    @model_validator(mode="after")
+    def _text_or_template(self) -> Notify:
+        if self.template is None and not self.text.strip():
+            raise ValueError("write a text, or name a template (a notice kind of the templates file)")
+        if self.template is not None and (self.text or self.subject):
+            raise ValueError("a template brings its own subject and text: give one or the other")
+        return self
 
     @field_validator("to")
     @classmethod
@@ -359,6 +386,14 @@ class Notify(_Action):
 
     def templates(self) -> dict[str, str]:
         return {"subject": self.subject, "text": self.text}
+
+    def rendered(self, values: Mapping[str, Any]) -> dict[str, Any]:
+        data = super().rendered(values)
+        if self.template is None:
+            del data["template"]
+        else:  # the templates file's texts: the dry run shows them (services/automation/dry_run.py)
+            del data["subject"], data["text"]
+        return data
 
 
 class Webhook(_Action):

@@ -26,7 +26,6 @@ with workflow.unsafe.imports_passed_through():
 AFTER = -1  # the run log's position of the trigger's delay
 # Database actions run as local activities (patch: histories recorded before ran them as regular ones). Webhooks
 # (long retries with backoff) and order signals (a Temporal call of their own) stay regular activities.
-DATABASE_ACTIONS = frozenset({"notify", "set", "todo", "requisition"})
 LOCAL_DATABASE_ACTIONS = "automation-local-database-actions"
 
 
@@ -69,7 +68,7 @@ class AutomationRunWorkflow:
                 continue
             step = ActionInput(run=ref, position=position, action=action, last=last)
             try:
-                if kind in DATABASE_ACTIONS and workflow.patched(LOCAL_DATABASE_ACTIONS):
+                if kind in contract.AUTOMATION_DATABASE_ACTIONS and workflow.patched(LOCAL_DATABASE_ACTIONS):
                     # A short transaction on this worker: a local activity (a marker in the history, no trip
                     # through the task queue); keyed on run, attempt and position like the regular one.
                     await workflow.execute_local_activity_method(

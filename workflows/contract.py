@@ -14,6 +14,8 @@ from typing import Final
 
 from temporalio.common import SearchAttributeKey
 
+from models.status import NoticeKind as NoticeKind  # the notices an order sends (defined with the statuses)
+
 # --- workflow types and ids ----------------------------------------------------------------------------------------
 
 ORDER_WORKFLOW: Final = "OrderFulfillment"
@@ -22,6 +24,8 @@ POLLER_WORKFLOW: Final = "CarrierPoller"
 RESTOCK_WORKFLOW: Final = "RestockWakeUp"
 AUTOMATION_WORKFLOW: Final = "AutomationRun"
 AUTOMATION_SCHEDULE_WORKFLOW: Final = "AutomationSchedule"  # what a scheduled rule's Temporal Schedule starts
+# The automation actions that only write to our database (one transaction each, effect and run-log step together).
+AUTOMATION_DATABASE_ACTIONS: Final = frozenset({"notify", "set", "todo", "requisition"})
 
 _ORDER_PREFIX: Final = "order-"
 _TRACKING_PREFIX: Final = "track-"
@@ -89,23 +93,6 @@ class Signal(StrEnum):
 
 class Query(StrEnum):
     STATE = "state"  # OrderFulfillment: what it knows right now (models.contracts.OrderState)
-
-
-class NoticeKind(StrEnum):
-    """The notices an order sends (the notify activity's `kind`): every templates file must have each of them."""
-
-    PAYMENT_REQUESTED = "payment_requested"  # customer
-    APPROVAL_NEEDED = "approval_needed"  # the level's role
-    APPROVAL_REMINDER = "approval_reminder"  # the level's role, once, before the deadline
-    APPROVAL_ESCALATED = "approval_escalated"  # the role above it, with the reminder
-    BACKORDERED = "backordered"  # ops
-    REFUND = "refund"  # finance: a paid order was cancelled or rejected
-    CANCELLED = "cancelled"  # customer
-    REJECTED = "rejected"  # customer
-    DISPATCHED = "dispatched"  # customer, once per parcel
-    OUT_FOR_DELIVERY = "out_for_delivery"  # customer
-    DELIVERY_EXCEPTION = "delivery_exception"  # customer and ops
-    DELIVERED = "delivered"  # customer
 
 
 # --- refusals and failures -----------------------------------------------------------------------------------------

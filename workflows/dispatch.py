@@ -33,6 +33,9 @@ _NOTICE_KIND = {
     OrderStatus.DELIVERY_EXCEPTION: NoticeKind.DELIVERY_EXCEPTION,
     OrderStatus.DELIVERED: NoticeKind.DELIVERED,
 }
+# Since this patch the customer's dispatch notice is an automation (the default rule dispatched-tell-customer, on the
+# parcel_dispatched event the shipping step writes): the business can change or switch it off without a release.
+DISPATCH_NOTICE_BY_RULE = "dispatch-notice-by-rule"
 # Dispatches the shipping step refuses: the update fails, the order keeps waiting for a correct one.
 _REFUSED_DISPATCH = (ErrorType.DUPLICATE_TRACKING_NO, ErrorType.UNKNOWN_CARRIER)
 
@@ -46,6 +49,7 @@ async def await_dispatches(moves: OrderMoves) -> list[Tracker]:
     while state.awaiting_dispatch:
         await moves.wait(lambda: bool(state.dispatch_queue), None)
         request = state.dispatch_queue[0]
+        by_rule = workflow.patched(DISPATCH_NOTICE_BY_RULE)
         try:
             await run_step(
                 RECORDING,
@@ -56,6 +60,7 @@ async def await_dispatches(moves: OrderMoves) -> list[Tracker]:
                     carrier=request.carrier,
                     tracking_no=request.tracking_no,
                     at=workflow.now(),
+                    announce=by_rule,
                 ),
             )
         except ActivityError as err:
@@ -73,13 +78,14 @@ async def await_dispatches(moves: OrderMoves) -> list[Tracker]:
             at=workflow.now(),
         )
         trackers.append(await _start_tracking(state, request))
-        await moves.notify(
-            NoticeKind.DISPATCHED,
-            "customer",
-            key=f"dispatched:{request.tracking_no}",
-            carrier=request.carrier,
-            tracking_no=request.tracking_no,
-        )
+        if not by_rule:
+            await moves.notify(
+                NoticeKind.DISPATCHED,
+                "customer",
+                key=f"dispatched:{request.tracking_no}",
+                carrier=request.carrier,
+                tracking_no=request.tracking_no,
+            )
         state.dispatch_queue.pop(0)
         state.dispatches_processed.add(request.tracking_no)
         detail = f"{request.warehouse}: {request.carrier} {request.tracking_no}"

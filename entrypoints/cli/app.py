@@ -42,6 +42,7 @@ from services.automation import store as automation_store
 from services.automation.dry_run import dry_run
 from services.automation.facts import SubjectGone
 from services.errors import CommandError, OrderNotFound
+from services.notify.writer import NoticeWriter
 from services.queries.customers import customers_view
 from services.queries.inventory import inventory_view
 from services.queries.kpis import kpi_report
@@ -528,7 +529,7 @@ def automations_test(
         if found is None:
             raise CliError(f"no automation named {rule!r}")
         try:
-            result = dry_run(session, found.rule, order or subject, datetime.now(UTC))
+            result = dry_run(session, found.rule, order or subject, datetime.now(UTC), NoticeWriter.load(settings()))
         except SubjectGone as exc:
             raise CliError(str(exc)) from None
     emit(result.as_dict())

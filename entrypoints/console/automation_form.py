@@ -13,13 +13,22 @@ from typing import Any
 
 import yaml
 
-from models.status import OrderStatus, Role, TrackingStatus
+from models.status import NoticeKind, OrderStatus, Role, TrackingStatus
 from rules.automation import ACTION_TYPES, WATCHED_FIELDS, AutomationError
 
-TRIGGER_TYPES = ("order_created", "status_changed", "field_changed", "tracking_event", "stock_crossed", "schedule")
+TRIGGER_TYPES = (
+    "order_created",
+    "status_changed",
+    "field_changed",
+    "tracking_event",
+    "parcel_dispatched",
+    "stock_crossed",
+    "schedule",
+)
 STATUSES = [status.value for status in OrderStatus]
 TRACKING_STATUSES = [status.value for status in TrackingStatus]
 ROLES = [role.value for role in Role]
+NOTICE_TEMPLATES = [kind.value for kind in NoticeKind]
 CHANNELS = ("internal", "email", "sms")
 SET_FIELDS = ("tag", "priority", "assignee")
 SPARE_ROWS = 2  # empty action rows below the rule's own; empty rows are left out
@@ -27,7 +36,7 @@ MIN_ROWS = 3
 
 # The fields of each action kind on an action row (row i's field f is posted as a{i}_{f}).
 ACTION_FIELDS: dict[str, tuple[str, ...]] = {
-    "notify": ("to", "subject", "text", "channels"),
+    "notify": ("to", "template", "subject", "text", "channels"),
     "webhook": ("url", "body"),
     "set": ("field", "value"),
     "todo": ("title", "for_whom", "due_in"),
@@ -35,6 +44,7 @@ ACTION_FIELDS: dict[str, tuple[str, ...]] = {
     "signal": ("reason",),
     "wait": ("wait",),
 }
+ACTION_KEYS = ("to", "template", "subject", "text", "url", "body", "field", "value", "title", "due_in", "qty", "reason")
 assert set(ACTION_FIELDS) == set(ACTION_TYPES)  # one row layout per action the rules know
 
 
@@ -117,7 +127,11 @@ def _action(i: int, text: Any, many: Any) -> dict[str, Any] | None:
         return str(text(f"a{i}_{name}"))
 
     if kind == "notify":
-        action: dict[str, Any] = {"to": field("to"), "subject": field("subject"), "text": field("text")}
+        action: dict[str, Any] = {"to": field("to")}
+        if field("template"):  # the templates file's texts instead of the row's own
+            action["template"] = field("template")
+        else:
+            action.update(subject=field("subject"), text=field("text"))
         if many(f"a{i}_channels"):
             action["channels"] = many(f"a{i}_channels")
     elif kind == "webhook":
@@ -177,7 +191,20 @@ def form_of(definition: Mapping[str, Any]) -> dict[str, Any] | None:
             values[prefix + "wait"] = action["for"]
         if kind == "notify":
             values[prefix + "channels"] = list(action.get("channels") or [])
-        for key in ("to", "subject", "text", "url", "body", "field", "value", "title", "due_in", "qty", "reason"):
+        for key in (
+            "to",
+            "template",
+            "subject",
+            "text",
+            "url",
+            "body",
+            "field",
+            "value",
+            "title",
+            "due_in",
+            "qty",
+            "reason",
+        ):
             if key in action and action[key] is not None:
                 values[prefix + key] = str(action[key])
     return values
@@ -211,6 +238,7 @@ def roles_and_fields() -> dict[str, Any]:
         "tracking_statuses": TRACKING_STATUSES,
         "watched_fields": WATCHED_FIELDS,
         "roles": ROLES,
+        "notice_templates": NOTICE_TEMPLATES,
         "channels": CHANNELS,
         "set_fields": SET_FIELDS,
         "action_types": ACTION_TYPES,

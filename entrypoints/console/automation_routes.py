@@ -34,6 +34,7 @@ from services.automation import store
 from services.automation.dry_run import DryRun, dry_run
 from services.automation.facts import SubjectGone
 from services.errors import NotFound, Refused
+from services.notify.writer import NoticeWriter
 
 log = structlog.get_logger(__name__)
 EDITORS = {Role.OPS.value, Role.ADMIN.value}
@@ -198,7 +199,8 @@ def automation_router() -> APIRouter:
             if not versions:
                 return not_found(request, "no_such_automation")
             try:
-                tried = dry_run(session, versions[0].rule, subject, now())
+                notices = NoticeWriter.load(settings_of(request))
+                tried = dry_run(session, versions[0].rule, subject, now(), notices)
             except SubjectGone as exc:
                 return _rule_page(request, engine, me, name, error=str(exc), subject=subject, code=422)
         return _rule_page(request, engine, me, name, tried=tried, subject=subject)

@@ -9,7 +9,7 @@ transaction with the far end; they record their step right after it answered.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -19,10 +19,12 @@ from sqlmodel import Session, select
 from domain.durations import parse_duration
 from domain.replenishment import Need
 from models.contracts import RunRef, StepRecord
-from models.tables import AutomationRun, AutomationStep, Customer, Notification, SalesOrder, Task
+from models.tables import AutomationRun, AutomationStep, Notification, SalesOrder, Task
 from rules.automation import Action, EventKind, Notify, Requisition, SetField, Todo, render
 from services.automation.events import record_event
+from services.automation.facts import SubjectGone
 from services.notify.recipients import Recipient, staff_recipients, user_recipients
+from services.notify.writer import NoticeWriter, customer_recipients
 from services.replenishment import request_stock
 
 ACTION = TypeAdapter(Action)
@@ -54,11 +56,21 @@ def done_detail(session: Session, run: RunRef, position: int) -> str | None:
 
 
 def perform(
-    session: Session, run: RunRef, position: int, action: Any, values: Mapping[str, Any], now: datetime, *, lock: bool
+    session: Session,
+    run: RunRef,
+    position: int,
+    action: Any,
+    values: Mapping[str, Any],
+    now: datetime,
+    *,
+    lock: bool,
+    notices: NoticeWriter,
 ) -> str:
     """Do one database action (notify, todo, set, requisition) in the caller's unit of work; what it did."""
     key = step_key(run, position)
     if isinstance(action, Notify):
+        if action.template is not None:
+            return _notify_templated(session, run, key, action, values, now, notices)
         return _notify(session, run, key, action, values)
     if isinstance(action, Todo):
         return _todo(session, run, key, action, values, now)
@@ -67,6 +79,38 @@ def perform(
     if isinstance(action, Requisition):
         return _requisition(session, run, action, values, lock=lock)
     raise ActionRefused(f"{type(action).__name__} is not a database action")
+
+
+def perform_sequence(
+    session: Session,
+    run: RunRef,
+    actions: Sequence[Mapping[str, Any]],
+    values: Mapping[str, Any],
+    now: datetime,
+    *,
+    lock: bool,
+    notices: NoticeWriter,
+    reread: Callable[[], Mapping[str, Any]],
+) -> str:
+    """Do a sequence of database actions and log each step, all in the caller's unit of work: the run's end state
+    (completed, or failed at the step that refused, the steps before it done). Every action refuses before it
+    writes anything, so a failed step leaves no half effect. After a `set`, later steps see the facts anew
+    (`reread`), as they would in a workflow."""
+    for position, raw in enumerate(actions):
+        action = parse_action(raw)
+        kind = str(raw["type"])
+        try:
+            detail = perform(session, run, position, action, values, now, lock=lock, notices=notices)
+        except (ActionRefused, SubjectGone) as exc:
+            record_step(session, StepRecord(run=run, position=position, action=kind, state="failed",
+                                            detail=str(exc), run_state="failed"), now)  # fmt: skip
+            return "failed"
+        last = position == len(actions) - 1
+        record_step(session, StepRecord(run=run, position=position, action=kind, state="done", detail=detail,
+                                        run_state="completed" if last else "running"), now)  # fmt: skip
+        if isinstance(action, SetField) and not last:
+            values = reread()
+    return "completed"
 
 
 def record_step(session: Session, record: StepRecord, now: datetime) -> None:
@@ -117,6 +161,8 @@ def _notify(session: Session, run: RunRef, key: str, action: Notify, values: Map
     if action.channels is not None:
         recipients = [recipient for recipient in recipients if recipient[0] in action.channels]
     if not recipients:
+        if action.to == "customer":
+            return "the customer has no e-mail address or phone on file: nothing sent"
         raise ActionRefused(f"nobody to notify for {action.to!r} on the channels asked for")
     subject = render(action.subject, values)[:200]
     text = render(action.text, values)[:4000]
@@ -137,19 +183,61 @@ def _notify(session: Session, run: RunRef, key: str, action: Notify, values: Map
     return f"notified {where}: {subject or text[:80]}"
 
 
+# The facts a notice template may use besides what the writer reads from the order (services/notify/templates.yaml).
+TEMPLATE_FACTS = ("carrier", "tracking_no", "status")
+
+
+def _notify_templated(
+    session: Session,
+    run: RunRef,
+    key: str,
+    action: Notify,
+    values: Mapping[str, Any],
+    now: datetime,
+    notices: NoticeWriter,
+) -> str:
+    """The templates file's notice of that kind, written as the order workflow writes it (same texts and links,
+    kept under the kind); keyed on the step."""
+    assert action.template is not None
+    kind = action.template.value
+    order_no = run.subject
+    if session.get(SalesOrder, order_no) is None:
+        raise ActionRefused(f"order {order_no} is not in the database")
+    recipients: list[Recipient] | None = None
+    role: str | None = None
+    if action.to == "sales_rep" or action.to.startswith("user:"):
+        recipients = _recipients(session, run, action.to, values)
+    elif action.to.startswith("role:"):
+        role = action.to.partition(":")[2]
+        recipients = staff_recipients(session, role)
+    if recipients is not None and action.channels is not None:
+        recipients = [recipient for recipient in recipients if recipient[0] in action.channels]
+    if recipients == []:
+        raise ActionRefused(f"nobody to notify for {action.to!r} on the channels asked for")
+    variables = {name: str(values[name]) for name in TEMPLATE_FACTS if values.get(name) not in (None, "")}
+    written = notices.write(
+        session,
+        key=f"{order_no}:{kind}:auto-" + hashlib.sha256(key.encode()).hexdigest()[:16],
+        order_no=order_no,
+        kind=kind,
+        now=now,
+        customer=action.to == "customer",
+        role=role,
+        recipients=recipients,
+        channels=action.channels,
+        variables=variables,
+    )
+    if not written:
+        return f"{kind} notice: nobody on file to send it to"
+    return f"{kind} notice to " + ", ".join(f"{channel} {address}" for channel, address, _ in written)
+
+
 def _recipients(session: Session, run: RunRef, to: str, values: Mapping[str, Any]) -> list[Recipient]:
     if to == "customer":
         order = session.get(SalesOrder, run.subject)
         if order is None:
             raise ActionRefused(f"order {run.subject} is not in the database")
-        found: list[Recipient] = []
-        customer = session.get(Customer, order.customer_id)
-        if customer is not None and customer.email:
-            found.append(("email", customer.email, None))
-        phone = str(order.payload.get("ship_to", {}).get("phone") or "")
-        if phone:
-            found.append(("sms", phone, None))
-        return found
+        return customer_recipients(session, order)
     if to == "sales_rep":
         return user_recipients(session, str(values.get("sales_rep", "")))
     kind, _, who = to.partition(":")

@@ -1,4 +1,4 @@
-"""The dispatcher: matches the event outbox against the rules in force and starts one AutomationRun per firing.
+"""The dispatcher: matches the event outbox against the rules in force and fires each matching rule once.
 
 One pass (`Dispatcher.pass_once`), each database step its own short transaction so the single SQLite writer is
 never held while facts are read:
@@ -7,12 +7,17 @@ never held while facts are read:
    event and each enabled rule whose trigger matches (rules/automation.py `may_fire`: no loops) read the
    subject's facts (once per event) and choose the branch — a rule with `after` chooses its branch when its
    timer ends, with the facts as they are then;
-3. write the runs' rows to the run log (a row already there is left alone);
-4. start each run's workflow, id `automation_run_id(rule, version, subject, event)`, eagerly (its first task
-   runs in this worker without a trip through the task queue): an event claimed twice (a dispatcher killed
-   before step 5, two workers) finds the run already started and fires nothing twice;
-5. mark the events handled.
-A rule whose condition cannot be evaluated on the facts (say, a division by zero) gets a failed run with the error.
+3. one write transaction: the runs' rows in the run log (a row already there — the event was claimed before — is
+   left alone, and its firing is not done again), and every *immediate* firing done in full: a branch of
+   database actions only (notify, set, to-do, requisition; no delay, no wait) has its effects and its steps
+   written with its run row, so it happens exactly once without a workflow (`automation_immediate`);
+4. every other firing (a delay, a wait, a webhook, an order signal) starts its AutomationRun workflow, id
+   `automation_run_id(rule, version, subject, event)`, eagerly (its first task runs in this worker without a
+   trip through the task queue): an event claimed twice finds the run already started and fires nothing twice;
+5. mark the events handled (in step 3's transaction when nothing had to start).
+If step 3 fails for an unexpected reason, its firings run as workflows instead (retried, and failed in the run log
+if they keep failing). A rule whose condition cannot be evaluated on the facts (say, a division by zero) gets a
+failed run with the error.
 """
 
 from __future__ import annotations
@@ -34,12 +39,14 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 
 from core.config import Settings
 from core.db import is_postgres, read_only, unit_of_work
-from models.contracts import AutomationRunInput
+from models.contracts import AutomationRunInput, RunRef
 from models.tables import AutomationEvent, AutomationRun, AutomationStep
 from rules.automation import Event, EventKind, choose_branch, may_fire
 from rules.expressions import ExpressionError
 from services.automation import schedules, store
+from services.automation.actions import perform_sequence
 from services.automation.facts import SubjectGone, facts
+from services.notify.writer import NoticeWriter
 from workflows import contract
 
 log = structlog.get_logger(__name__)
@@ -83,6 +90,30 @@ class Planned:
 
     row: AutomationRun
     start: AutomationRunInput | None  # None: failed at planning (the condition could not be evaluated)
+    values: dict[str, Any] | None = None  # the facts it chose its branch on (None: it chooses after its delay)
+
+    @property
+    def immediate(self) -> bool:
+        """Whether it can be done at once in the dispatcher's transaction: no delay, database actions only."""
+        start = self.start
+        if start is None or start.branch is None or start.delay is not None or self.values is None:
+            return False
+        actions = start.definition["branches"][start.branch]["then"]
+        return all(action["type"] in contract.AUTOMATION_DATABASE_ACTIONS for action in actions)
+
+    def ref(self) -> RunRef:
+        assert self.start is not None
+        start = self.start
+        return RunRef(
+            run_id=start.run_id,
+            rule=start.rule,
+            version=start.version,
+            attempt=start.attempt,
+            subject=start.subject,
+            event_kind=start.event_kind,
+            event_data=start.event_data,
+            caused_by=start.caused_by,
+        )
 
 
 def plan_event(session: Session, event: Event, rules: Sequence[store.StoredRule], now: datetime) -> list[Planned]:
@@ -99,6 +130,7 @@ def plan_event(session: Session, event: Event, rules: Sequence[store.StoredRule]
         delay = rule.trigger.delay
         branch: int | None = None
         seen: dict[str, Any] = {}
+        values: dict[str, Any] | None = None
         error: str | None = None
         if delay is None:
             if gone:
@@ -147,7 +179,7 @@ def plan_event(session: Session, event: Event, rules: Sequence[store.StoredRule]
                 branch=branch,
                 delay=delay,
             )
-        planned.append(Planned(row, start))
+        planned.append(Planned(row, start, values))
     return planned
 
 
@@ -181,6 +213,31 @@ def forget_runs(session: Session, before: datetime) -> None:
     session.exec(delete(AutomationRun).where(col(AutomationRun.run_id).in_(old)))
 
 
+def run_now(session: Session, firing: Planned, now: datetime, *, lock: bool, notices: NoticeWriter) -> str:
+    """An immediate firing, done in the caller's unit of work: its run row, each action and its step."""
+    assert firing.start is not None and firing.start.branch is not None and firing.values is not None
+    start = firing.start
+    ref = firing.ref()
+    session.add(firing.row)
+    session.flush()
+
+    def reread() -> dict[str, Any]:
+        kind = EventKind(start.event_kind)
+        return {**facts(session, kind, start.subject, start.event_data, rule=start.rule, now=now), "rule": start.rule}
+
+    actions = start.definition["branches"][start.branch]["then"]
+    return perform_sequence(session, ref, actions, firing.values, now, lock=lock, notices=notices, reread=reread)
+
+
+@dataclass
+class Written:
+    """What a pass's write transaction did: firings done at once, workflows still to start, events handled."""
+
+    done: int = 0
+    to_start: list[AutomationRunInput] = field(default_factory=list)
+    handled: bool = False
+
+
 @dataclass
 class PassResult:
     events: int = 0
@@ -196,12 +253,16 @@ class Dispatcher:
         engine: Engine,
         start: Starter,
         *,
+        notices: NoticeWriter,
         batch: int = 200,
         interval: float = 0.5,
         on_rules_changed: RulesChanged | None = None,
         run_retention: timedelta | None = None,
+        immediate: bool = True,
     ) -> None:
         self.engine = engine
+        self.notices = notices
+        self.immediate = immediate
         self.start = start
         self.on_rules_changed = on_rules_changed
         self.run_retention = run_retention
@@ -210,6 +271,7 @@ class Dispatcher:
         self.cache = RuleCache()
         self.passes = 0
         self.started = 0
+        self.done_at_once = 0
         self._wake = asyncio.Event()
         self._stopping = False
 
@@ -245,23 +307,57 @@ class Dispatcher:
             rules = self.cache.refresh(session)
             return [firing for _, event in events for firing in plan_event(session, event, rules, now)]
 
-    def _log_runs(self, planned: list[Planned]) -> None:
-        """The runs' rows, in one short write transaction; a row already there (the event was claimed before) is
-        left alone."""
-        if not planned:
-            return
+    def _write(self, planned: list[Planned], now: datetime, event_ids: list[int]) -> Written:
+        """The runs' rows and the immediate firings, in one write transaction, and the events marked handled
+        there too when no workflow has to start first. A row already there (the event was claimed before) is
+        left alone; an immediate firing whose row is there was done (its row says how it ended), unless the row
+        is still running: it was handed to a workflow then, and goes to one again."""
+        lock = is_postgres(self.engine)
+        written = Written()
+        with unit_of_work(self.engine) as session:
+            ids = [firing.row.run_id for firing in planned]
+            known = dict(
+                session.exec(
+                    select(AutomationRun.run_id, AutomationRun.state).where(col(AutomationRun.run_id).in_(ids))
+                ).all()
+            )
+            for firing in planned:
+                state = known.get(firing.row.run_id)
+                if firing.start is None:
+                    if state is None:
+                        session.add(firing.row)
+                elif self.immediate and firing.immediate and state is None:
+                    run_now(session, firing, now, lock=lock, notices=self.notices)
+                    written.done += 1
+                elif self.immediate and firing.immediate and state not in ("running", "waiting"):
+                    continue  # done when the event was claimed before
+                else:
+                    if state is None:
+                        session.add(firing.row)
+                    written.to_start.append(firing.start)
+            if not written.to_start:
+                self._mark_handled(session, event_ids, now)
+                written.handled = True
+        return written
+
+    def _log_runs(self, planned: list[Planned]) -> set[str]:
+        """The runs' rows only (every firing as a workflow), in one short write transaction; the ids known."""
         with unit_of_work(self.engine) as session:
             ids = [firing.row.run_id for firing in planned]
             known = set(session.exec(select(AutomationRun.run_id).where(col(AutomationRun.run_id).in_(ids))))
             session.add_all([firing.row for firing in planned if firing.row.run_id not in known])
+        return known
 
     def _handled(self, ids: list[int], now: datetime) -> None:
         with unit_of_work(self.engine) as session:
-            session.exec(update(AutomationEvent).where(col(AutomationEvent.id).in_(ids)).values(handled_at=now))
-            if self.passes % 500 == 0:
-                session.exec(delete(AutomationEvent).where(col(AutomationEvent.handled_at) < now - KEEP_HANDLED_EVENTS))
-                if self.run_retention is not None:
-                    forget_runs(session, now - self.run_retention)
+            self._mark_handled(session, ids, now)
+
+    def _mark_handled(self, session: Session, ids: list[int], now: datetime) -> None:
+        session.exec(update(AutomationEvent).where(col(AutomationEvent.id).in_(ids)).values(handled_at=now))
+        if self.passes % 500 == 0:
+            session.exec(delete(AutomationEvent).where(col(AutomationEvent.handled_at) < now - KEEP_HANDLED_EVENTS))
+            if self.run_retention is not None:
+                forget_runs(session, now - self.run_retention)
 
     async def pass_once(self) -> PassResult:
         now = datetime.now(UTC)
@@ -274,8 +370,13 @@ class Dispatcher:
             await self.on_rules_changed(list(self.cache.rules))
         if not events:
             return PassResult()
-        await asyncio.to_thread(self._log_runs, planned)
-        firings = [firing.start for firing in planned if firing.start is not None]
+        event_ids = [event_id for event_id, _ in events]
+        try:
+            written = await asyncio.to_thread(self._write, planned, now, event_ids)
+        except Exception:  # the immediate firings then run as workflows: retried, and logged if they fail
+            log.exception("automation firings could not be done at once; starting them as workflows")
+            await asyncio.to_thread(self._log_runs, planned)
+            written = Written(to_start=[firing.start for firing in planned if firing.start is not None])
         limit = asyncio.Semaphore(32)
 
         async def start(inp: AutomationRunInput) -> None:
@@ -284,11 +385,13 @@ class Dispatcher:
 
         # A start that fails (Temporal away) leaves its events claimed: they are planned again when the lease
         # ends, and the runs that did start are found by their ids.
-        await asyncio.gather(*(start(inp) for inp in firings))
-        await asyncio.to_thread(self._handled, [event_id for event_id, _ in events], datetime.now(UTC))
+        await asyncio.gather(*(start(inp) for inp in written.to_start))
+        if not written.handled:
+            await asyncio.to_thread(self._handled, event_ids, datetime.now(UTC))
         self.passes += 1
-        self.started += len(firings)
-        return PassResult(len(events), len(firings))
+        self.started += len(written.to_start)
+        self.done_at_once += written.done
+        return PassResult(len(events), len(written.to_start) + written.done)
 
     def _refresh_rules(self) -> None:
         with read_only(self.engine) as session:
@@ -328,10 +431,12 @@ async def running_dispatcher(engine: Engine, client: Client, settings: Settings)
     dispatcher = Dispatcher(
         engine,
         temporal_starter(client, settings.task_queue),
+        notices=NoticeWriter.load(settings),
         batch=settings.automation_batch,
         interval=settings.automation_interval,
         on_rules_changed=sync,
         run_retention=settings.automation_run_retention,
+        immediate=settings.automation_immediate,
     )
     if not settings.automations_enabled:
         yield dispatcher

@@ -4,8 +4,10 @@ console's "Dry run" button)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlmodel import Session
@@ -18,6 +20,7 @@ from rules.automation import (
     EventKind,
     FieldChanged,
     OrderCreated,
+    ParcelDispatched,
     Schedule,
     StatusChanged,
     StockCrossed,
@@ -25,8 +28,9 @@ from rules.automation import (
     plan,
 )
 from services.automation.dispatcher import json_facts
-from services.automation.facts import SubjectGone, facts
+from services.automation.facts import SubjectGone, facts, latest_parcel
 from services.automation.schedules import digest_line, found_orders
+from services.notify.writer import NoticeWriter
 from services.queries.availability import stock_levels
 
 _KIND = {
@@ -34,6 +38,7 @@ _KIND = {
     StatusChanged: EventKind.STATUS_CHANGED,
     FieldChanged: EventKind.FIELD_CHANGED,
     TrackingEvent: EventKind.TRACKING_EVENT,
+    ParcelDispatched: EventKind.PARCEL_DISPATCHED,
     StockCrossed: EventKind.STOCK_LEVEL,
     Schedule: EventKind.SCHEDULE,
 }
@@ -62,8 +67,11 @@ class DryRun:
         }
 
 
-def dry_run(session: Session, rule: Automation, subject: str, now: datetime) -> DryRun:
-    """Raises SubjectGone when the order (or SKU@warehouse) is unknown."""
+def dry_run(
+    session: Session, rule: Automation, subject: str, now: datetime, notices: NoticeWriter | None = None
+) -> DryRun:
+    """Raises SubjectGone when the order (or SKU@warehouse) is unknown. With `notices`, a notify that names a
+    template shows that template's texts for these facts."""
     trigger = rule.trigger
     kind = _KIND[type(trigger)]
     notes: list[str] = []
@@ -85,7 +93,7 @@ def dry_run(session: Session, rule: Automation, subject: str, now: datetime) -> 
         order = session.get(SalesOrder, subject)
         if order is None:
             raise SubjectGone(f"order {subject} is not in the database")
-        data = _event_of(trigger, order)
+        data = _event_of(session, trigger, order)
     if trigger.delay is not None:
         notes.append(f"fires {trigger.after} after the event, with the facts as they are then; shown: as now")
     values = facts(session, kind, subject, data, rule=rule.name, now=now)
@@ -97,11 +105,18 @@ def dry_run(session: Session, rule: Automation, subject: str, now: datetime) -> 
         notes=notes,
         facts=json_facts(values),
         branch=None if planned.branch is None else planned.branch + 1,
-        actions=planned.actions,
+        actions=[_with_template(action, values, notices) for action in planned.actions],
     )
 
 
-def _event_of(trigger: Any, order: SalesOrder) -> dict[str, Any]:
+def _with_template(action: dict[str, Any], values: Mapping[str, Any], notices: NoticeWriter | None) -> dict[str, Any]:
+    if action.get("type") != "notify" or not action.get("template") or notices is None:
+        return action
+    shown = {name: str(value) for name, value in values.items() if isinstance(value, str | int | Decimal)}
+    return {**action, **notices.preview(str(action["template"]), shown)}
+
+
+def _event_of(session: Session, trigger: Any, order: SalesOrder) -> dict[str, Any]:
     """The event the trigger listens for, as if it happened to the order now."""
     if isinstance(trigger, StatusChanged):
         to = trigger.to.value if trigger.to else order.status
@@ -114,6 +129,11 @@ def _event_of(trigger: Any, order: SalesOrder) -> dict[str, Any]:
         status = trigger.status.value if trigger.status else TrackingStatus.IN_TRANSIT.value
         exception = trigger.exception if trigger.exception is not None else TrackingStatus(status) in EXCEPTION_STATUSES
         return {"event_status": status, "exception": exception}
+    if isinstance(trigger, ParcelDispatched):
+        parcel = latest_parcel(session, order.order_no)
+        if parcel is None:
+            return {"tracking_no": "SF0000000000", "carrier": "sf", "warehouse": ""}  # as if one left now
+        return {"tracking_no": parcel.tracking_no, "carrier": parcel.carrier, "warehouse": parcel.warehouse}
     return {}
 
 

@@ -40,9 +40,7 @@ def order_facts(session: Session, order_no: str, now: datetime) -> dict[str, Any
     ship_to = payload.get("ship_to", {})
     lines = payload.get("lines", [])
     customer = session.get(Customer, order.customer_id)
-    parcel = session.exec(
-        select(Shipment).where(Shipment.order_no == order_no).order_by(col(Shipment.dispatched_at).desc())
-    ).first()
+    parcel = latest_parcel(session, order_no)
     seconds = max((now - order.updated_at).total_seconds(), 0)
     return {
         "order_no": order.order_no,
@@ -72,6 +70,12 @@ def order_facts(session: Session, order_no: str, now: datetime) -> dict[str, Any
     }
 
 
+def latest_parcel(session: Session, order_no: str) -> Shipment | None:
+    return session.exec(
+        select(Shipment).where(Shipment.order_no == order_no).order_by(col(Shipment.dispatched_at).desc())
+    ).first()
+
+
 def stock_facts(session: Session, data: Mapping[str, Any]) -> dict[str, Any]:
     sku = str(data.get("sku", ""))
     product = session.get(Product, sku)
@@ -98,6 +102,12 @@ def _event_facts(kind: EventKind, data: Mapping[str, Any]) -> dict[str, Any]:
             "field": str(data.get("field", "")),
             "old_value": str(data.get("old_value", "")),
             "new_value": str(data.get("new_value", "")),
+        }
+    if kind == EventKind.PARCEL_DISPATCHED:  # the parcel that left, not necessarily the latest one
+        return {
+            "tracking_no": str(data.get("tracking_no", "")),
+            "carrier": str(data.get("carrier", "")),
+            "warehouse": str(data.get("warehouse", "")),
         }
     if kind == EventKind.TRACKING_EVENT:
         found = {"event_status": str(data.get("event_status", "")), "exception": bool(data.get("exception"))}

@@ -9,16 +9,27 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
 from core.config import Settings
+from core.db import unit_of_work
 from integrations.webhooks import DELIVERY_HEADER, SIGNATURE_HEADER, verify
 from models.status import OrderStatus
-from models.tables import AutomationEvent, AutomationRun, AutomationStep, PurchaseRequisition, SalesOrder, Task
+from models.tables import (
+    AutomationEvent,
+    AutomationRun,
+    AutomationStep,
+    PurchaseRequisition,
+    SalesOrder,
+    Task,
+    User,
+)
 from services import order_commands
+from services.automation import dispatcher as dispatcher_module
 from services.automation import runs as run_log
 from services.automation.dispatcher import forget_runs
 from tests.support.automations import dispatching, notices_of, runs_of, save_rules, steps_of, wait_for_run
@@ -40,19 +51,25 @@ def tasks(engine: Engine) -> list[Task]:
         return list(session.exec(select(Task).order_by(col(Task.id))).all())
 
 
+@pytest.mark.parametrize("immediate", [True, False], ids=["at-once", "as-workflows"])
 async def test_new_orders_tell_the_sales_rep_and_big_ones_open_a_director_todo(
-    client: Client, engine: Engine, settings: Settings, task_queue: str, orders: StartedOrders
+    client: Client, engine: Engine, settings: Settings, task_queue: str, orders: StartedOrders, immediate: bool
 ) -> None:
     small, big = number("SMALL"), number("BIG")
     async with (
         running_worker(client, engine, settings, task_queue),
-        dispatching(engine, client, settings, defaults=True),
+        dispatching(engine, client, settings, defaults=True, immediate=immediate) as dispatcher,
     ):
         await orders.start(make_order(small), task_queue)
         await orders.start(make_order(big, BIG), task_queue)
         for order_no in (small, big):
             await wait_for_run(engine, "new-order-tell-sales-rep", order_no, "completed")
         todo_run = await wait_for_run(engine, "big-order-director-todo", big, "completed")
+    # Database-only firings are done in the dispatcher's transaction, or each as an AutomationRun workflow.
+    assert dispatcher.done_at_once == (3 if immediate else 0)
+    if not immediate:
+        described = await client.get_workflow_handle(todo_run.run_id).describe()
+        assert described.workflow_type == "AutomationRun"
 
     told = notices_of(engine, "new-order-tell-sales-rep")
     # Her console inbox, and the e-mail she chose to get notices by (the seed's choice).
@@ -297,3 +314,87 @@ def test_the_run_log_keeps_runs_unless_a_retention_is_set(engine: Engine) -> Non
         kept = sorted(session.exec(select(AutomationRun.run_id)).all())
         steps = session.exec(select(AutomationStep)).all()
     assert kept == ["recent", "waiting"] and steps == []
+
+
+async def test_an_immediate_firing_refused_at_a_step_is_failed_there_and_a_retry_completes_it(
+    client: Client, engine: Engine, settings: Settings, task_queue: str, orders: StartedOrders
+) -> None:
+    """Done in the dispatcher's transaction: the step before stays done, the refused one fails the run (never
+    completed), and the retry — a workflow, attempt 1 — does only the failed step."""
+    order_no = number("REFUSED")
+    rule = {
+        "name": "tag-then-tell-nobody",
+        "trigger": {"type": "order_created"},
+        "then": [
+            {"set": {"field": "tag", "value": "seen"}},
+            {"notify": {"to": "user:zoe", "text": "{order_no} is in"}},  # no such user yet
+        ],
+    }
+    async with (
+        running_worker(client, engine, settings, task_queue),
+        dispatching(engine, client, settings, [rule]) as dispatcher,
+    ):
+        await orders.start(make_order(order_no), task_queue)
+        failed = await wait_for_run(engine, "tag-then-tell-nobody", order_no, "failed")
+        assert failed.error is not None and "nobody to notify" in failed.error
+        tag_step, notify_step = steps_of(engine, failed.run_id)
+        assert (tag_step.state, notify_step.state) == ("done", "failed")
+
+        with unit_of_work(engine) as session:
+            session.add(User(name="zoe", role="ops", token_hash="-"))
+        await run_log.retry(engine, client, failed.run_id, from_start=False, task_queue=task_queue)
+        done = await wait_for_run(engine, "tag-then-tell-nobody", order_no, "completed")
+
+    assert dispatcher.done_at_once == 1  # the first attempt; the retry is a workflow
+    assert [(s.attempt, s.position, s.state) for s in steps_of(engine, done.run_id)] == [
+        (0, 0, "done"),
+        (0, 1, "failed"),
+        (1, 1, "done"),
+    ]
+    with Session(engine) as session:
+        order = session.get(SalesOrder, order_no)
+        assert order is not None and order.tags == ["seen"]  # set once
+    assert [n.recipient for n in notices_of(engine, "tag-then-tell-nobody")] == ["zoe"]
+
+
+async def test_firings_that_cannot_be_done_at_once_run_as_workflows(
+    client: Client,
+    sqlite_engine: Engine,
+    settings: Settings,
+    task_queue: str,
+    orders: StartedOrders,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The dispatcher's write transaction fails (here: an injected error in the first firing): nothing of it
+    stays, and every firing of the pass goes to an AutomationRun workflow instead, done once."""
+    engine = sqlite_engine
+    real = dispatcher_module.run_now
+    broken: list[str] = []
+
+    def run_now_once_broken(session: Session, firing: Any, now: datetime, *, lock: bool, notices: Any) -> str:
+        if not broken:
+            broken.append(firing.row.run_id)
+            real(session, firing, now, lock=lock, notices=notices)  # its effects are written, then the tx fails
+            raise RuntimeError("injected: the transaction breaks")
+        return real(session, firing, now, lock=lock, notices=notices)
+
+    monkeypatch.setattr(dispatcher_module, "run_now", run_now_once_broken)
+    order_no = number("FALLBACK")
+    async with (
+        running_worker(client, engine, settings, task_queue),
+        dispatching(engine, client, settings, defaults=True) as dispatcher,
+    ):
+        await orders.start(make_order(order_no), task_queue)
+        await wait_for_run(engine, "new-order-tell-sales-rep", order_no, "completed")
+        [broken_id] = broken
+        with Session(engine) as session:
+            first = session.get(AutomationRun, broken_id)
+            assert first is not None
+        await wait_for_run(engine, first.rule, first.subject, "completed")
+    described = await client.get_workflow_handle(broken_id).describe()
+    assert described.workflow_type == "AutomationRun"
+    assert dispatcher.started >= 1
+    assert [n.channel for n in notices_of(engine, "new-order-tell-sales-rep") if n.order_no == order_no] == [
+        "internal",
+        "email",
+    ]

@@ -35,11 +35,15 @@ from models.tables import (
     StockLot,
 )
 from services import order_commands
+from services.automation import store as automation_store
+from services.automation.dry_run import dry_run
 from services.errors import Refused
+from services.notify.writer import NoticeWriter
 from services.queries.inbox import ApprovalTodo, approval_todos
 from services.queries.inventory import inventory_view
 from services.queries.order_view import order_view
 from services.users import add_user
+from tests.support.automations import dispatching, runs_of
 from tests.support.cleanup import StartedOrders
 from tests.support.orders import SHANGHAI, make_order
 from tests.support.waiting import wait_for_status, wait_until_parked
@@ -646,7 +650,10 @@ async def test_split_shipment_from_two_warehouses(
     assert max(per_warehouse.values()) < qty <= per_warehouse["WH-SH"] + per_warehouse["WH-BJ"], per_warehouse
     number = order_no("SPLIT")
     first, second = tracking_no(), tracking_no()
-    async with running_worker(client, engine, settings, task_queue):
+    async with (
+        running_worker(client, engine, settings, task_queue),
+        dispatching(engine, client, settings, defaults=True),  # the dispatch notice is a default automation
+    ):
         handle = await orders.start(make_order(number, [(sku, qty, "39.00")]), task_queue)
         await wait_for_status(handle, OrderStatus.AWAITING_APPROVAL)  # 19,500: finance
         await order_commands.decide(
@@ -671,7 +678,31 @@ async def test_split_shipment_from_two_warehouses(
         state = await order_commands.dispatch(client, number, warehouse="WH-BJ", carrier="sim", tracking_no=second)
         assert state.awaiting_dispatch == []
         result = await handle.result()
+        deadline = time.monotonic() + 20
+        told = runs_of(engine, "dispatched-tell-customer", number)
+        while len(told) < 2 or {run.state for run in told} != {"completed"}:
+            assert time.monotonic() < deadline, told
+            await asyncio.sleep(0.05)
+            told = runs_of(engine, "dispatched-tell-customer", number)
     assert result.status == OrderStatus.COMPLETED
+    # One notice per parcel, as the workflow sent it: e-mail and SMS, each with its own parcel's number.
+    assert sorted(run.facts["tracking_no"] for run in told) == sorted([first, second])
+    with Session(engine) as session:
+        sent = session.exec(
+            select(Notification).where(Notification.order_no == number, Notification.kind == "dispatched")
+        ).all()
+        assert sorted((n.channel, first in n.body, second in n.body) for n in sent) == [
+            ("email", False, True),
+            ("email", True, False),
+            ("sms", False, True),
+            ("sms", True, False),
+        ]
+        assert all("/track/" in n.body for n in sent if n.channel == "email")  # the tracking page's link
+        # The dry run shows the template's texts for the latest parcel; it writes nothing.
+        [stored] = [r for r in automation_store.current(session) if r.rule.name == "dispatched-tell-customer"]
+        tried = dry_run(session, stored.rule, number, datetime.now(UTC), NoticeWriter.load(settings))
+    assert tried.branch == 1 and tried.actions[0]["template"] == "dispatched"
+    assert second in tried.actions[0]["sms"] and second in tried.actions[0]["text"]  # the latest parcel's
     with Session(engine) as session:
         shipments = session.exec(select(Shipment).where(Shipment.order_no == number)).all()
         assert sorted((s.warehouse, s.tracking_no, s.status) for s in shipments) == sorted(

@@ -20,6 +20,7 @@ from services import order_commands
 from services.queries.inventory import inventory_view
 from services.queries.order_view import order_view
 from tests.conftest import make_settings
+from tests.support.automations import dispatching, wait_for_run
 from tests.support.orders import make_order
 from tests.support.waiting import wait_for_status
 from worker import running_worker
@@ -30,7 +31,11 @@ async def test_auto_approved_order_runs_to_completed(
 ) -> None:
     order = make_order("T-HAPPY-1", [("SKU-1001", 3, "199.00"), ("SKU-1006", 1, "129.00")])
     before = inventory_view(Session(engine), "SKU-1001")["on_hand"]
-    async with running_worker(client, engine, settings, task_queue):
+    # The dispatch notice is an automation (the default rule dispatched-tell-customer): the dispatcher runs too.
+    async with (
+        running_worker(client, engine, settings, task_queue),
+        dispatching(engine, client, settings, defaults=True),
+    ):
         handle = await order_commands.start(client, order, task_queue)
         state = await wait_for_status(handle, OrderStatus.PICKING)
         assert state.awaiting_dispatch == ["WH-SH"]  # ship-to 华东: the Shanghai warehouse is nearest
@@ -38,6 +43,7 @@ async def test_auto_approved_order_runs_to_completed(
             client, order.order_no, warehouse="WH-SH", carrier="sim", tracking_no=f"SIM1{uuid.uuid4().hex[:10].upper()}"
         )
         result = await handle.result()
+        await wait_for_run(engine, "dispatched-tell-customer", order.order_no, "completed")
     assert result.status == OrderStatus.COMPLETED
     with Session(engine) as session:
         view = order_view(session, order.order_no)
@@ -50,8 +56,12 @@ async def test_auto_approved_order_runs_to_completed(
         assert [e["status"] for e in shipment["events"]][-1] == "DELIVERED"
         assert view["allocations"] and all(a["state"] == "consumed" for a in view["allocations"])
         assert inventory_view(session, "SKU-1001")["on_hand"] == before - 3
-        kinds = set(session.exec(select(Notification.kind).where(Notification.order_no == order.order_no)).all())
-        assert {"dispatched", "out_for_delivery", "delivered"} <= kinds
+        sent = session.exec(select(Notification).where(Notification.order_no == order.order_no)).all()
+        assert {"dispatched", "out_for_delivery", "delivered"} <= {notice.kind for notice in sent}
+        # As the workflow sent it before: to the customer by e-mail and SMS, with the tracking number.
+        dispatched = [notice for notice in sent if notice.kind == "dispatched"]
+        assert sorted(notice.channel for notice in dispatched) == ["email", "sms"]
+        assert all(shipment["tracking_no"] in notice.body for notice in dispatched)
 
 
 async def test_approval_deadline_cancels_after_days(

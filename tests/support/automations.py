@@ -18,6 +18,7 @@ from core.db import unit_of_work
 from models.tables import AutomationRun, AutomationStep, Notification
 from services.automation import store
 from services.automation.dispatcher import Dispatcher, temporal_starter
+from services.notify.writer import NoticeWriter
 
 
 def save_rules(engine: Engine, rules: Sequence[dict[str, Any]], *, by: str = "root") -> list[store.StoredRule]:
@@ -33,12 +34,20 @@ async def dispatching(
     rules: Sequence[dict[str, Any]] = (),
     *,
     defaults: bool = False,
+    immediate: bool = True,
 ) -> AsyncIterator[Dispatcher]:
-    """The rules given (and the default file's, `defaults`) stored, and a dispatcher passing every 0.05 s."""
+    """The rules given (and the default file's, `defaults`) stored, and a dispatcher passing every 0.05 s
+    (`immediate`: database-only firings done in its transaction, else every firing a workflow)."""
     if defaults:
         store.load_file(engine, settings.automations_file, by="test", now=datetime.now(UTC), only_new=True)
     save_rules(engine, rules)
-    dispatcher = Dispatcher(engine, temporal_starter(client, settings.task_queue), interval=0.05)
+    dispatcher = Dispatcher(
+        engine,
+        temporal_starter(client, settings.task_queue),
+        notices=NoticeWriter.load(settings),
+        interval=0.05,
+        immediate=immediate,
+    )
     task = asyncio.create_task(dispatcher.run())
     try:
         yield dispatcher

@@ -60,7 +60,14 @@ class TestTheDefaults:
             "low-stock-requisition",
             "approval-waiting-4h",
             "overdue-approvals-digest",
+            "dispatched-tell-customer",
         }
+        # The dispatch notice the order workflow used to send itself: per parcel, to the customer, its template.
+        dispatched = names["dispatched-tell-customer"]
+        assert dispatched.trigger.type == "parcel_dispatched" and dispatched.enabled
+        [notice] = dispatched.branches[0].then
+        assert notice.model_dump(exclude_none=True) == {"type": "notify", "to": "customer", "template": "dispatched",
+                                                        "subject": "", "text": ""}  # fmt: skip
         digest = names["overdue-approvals-digest"].trigger
         assert isinstance(digest, Schedule)
         assert (digest.type, digest.cron, digest.time_zone) == ("schedule", "0 20 * * *", "Asia/Shanghai")
@@ -106,6 +113,19 @@ class TestErrorsNameTheRuleAndTheField:
                 r"unknown time zone",
             ),
             ({"name": "Bad Name"}, r"rule 'Bad Name' → name"),
+            ({"then": [{"notify": {"to": "customer"}}]}, r"then\.0\.notify: .*write a text, or name a template"),
+            (
+                {"then": [{"notify": {"to": "customer", "template": "dispatchd"}}]},
+                r"then\.0\.notify\.template: Input should be 'payment_requested'",
+            ),
+            (
+                {"then": [{"notify": {"to": "customer", "template": "dispatched", "text": "x"}}]},
+                r"a template brings its own subject and text",
+            ),
+            (
+                {"trigger": {"type": "parcel_dispatched"}, "then": [{"notify": {"to": "role:ops", "text": "{sku}"}}]},
+                r"unknown variable \{sku\}",
+            ),
         ],
     )
     def test_a_bad_rule_is_refused_with_where(self, changes: dict[str, Any], expected: str) -> None:
@@ -150,6 +170,16 @@ class TestTriggers:
         refused = event(EventKind.TRACKING_EVENT, event_status="REFUSED", exception=True)
         transit = event(EventKind.TRACKING_EVENT, event_status="IN_TRANSIT", exception=False)
         assert exceptions.matches(refused) and not exceptions.matches(transit)
+
+    def test_parcel_dispatched_matches_each_parcel_and_knows_its_warehouse(self) -> None:
+        found = parse_rule(
+            rule(
+                trigger={"type": "parcel_dispatched"},
+                then=[{"notify": {"to": "customer", "text": "{tracking_no} from {warehouse} ({承运商})"}}],
+            )
+        )
+        assert found.trigger.matches(event(EventKind.PARCEL_DISPATCHED, tracking_no="SF1", carrier="sf"))
+        assert not found.trigger.matches(event(EventKind.STATUS_CHANGED, from_status="PICKING", to_status="DISPATCHED"))
 
 
 class TestLoopsAndChains:
