@@ -128,9 +128,9 @@ def _action(i: int, text: Any, many: Any) -> dict[str, Any] | None:
 
     if kind == "notify":
         action: dict[str, Any] = {"to": field("to")}
-        if field("template"):  # the templates file's texts instead of the row's own
+        if field("template"):  # the templates file's texts instead of the row's own (both: refused, by name)
             action["template"] = field("template")
-        else:
+        if not field("template") or field("subject") or field("text"):
             action.update(subject=field("subject"), text=field("text"))
         if many(f"a{i}_channels"):
             action["channels"] = many(f"a{i}_channels")

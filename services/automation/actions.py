@@ -96,10 +96,13 @@ def perform_sequence(
     (completed, or failed at the step that refused, the steps before it done). Every action refuses before it
     writes anything, so a failed step leaves no half effect. After a `set`, later steps see the facts anew
     (`reread`), as they would in a workflow."""
+    stale = False
     for position, raw in enumerate(actions):
         action = parse_action(raw)
         kind = str(raw["type"])
         try:
+            if stale:
+                values, stale = reread(), False
             detail = perform(session, run, position, action, values, now, lock=lock, notices=notices)
         except (ActionRefused, SubjectGone) as exc:
             record_step(session, StepRecord(run=run, position=position, action=kind, state="failed",
@@ -108,8 +111,7 @@ def perform_sequence(
         last = position == len(actions) - 1
         record_step(session, StepRecord(run=run, position=position, action=kind, state="done", detail=detail,
                                         run_state="completed" if last else "running"), now)  # fmt: skip
-        if isinstance(action, SetField) and not last:
-            values = reread()
+        stale = isinstance(action, SetField)
     return "completed"
 
 
@@ -215,9 +217,14 @@ def _notify_templated(
     if recipients == []:
         raise ActionRefused(f"nobody to notify for {action.to!r} on the channels asked for")
     variables = {name: str(values[name]) for name in TEMPLATE_FACTS if values.get(name) not in (None, "")}
+    # About one parcel (parcel_dispatched, tracking_event): the key the order workflow gives its per-parcel notices,
+    # so each recipient hears once per parcel and kind whoever sends it (an order started before the rule took
+    # over, a second rule). Otherwise the step's key, like any automation notice.
+    parcel = str(run.event_data.get("tracking_no") or "")
+    suffix = parcel or "auto-" + hashlib.sha256(key.encode()).hexdigest()[:16]
     written = notices.write(
         session,
-        key=f"{order_no}:{kind}:auto-" + hashlib.sha256(key.encode()).hexdigest()[:16],
+        key=f"{order_no}:{kind}:{suffix}",
         order_no=order_no,
         kind=kind,
         now=now,

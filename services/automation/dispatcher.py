@@ -15,9 +15,10 @@ never held while facts are read:
    `automation_run_id(rule, version, subject, event)`, eagerly (its first task runs in this worker without a
    trip through the task queue): an event claimed twice finds the run already started and fires nothing twice;
 5. mark the events handled (in step 3's transaction when nothing had to start).
-If step 3 fails for an unexpected reason, its firings run as workflows instead (retried, and failed in the run log
-if they keep failing). A rule whose condition cannot be evaluated on the facts (say, a division by zero) gets a
-failed run with the error.
+Each immediate firing has a savepoint: one that fails for an unexpected reason is rolled back alone and runs as a
+workflow instead (retried, and failed in the run log if it keeps failing); if the whole transaction fails, all of
+the pass's firings do. A run whose row says it ended is never started again by a re-delivered event. A rule whose
+condition cannot be evaluated on the facts (say, a division by zero) gets a failed run with the error.
 """
 
 from __future__ import annotations
@@ -218,7 +219,9 @@ def run_now(session: Session, firing: Planned, now: datetime, *, lock: bool, not
     assert firing.start is not None and firing.start.branch is not None and firing.values is not None
     start = firing.start
     ref = firing.ref()
-    session.add(firing.row)
+    # A copy: the step rows move its state on, and the planned row must stay as planned should this firing be
+    # rolled back and handed to a workflow instead.
+    session.add(AutomationRun(**firing.row.model_dump()))
     session.flush()
 
     def reread() -> dict[str, Any]:
@@ -227,6 +230,17 @@ def run_now(session: Session, firing: Planned, now: datetime, *, lock: bool, not
 
     actions = start.definition["branches"][start.branch]["then"]
     return perform_sequence(session, ref, actions, firing.values, now, lock=lock, notices=notices, reread=reread)
+
+
+# A run whose row says it ended is not started again by a re-delivered event (a failed one is retried by people).
+FINISHED = frozenset({"completed", "failed", "skipped"})
+
+
+def _known_states(session: Session, planned: list[Planned]) -> dict[str, str]:
+    """The state of each planned run already in the run log (its event was claimed before)."""
+    ids = [firing.row.run_id for firing in planned]
+    query = select(AutomationRun.run_id, AutomationRun.state).where(col(AutomationRun.run_id).in_(ids))
+    return dict(session.exec(query).all())
 
 
 @dataclass
@@ -309,44 +323,39 @@ class Dispatcher:
 
     def _write(self, planned: list[Planned], now: datetime, event_ids: list[int]) -> Written:
         """The runs' rows and the immediate firings, in one write transaction, and the events marked handled
-        there too when no workflow has to start first. A row already there (the event was claimed before) is
-        left alone; an immediate firing whose row is there was done (its row says how it ended), unless the row
-        is still running: it was handed to a workflow then, and goes to one again."""
+        there too when no workflow has to start first. Each immediate firing has a savepoint of its own: one that
+        fails for an unexpected reason is rolled back alone and handed to a workflow."""
         lock = is_postgres(self.engine)
         written = Written()
         with unit_of_work(self.engine) as session:
-            ids = [firing.row.run_id for firing in planned]
-            known = dict(
-                session.exec(
-                    select(AutomationRun.run_id, AutomationRun.state).where(col(AutomationRun.run_id).in_(ids))
-                ).all()
-            )
+            known = _known_states(session, planned)
             for firing in planned:
                 state = known.get(firing.row.run_id)
-                if firing.start is None:
-                    if state is None:
-                        session.add(firing.row)
-                elif self.immediate and firing.immediate and state is None:
-                    run_now(session, firing, now, lock=lock, notices=self.notices)
-                    written.done += 1
-                elif self.immediate and firing.immediate and state not in ("running", "waiting"):
-                    continue  # done when the event was claimed before
-                else:
-                    if state is None:
-                        session.add(firing.row)
+                if state is None and firing.start is not None and self.immediate and firing.immediate:
+                    try:
+                        with session.begin_nested():
+                            run_now(session, firing, now, lock=lock, notices=self.notices)
+                        written.done += 1
+                        continue
+                    except Exception:
+                        log.exception(
+                            "automation firing could not be done at once: a workflow does it", run=firing.row.run_id
+                        )
+                if state is None:
+                    session.add(firing.row)
+                if firing.start is not None and state not in FINISHED:
                     written.to_start.append(firing.start)
             if not written.to_start:
                 self._mark_handled(session, event_ids, now)
                 written.handled = True
         return written
 
-    def _log_runs(self, planned: list[Planned]) -> set[str]:
-        """The runs' rows only (every firing as a workflow), in one short write transaction; the ids known."""
+    def _log_runs(self, planned: list[Planned]) -> list[AutomationRunInput]:
+        """The runs' rows only (every firing as a workflow), in one short write transaction; the runs to start."""
         with unit_of_work(self.engine) as session:
-            ids = [firing.row.run_id for firing in planned]
-            known = set(session.exec(select(AutomationRun.run_id).where(col(AutomationRun.run_id).in_(ids))))
+            known = _known_states(session, planned)
             session.add_all([firing.row for firing in planned if firing.row.run_id not in known])
-        return known
+        return [f.start for f in planned if f.start is not None and known.get(f.row.run_id) not in FINISHED]
 
     def _handled(self, ids: list[int], now: datetime) -> None:
         with unit_of_work(self.engine) as session:
@@ -375,8 +384,7 @@ class Dispatcher:
             written = await asyncio.to_thread(self._write, planned, now, event_ids)
         except Exception:  # the immediate firings then run as workflows: retried, and logged if they fail
             log.exception("automation firings could not be done at once; starting them as workflows")
-            await asyncio.to_thread(self._log_runs, planned)
-            written = Written(to_start=[firing.start for firing in planned if firing.start is not None])
+            written = Written(to_start=await asyncio.to_thread(self._log_runs, planned))
         limit = asyncio.Semaphore(32)
 
         async def start(inp: AutomationRunInput) -> None:

@@ -339,6 +339,18 @@ async def test_an_immediate_firing_refused_at_a_step_is_failed_there_and_a_retry
         assert failed.error is not None and "nobody to notify" in failed.error
         tag_step, notify_step = steps_of(engine, failed.run_id)
         assert (tag_step.state, notify_step.state) == ("done", "failed")
+        # The event delivered again: the run's row says it failed — nothing is done again (people retry it).
+        with Session(engine) as session:
+            session.exec(
+                update(AutomationEvent)
+                .where(col(AutomationEvent.key) == f"created:{order_no}")
+                .values(handled_at=None, claimed_until=None)
+            )
+            session.commit()
+        passes = dispatcher.passes
+        while dispatcher.passes == passes:
+            await dispatcher.pass_once()
+        assert [(s.attempt, s.state) for s in steps_of(engine, failed.run_id)] == [(0, "done"), (0, "failed")]
 
         with unit_of_work(engine) as session:
             session.add(User(name="zoe", role="ops", token_hash="-"))
@@ -391,6 +403,11 @@ async def test_firings_that_cannot_be_done_at_once_run_as_workflows(
             first = session.get(AutomationRun, broken_id)
             assert first is not None
         await wait_for_run(engine, first.rule, first.subject, "completed")
+    # The workflow did the steps (the rolled-back attempt left none): each action once, done.
+    steps = steps_of(engine, broken_id)
+    assert steps and [(step.attempt, step.position, step.state) for step in steps] == [
+        (0, position, "done") for position in range(len(steps))
+    ]
     described = await client.get_workflow_handle(broken_id).describe()
     assert described.workflow_type == "AutomationRun"
     assert dispatcher.started >= 1

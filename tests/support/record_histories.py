@@ -229,6 +229,8 @@ SCENARIOS: list[tuple[str, Order, Callable[[Client, Engine, Order], Awaitable[No
     ("returned_parcel", make_order("H-RETURNED"), returned_parcel),
     ("expired_parcel", make_order("H-EXPIRED"), expired_parcel),
     ("kuaidi100_subscribed", make_order("H-KD100"), kuaidi100_subscribed),
+    # Recorded after the dispatch-notice-by-rule patch (issue 12): the dispatch notice is an automation's.
+    ("dispatch_notice_by_rule", make_order("H-NOTICE-RULE"), happy),
 ]
 # Workflows a scenario started besides its order and the order's children (e.g. a receipt's RestockWakeUp).
 EXTRA: dict[str, list[str]] = {}

@@ -56,3 +56,13 @@ def test_the_list_says_each_trigger_in_a_line() -> None:
     assert summaries["approval-waiting-4h"] == "status_changed: * → AWAITING_APPROVAL, after 4h"
     assert summaries["overdue-approvals-digest"] == "schedule: 0 20 * * * Asia/Shanghai"
     assert summaries["low-stock-requisition"] == "stock_crossed: below 50"
+
+
+def test_a_template_and_a_text_in_one_row_are_refused_not_dropped() -> None:
+    row = {"name": "r", "trigger_type": "parcel_dispatched", "a0_type": "notify", "a0_to": "customer"}
+    templated = parse_rule(definition_of({**row, "a0_template": "dispatched"}))
+    assert templated.definition()["branches"][0]["then"] == [
+        {"type": "notify", "to": "customer", "subject": "", "text": "", "template": "dispatched"}
+    ]
+    with pytest.raises(AutomationError, match=r"then\.0\.notify: .*a template brings its own subject and text"):
+        parse_rule(definition_of({**row, "a0_template": "dispatched", "a0_text": "typed as well"}))
