@@ -1,11 +1,11 @@
 """What automation costs the order pipeline, and how many firings per second it sustains (`make bench`).
 
-One Temporal dev server, one carrier simulator, one SQLite database with 20 enabled rules
-(rules/default_automations.yaml + bench/automation_rules.yaml), the real worker in its own process:
+Each phase in a room of its own — a fresh Temporal dev server, carrier simulator and SQLite database with 20 enabled
+rules (rules/default_automations.yaml + bench/automation_rules.yaml) — the real worker in its own process:
 
 1. **off**: the worker with `ORDERFLOW_AUTOMATIONS_ENABLED=false` (events are still written in each change's
    transaction, nothing is matched or fired) runs N orders to DISPATCHED as bench.pipeline does (≤ C in flight);
-2. **on**: a fresh worker with automations on runs N other orders; the measured window lasts until every event
+2. **on**: in a fresh room, a worker with automations on runs N orders; the measured window lasts until every event
    of the phase is handled and every run it started has finished, so the automation work is in its CPU;
 3. **burst**: with the same worker, B `order_created` events for existing orders are written at once (one
    transaction, as a bulk import would); firings/s = the runs they started / (write → last run finished).
@@ -25,7 +25,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,11 +63,18 @@ RULE_FILES = (PROJECT_ROOT / "rules" / "default_automations.yaml", PROJECT_ROOT 
 UNFINISHED = ("running", "waiting")
 
 
-def load_rules(db_path: Path) -> int:
+def load_rules(db_path: Path) -> None:
     engine = make_engine(f"sqlite:///{db_path}")
     try:
         for path in RULE_FILES:
             store.load_file(engine, path, by="bench", now=datetime.now(UTC))
+    finally:
+        engine.dispose()
+
+
+def count_enabled(db_path: Path) -> int:
+    engine = make_engine(f"sqlite:///{db_path}")
+    try:
         return sum(1 for stored in store.in_force(engine) if stored.rule.enabled)
     finally:
         engine.dispose()
@@ -160,7 +168,7 @@ def finished_after(db_path: Path, tag: str) -> tuple[int, float]:
 
 @dataclass(frozen=True)
 class Room:
-    """What both phases share: the server, the simulator, the database, where logs go."""
+    """What a phase runs in: its server, simulator and database, where logs go."""
 
     args: argparse.Namespace
     settings: Settings
@@ -228,10 +236,17 @@ async def phase(room: Room, name: str, *, enabled: bool) -> tuple[dict[str, Any]
     return result, worker, warm + measured
 
 
-async def bench(args: argparse.Namespace, tmp: Path, log: Callable[[str], None]) -> dict[str, Any]:
+@asynccontextmanager
+async def room_for(
+    args: argparse.Namespace, tmp: Path, name: str, log: Callable[[str], None], notes: list[str]
+) -> AsyncIterator[tuple[Room, list[subprocess.Popen[bytes]]]]:
+    """A fresh Temporal dev server, carrier simulator and database for one phase: neither phase inherits the
+    other's workflows, rows or server history (the one that ran second used to pay for the first's)."""
+    base = tmp / name
+    base.mkdir()
     settings = Settings(
         _env_file=None,
-        state_dir=tmp,
+        state_dir=base,
         temporal_port=free_port(),
         temporal_ui_port=free_port(),
         task_queue=f"bench-auto-{uuid.uuid4().hex[:6]}",
@@ -239,17 +254,8 @@ async def bench(args: argparse.Namespace, tmp: Path, log: Callable[[str], None])
     settings = with_local_secrets(
         settings.model_copy(update={"temporal_address": f"{LOOPBACK}:{settings.temporal_port}"})
     )
-    logs = tmp / "logs"
+    logs = base / "logs"
     logs.mkdir()
-    result: dict[str, Any] = {
-        "date": datetime.now(UTC).date().isoformat(),
-        "command": " ".join([Path(sys.executable).name, "-m", "bench.automations", *sys.argv[1:]]),
-        "orders": args.orders,
-        "concurrency": args.concurrency,
-        "burst": args.burst,
-        "machine": machine_facts(),
-        "notes": [],
-    }
     temporal_log = logs / "temporal.log"
     temporal = spawn([*temporal_argv(temporal_binary(), settings), "--headless"], dict(os.environ), temporal_log)
     sim_port = free_port()
@@ -261,46 +267,67 @@ async def bench(args: argparse.Namespace, tmp: Path, log: Callable[[str], None])
         dict(os.environ),
         sim_log,
     )  # fmt: skip
-    db_path = tmp / "orderflow.db"
-    result["notes"] += prepare_database(db_path, 2 * (args.orders + args.warmup))
-    result["rules_enabled"] = load_rules(db_path)
-    await asyncio.to_thread(wait_tcp, settings.temporal_port, temporal, temporal_log)
-    await asyncio.to_thread(wait_tcp, sim_port, simulator, sim_log)
-    client = await connect_when_ready(settings)
-    pids = {"temporal": temporal.pid, "simulator": simulator.pid, "driver": os.getpid()}
-    room = Room(args, settings, client, db_path, sim_url, pids, logs, log, result["notes"])
+    try:
+        db_path = base / "orderflow.db"
+        for note in prepare_database(db_path, args.orders + args.warmup):
+            if note not in notes:
+                notes.append(note)
+        load_rules(db_path)
+        await asyncio.to_thread(wait_tcp, settings.temporal_port, temporal, temporal_log)
+        await asyncio.to_thread(wait_tcp, sim_port, simulator, sim_log)
+        client = await connect_when_ready(settings)
+        pids = {"temporal": temporal.pid, "simulator": simulator.pid, "driver": os.getpid()}
+        yield Room(args, settings, client, db_path, sim_url, pids, logs, log, notes), [simulator, temporal]
+    finally:
+        await asyncio.to_thread(stop, simulator)
+        await asyncio.to_thread(stop, temporal)
 
-    off, worker, orders = await phase(room, "off", enabled=False)
-    result["off"] = off
-    await terminate_all(client, [f"order-{no}" for no in orders])
-    stop(worker)
 
-    on, worker, orders = await phase(room, "on", enabled=True)
-    result["on"] = on
-
-    # The burst: B events at once on the running worker (its orders are still there to be the subjects).
-    tag = uuid.uuid4().hex[:6]
-    busy = await wait_quiet({**pids, "worker": worker.pid}, args.quiet_wait, args.quiet_threshold, log)
-    log(f"burst: {args.burst} order_created events at once ...")
-    meter = CpuMeter({**pids, "worker": worker.pid})
-    written = await asyncio.to_thread(write_burst, db_path, orders[-args.orders :], args.burst, tag)
-    await drained(db_path, 0, args.drain_timeout)
-    count, last = await asyncio.to_thread(finished_after, db_path, tag)
-    burst_cpu = meter.read()
-    span = max(last - written, 1e-3)
-    result["burst_result"] = {
-        "events": args.burst,
-        "runs": count,
-        "seconds": round(span, 2),
-        "firings_per_s": round(count / span, 1),
-        "cpu": burst_cpu,
-        "cpu_ms_per_firing": cpu_per_order(burst_cpu, max(count, 1)),
-        "machine_busy_pct_before": busy,
+async def bench(args: argparse.Namespace, tmp: Path, log: Callable[[str], None]) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "date": datetime.now(UTC).date().isoformat(),
+        "command": " ".join([Path(sys.executable).name, "-m", "bench.automations", *sys.argv[1:]]),
+        "orders": args.orders,
+        "concurrency": args.concurrency,
+        "burst": args.burst,
+        "machine": machine_facts(),
+        "notes": [],
     }
-    await terminate_all(client, [f"order-{no}" for no in orders])
-    stop(worker)
-    await asyncio.to_thread(stop, simulator)
-    await asyncio.to_thread(stop, temporal)
+    notes: list[str] = result["notes"]
+
+    async with room_for(args, tmp, "off", log, notes) as (room, _):
+        result["rules_enabled"] = await asyncio.to_thread(count_enabled, room.db_path)
+        off, worker, orders = await phase(room, "off", enabled=False)
+        result["off"] = off
+        await terminate_all(room.client, [f"order-{no}" for no in orders])
+        stop(worker)
+
+    async with room_for(args, tmp, "on", log, notes) as (room, _):
+        on, worker, orders = await phase(room, "on", enabled=True)
+        result["on"] = on
+
+        # The burst: B events at once on the running worker (its orders are still there to be the subjects).
+        pids, db_path = room.pids, room.db_path
+        tag = uuid.uuid4().hex[:6]
+        busy = await wait_quiet({**pids, "worker": worker.pid}, args.quiet_wait, args.quiet_threshold, log)
+        log(f"burst: {args.burst} order_created events at once ...")
+        meter = CpuMeter({**pids, "worker": worker.pid})
+        written = await asyncio.to_thread(write_burst, db_path, orders[-args.orders :], args.burst, tag)
+        await drained(db_path, 0, args.drain_timeout)
+        count, last = await asyncio.to_thread(finished_after, db_path, tag)
+        burst_cpu = meter.read()
+        span = max(last - written, 1e-3)
+        result["burst_result"] = {
+            "events": args.burst,
+            "runs": count,
+            "seconds": round(span, 2),
+            "firings_per_s": round(count / span, 1),
+            "cpu": burst_cpu,
+            "cpu_ms_per_firing": cpu_per_order(burst_cpu, max(count, 1)),
+            "machine_busy_pct_before": busy,
+        }
+        await terminate_all(room.client, [f"order-{no}" for no in orders])
+        stop(worker)
 
     def ratio(path: Sequence[str]) -> float:
         a, b = result["on"], result["off"]
