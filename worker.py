@@ -1,13 +1,24 @@
-"""The worker: builds the activities (engine, http client, settings injected) and runs both workflows."""
+"""The worker: builds the activities (engine, http client, settings injected) and runs both workflows.
+
+`python worker.py` also runs the notice relay, and the automation dispatcher in a child process of its own
+(`python worker.py --automations`): matching events and doing database-only firings is Python work that would
+otherwise take the worker's interpreter lock from the order pipeline. The kernel kills the child when the worker
+dies, however it dies; nothing is lost either way (the dispatcher's work is transactional and keyed).
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ctypes
+import os
 import signal
-from collections.abc import AsyncIterator, Callable
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager, nullcontext
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -124,6 +135,45 @@ async def running_worker(
                 yield worker
 
 
+AUTOMATIONS_FLAG = "--automations"  # the child: the automation dispatcher alone
+PARENT_ENV = "ORDERFLOW_WORKER_PID"
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_the_worker() -> None:
+    """In the child before it runs: the kernel sends it SIGKILL when its parent dies (a SIGKILLed worker leaves no
+    dispatcher behind)."""
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@contextmanager
+def dispatcher_process(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
+    """The automation dispatcher's process for the duration of the block; stopped (SIGTERM, then SIGKILL after
+    30 s) when it ends. Started before any thread of ours, as preexec functions require."""
+    child = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), AUTOMATIONS_FLAG],
+        env={**os.environ, PARENT_ENV: str(os.getpid())},
+        preexec_fn=_die_with_the_worker,  # noqa: PLW1509 - no thread of ours runs yet
+    )
+    try:
+        yield child
+    finally:
+        child.terminate()
+        try:
+            child.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
 async def main() -> None:
     configure_logging()
     settings = runtime_settings()
@@ -132,20 +182,39 @@ async def main() -> None:
     upgrade(engine)
     # The default automations the database does not have yet (an edited rule is never overridden).
     load_file(engine, settings.automations_file, by="worker", now=datetime.now(UTC), only_new=True)
-    client = await connect(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    async with (
-        running_worker(client, engine, settings),
-        running_relay(engine, settings),
-        running_dispatcher(engine, client, settings),
-    ):
-        log.info("worker started", task_queue=settings.task_queue, address=settings.temporal_address)
-        await stop.wait()
+    apart = settings.automations_enabled and settings.automation_process == "child"
+    inline = settings.automations_enabled and not apart
+    with dispatcher_process(settings) if apart else nullcontext() as child:
+        client = await connect(settings)
+        stop = _stop_on_signals()
+        async with (
+            running_worker(client, engine, settings),
+            running_relay(engine, settings),
+            running_dispatcher(engine, client, settings.model_copy(update={"automations_enabled": inline})),
+        ):
+            log.info(
+                "worker started",
+                task_queue=settings.task_queue,
+                address=settings.temporal_address,
+                dispatcher_pid=child.pid if child else None,
+            )
+            await stop.wait()
     log.info("worker stopped")
 
 
+async def automations_main() -> None:
+    """The child: the dispatcher alone, until SIGTERM (or the worker's death)."""
+    configure_logging()
+    if os.environ.get(PARENT_ENV) and os.getppid() != int(os.environ[PARENT_ENV]):
+        return  # the worker died before the kernel was told to take this process with it
+    settings = runtime_settings()
+    engine = make_engine(settings.effective_database_url, pool_size=4)
+    client = await connect(settings)
+    stop = _stop_on_signals()
+    async with running_dispatcher(engine, client, settings):
+        structlog.get_logger("worker").info("automation dispatcher process started", worker_pid=os.getppid())
+        await stop.wait()
+
+
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(automations_main() if AUTOMATIONS_FLAG in sys.argv[1:] else main())

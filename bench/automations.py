@@ -55,7 +55,7 @@ from bench.pipeline import (
 from core.config import PROJECT_ROOT, Settings
 from core.db import make_engine, unit_of_work
 from core.secrets import with_local_secrets
-from dev.stack import LOOPBACK, temporal_argv, temporal_binary
+from dev.stack import LOOPBACK, children_of, temporal_argv, temporal_binary
 from models.tables import AutomationEvent
 from services.automation import store
 
@@ -209,6 +209,7 @@ async def phase(room: Room, name: str, *, enabled: bool) -> tuple[dict[str, Any]
     if not enabled:
         forget_pending_events(db_path)
     phase_pids = {**pids, "worker": worker.pid}
+    phase_pids.update({f"dispatcher{'' if i == 0 else i}": pid for i, pid in enumerate(children_of(worker.pid))})
     busy_before = await wait_quiet(phase_pids, args.quiet_wait, args.quiet_threshold, log)
     first_event = last_event_id(db_path)
     log(f"{name}: {args.orders} orders, {args.concurrency} in flight, automations {'on' if enabled else 'off'} ...")
@@ -309,9 +310,14 @@ async def bench(args: argparse.Namespace, tmp: Path, log: Callable[[str], None])
         # The burst: B events at once on the running worker (its orders are still there to be the subjects).
         pids, db_path = room.pids, room.db_path
         tag = uuid.uuid4().hex[:6]
-        busy = await wait_quiet({**pids, "worker": worker.pid}, args.quiet_wait, args.quiet_threshold, log)
+        burst_pids = {
+            **pids,
+            "worker": worker.pid,
+            **{f"dispatcher{i or ''}": c for i, c in enumerate(children_of(worker.pid))},
+        }
+        busy = await wait_quiet(burst_pids, args.quiet_wait, args.quiet_threshold, log)
         log(f"burst: {args.burst} order_created events at once ...")
-        meter = CpuMeter({**pids, "worker": worker.pid})
+        meter = CpuMeter(burst_pids)
         written = await asyncio.to_thread(write_burst, db_path, orders[-args.orders :], args.burst, tag)
         await drained(db_path, 0, args.drain_timeout)
         count, last = await asyncio.to_thread(finished_after, db_path, tag)

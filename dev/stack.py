@@ -276,6 +276,17 @@ def status(settings: Settings | None = None) -> dict[str, int | None]:
     return {name: running_pid(run_dir, name) for name in SERVICE_NAMES}
 
 
+def children_of(pid: int) -> list[int]:
+    """A process's children (the worker's: its automation dispatcher); none once it is gone."""
+    found: list[int] = []
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            found += [int(child) for child in (task / "children").read_text().split()]
+    except FileNotFoundError:
+        return []
+    return sorted(found)
+
+
 def running_pid(run_dir: Path, name: str) -> int | None:
     """The live pid of `name`, or None; a stale or foreign pid file is removed."""
     pid_file = run_dir / f"{name}.pid"

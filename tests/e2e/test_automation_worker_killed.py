@@ -35,6 +35,7 @@ from core.db import make_engine, unit_of_work
 from core.migrate import upgrade
 from core.secrets import with_local_secrets
 from dev.seed import seed
+from dev.stack import children_of
 from models.status import Role
 from models.tables import AutomationStep, Notification, SalesOrder, Task, User
 from services import order_commands
@@ -104,11 +105,26 @@ def kill_when(worker: Any, db_path: Path, at_least: int, timeout: float, workers
             if time.monotonic() > deadline:
                 raise AssertionError(f"only {done} steps done after {timeout:.0f}s\n{workers.tail()}")
             time.sleep(0.001)
+        dispatcher = children_of(worker.pid)  # its automation dispatcher, a process of its own
+        assert len(dispatcher) == 1, dispatcher
         os.kill(worker.pid, signal.SIGKILL)
     finally:
         db.close()
     worker.wait(timeout=10)
+    # The kernel takes the dispatcher with it: no orphan keeps firing beside the next worker.
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{dispatcher[0]}").exists() and _alive(dispatcher[0]):
+        assert time.monotonic() < deadline, f"dispatcher {dispatcher[0]} outlived its worker"
+        time.sleep(0.01)
     return done
+
+
+def _alive(pid: int) -> bool:
+    """Running (not a zombie waiting for its reaper)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
 
 
 @pytest.mark.timeout(BUDGET)
