@@ -97,7 +97,7 @@ class RecordActivities(DbActivities, RecordSteps):
         """The automation events of this transition (before the row changes: the event says from what)."""
         key = f"{inp.order_no}:{inp.seq}"
         if order.status != inp.status:
-            data = {"from_status": order.status, "to_status": inp.status.value}
+            data = {"from_status": order.status, "to_status": inp.status.value, "detail": inp.detail[:500]}
             record_event(session, EventKind.STATUS_CHANGED, inp.order_no, f"status:{key}", data, inp.at)
         if inp.paid is not None and inp.paid != order.paid:
             data = {"field": "paid", "old_value": str(order.paid).lower(), "new_value": str(inp.paid).lower()}

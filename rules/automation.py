@@ -87,8 +87,10 @@ ORDER_FACTS: dict[str, FactType] = {
     "tracking_no": FactType.TEXT,  # the order's latest parcel ("" before dispatch)
     "carrier": FactType.TEXT,
     "parcel_status": FactType.TEXT,
+    "signed_by": FactType.TEXT,  # who signed for the order's parcels, comma-separated ("" until one is)
 }
-STATUS_FACTS: dict[str, FactType] = {"from_status": FactType.TEXT, "to_status": FactType.TEXT}
+# detail: what the order's timeline says of the change (the shortages of a backorder, why it was cancelled …)
+STATUS_FACTS: dict[str, FactType] = {"from_status": FactType.TEXT, "to_status": FactType.TEXT, "detail": FactType.TEXT}
 FIELD_FACTS: dict[str, FactType] = {"field": FactType.TEXT, "old_value": FactType.TEXT, "new_value": FactType.TEXT}
 TRACKING_FACTS: dict[str, FactType] = {"event_status": FactType.TEXT, "exception": FactType.FLAG}
 PARCEL_FACTS: dict[str, FactType] = {"warehouse": FactType.TEXT}  # tracking_no, carrier: this parcel's
@@ -363,6 +365,9 @@ class Notify(_Action):
     # Instead of subject and text: a notice kind of the notice templates (services/notify/templates.yaml), sent
     # as the order workflow sends it (same texts, the customer's tracking link, kept under that kind).
     template: NoticeKind | None = None
+    # The template's variables besides those the order and the facts give it, each a text with {facts}, e.g.
+    # {reason: "{detail}"} for the cancellation template (services/notify/templates.yaml lists its variables).
+    variables: dict[str, str] | None = None
 
     @model_validator(mode="after")
     def _text_or_template(self) -> Notify:
@@ -370,6 +375,8 @@ class Notify(_Action):
             raise ValueError("write a text, or name a template (a notice kind of the templates file)")
         if self.template is not None and (self.text or self.subject):
             raise ValueError("a template brings its own subject and text: give one or the other")
+        if self.variables is not None and self.template is None:
+            raise ValueError("variables go with a template")
         return self
 
     @field_validator("to")
@@ -385,14 +392,18 @@ class Notify(_Action):
         )
 
     def templates(self) -> dict[str, str]:
-        return {"subject": self.subject, "text": self.text}
+        texts = {"subject": self.subject, "text": self.text}
+        texts.update({f"variables.{name}": text for name, text in (self.variables or {}).items()})
+        return texts
 
     def rendered(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        data = super().rendered(values)
+        data = self.model_dump(mode="json", by_alias=True)
+        data.update(subject=render(self.subject, values), text=render(self.text, values))
         if self.template is None:
-            del data["template"]
+            del data["template"], data["variables"]
         else:  # the templates file's texts: the dry run shows them (services/automation/dry_run.py)
             del data["subject"], data["text"]
+            data["variables"] = {name: render(text, values) for name, text in (self.variables or {}).items()}
         return data
 
 

@@ -36,6 +36,11 @@ _NOTICE_KIND = {
 # Since this patch the customer's dispatch notice is an automation (the default rule dispatched-tell-customer, on the
 # parcel_dispatched event the shipping step writes): the business can change or switch it off without a release.
 DISPATCH_NOTICE_BY_RULE = "dispatch-notice-by-rule"
+# Since this one the rest of the order's notices that are news, not questions, are default rules too, on the order's
+# status changes: backordered (ops), cancelled / rejected (the customer; finance when it was paid: refund), out for
+# delivery, delivered, delivery exception (the customer; ops too), failed (ops). Questions stay here: the approval
+# requests with their signed links, reminders, escalations, the prepayment request.
+NOTICES_BY_RULE = "order-notices-by-rule"
 # Dispatches the shipping step refuses: the update fails, the order keeps waiting for a correct one.
 _REFUSED_DISPATCH = (ErrorType.DUPLICATE_TRACKING_NO, ErrorType.UNKNOWN_CARRIER)
 
@@ -171,7 +176,7 @@ def parcel_summary(state: FulfillmentState) -> str:
 
 async def _notify_parcel_status(moves: OrderMoves, shown: OrderStatus) -> None:
     kind = _NOTICE_KIND.get(shown)
-    if kind is None:
+    if kind is None or workflow.patched(NOTICES_BY_RULE):
         return
     state = moves.state
     signers = ", ".join(p.signed_by for p in state.parcels.values() if p.signed_by)

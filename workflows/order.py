@@ -156,7 +156,8 @@ class OrderFulfillment:
             shortages = ", ".join(f"{sku} short {qty}" for sku, qty in sorted(outcome.shortages.items()))
             if state.status != OrderStatus.BACKORDERED:
                 await moves.transition(OrderStatus.BACKORDERED, shortages)
-                await moves.notify(NoticeKind.BACKORDERED, "role", role=Role.OPS, shortages=shortages)
+                if not workflow.patched(dispatch.NOTICES_BY_RULE):
+                    await moves.notify(NoticeKind.BACKORDERED, "role", role=Role.OPS, shortages=shortages)
             remaining = give_up - workflow.now()
             if remaining <= timedelta(0):
                 raise Stop(OrderStatus.CANCELLED, f"backorder deadline passed ({shortages})")
@@ -172,10 +173,14 @@ class OrderFulfillment:
             # Release even when nothing is known to be allocated: a lock may have committed just before a
             # cancel was seen. Releasing nothing is a no-op.
             await run_step(COMPENSATING, InventorySteps.release_stock, ref)
-        if (state.paid or state.payment is not None) and stop.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
+        by_rule = workflow.patched(dispatch.NOTICES_BY_RULE)  # the default rules tell finance, the customer and ops
+        paid = state.paid or state.payment is not None
+        if not by_rule and paid and stop.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
             await moves.notify(NoticeKind.REFUND, "role", role=Role.FINANCE, reason=stop.reason)
         state.reasons.extend(stop.reasons)
         await moves.transition(stop.status, stop.reason, reasons=state.reasons)
+        if by_rule:
+            return
         if stop.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):
             await moves.notify(NoticeKind(stop.status.value.lower()), "customer", reason=stop.reason)
         else:

@@ -2,7 +2,8 @@
 services.automation.store.save validates whole, and a stored rule becomes the form's fields again.
 
 The form covers the rules people write most — one trigger, one condition, a sequence of actions; a rule with
-else-if / else branches is edited as YAML on the same page (form_of returns None for it). Nothing here decides
+else-if / else branches, or a notice template given variables of its own, is edited as YAML on the same page
+(form_of returns None for it). Nothing here decides
 whether a rule is valid: an impossible value becomes an AutomationError naming the field, like any bad rule.
 """
 
@@ -157,9 +158,10 @@ def _action(i: int, text: Any, many: Any) -> dict[str, Any] | None:
 
 
 def form_of(definition: Mapping[str, Any]) -> dict[str, Any] | None:
-    """A stored rule as the form's fields; None when the form cannot show it (several branches)."""
+    """A stored rule as the form's fields; None when the form cannot show it (several branches, a template's own
+    variables): it is edited as YAML."""
     branches = definition.get("branches", [])
-    if len(branches) != 1:
+    if len(branches) != 1 or any(action.get("variables") for action in branches[0]["then"]):
         return None
     trigger = dict(definition["trigger"])
     values: dict[str, Any] = {

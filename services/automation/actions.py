@@ -22,7 +22,7 @@ from models.contracts import RunRef, StepRecord
 from models.tables import AutomationRun, AutomationStep, Notification, SalesOrder, Task
 from rules.automation import Action, EventKind, Notify, Requisition, SetField, Todo, render
 from services.automation.events import record_event
-from services.automation.facts import SubjectGone
+from services.automation.facts import SubjectGone, order_parcels
 from services.notify.recipients import Recipient, staff_recipients, user_recipients
 from services.notify.writer import NoticeWriter, customer_recipients
 from services.replenishment import request_stock
@@ -186,7 +186,7 @@ def _notify(session: Session, run: RunRef, key: str, action: Notify, values: Map
 
 
 # The facts a notice template may use besides what the writer reads from the order (services/notify/templates.yaml).
-TEMPLATE_FACTS = ("carrier", "tracking_no", "status")
+TEMPLATE_FACTS = ("carrier", "tracking_no", "status", "signed_by")
 
 
 def _notify_templated(
@@ -217,10 +217,15 @@ def _notify_templated(
     if recipients == []:
         raise ActionRefused(f"nobody to notify for {action.to!r} on the channels asked for")
     variables = {name: str(values[name]) for name in TEMPLATE_FACTS if values.get(name) not in (None, "")}
+    parcel = str(run.event_data.get("tracking_no") or "")
+    if not parcel:  # about the order, not one parcel: all its parcels, as the order workflow named them
+        numbers = ", ".join(p.tracking_no for p in reversed(order_parcels(session, order_no)))
+        if numbers:
+            variables["tracking_no"] = numbers
+    variables.update({name: render(text, values) for name, text in (action.variables or {}).items()})
     # About one parcel (parcel_dispatched, tracking_event): the key the order workflow gives its per-parcel notices,
     # so each recipient hears once per parcel and kind whoever sends it (an order started before the rule took
     # over, a second rule). Otherwise the step's key, like any automation notice.
-    parcel = str(run.event_data.get("tracking_no") or "")
     suffix = parcel or "auto-" + hashlib.sha256(key.encode()).hexdigest()[:16]
     written = notices.write(
         session,

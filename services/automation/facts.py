@@ -40,7 +40,8 @@ def order_facts(session: Session, order_no: str, now: datetime) -> dict[str, Any
     ship_to = payload.get("ship_to", {})
     lines = payload.get("lines", [])
     customer = session.get(Customer, order.customer_id)
-    parcel = latest_parcel(session, order_no)
+    parcels = order_parcels(session, order_no)
+    parcel = parcels[0] if parcels else None
     seconds = max((now - order.updated_at).total_seconds(), 0)
     return {
         "order_no": order.order_no,
@@ -67,13 +68,19 @@ def order_facts(session: Session, order_no: str, now: datetime) -> dict[str, Any
         "tracking_no": parcel.tracking_no if parcel else "",
         "carrier": parcel.carrier if parcel else "",
         "parcel_status": parcel.status if parcel else "",
+        "signed_by": ", ".join(p.signed_by for p in reversed(parcels) if p.signed_by),
     }
 
 
+def order_parcels(session: Session, order_no: str) -> list[Shipment]:
+    """The order's parcels, the latest dispatched first."""
+    query = select(Shipment).where(Shipment.order_no == order_no).order_by(col(Shipment.dispatched_at).desc())
+    return list(session.exec(query).all())
+
+
 def latest_parcel(session: Session, order_no: str) -> Shipment | None:
-    return session.exec(
-        select(Shipment).where(Shipment.order_no == order_no).order_by(col(Shipment.dispatched_at).desc())
-    ).first()
+    parcels = order_parcels(session, order_no)
+    return parcels[0] if parcels else None
 
 
 def stock_facts(session: Session, data: Mapping[str, Any]) -> dict[str, Any]:
@@ -96,7 +103,11 @@ def digest_facts(data: Mapping[str, Any]) -> dict[str, Any]:
 
 def _event_facts(kind: EventKind, data: Mapping[str, Any]) -> dict[str, Any]:
     if kind == EventKind.STATUS_CHANGED:
-        return {"from_status": str(data.get("from_status", "")), "to_status": str(data.get("to_status", ""))}
+        return {
+            "from_status": str(data.get("from_status", "")),
+            "to_status": str(data.get("to_status", "")),
+            "detail": str(data.get("detail", "")),
+        }
     if kind == EventKind.FIELD_CHANGED:
         return {
             "field": str(data.get("field", "")),

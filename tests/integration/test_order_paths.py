@@ -18,10 +18,10 @@ from sqlmodel import Session, col, select
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
 
-from activities.notify import NotifyActivities
+from activities.records import RecordActivities
 from core.config import Settings
 from core.db import read_only
-from models.contracts import FulfillmentResult, NotifyInput
+from models.contracts import FulfillmentResult, TransitionInput
 from models.status import OrderStatus, Role
 from models.tables import (
     ApprovalRecord,
@@ -43,7 +43,7 @@ from services.queries.inbox import ApprovalTodo, approval_todos
 from services.queries.inventory import inventory_view
 from services.queries.order_view import order_view
 from services.users import add_user
-from tests.support.automations import dispatching, runs_of
+from tests.support.automations import dispatching, runs_of, worker_and_default_rules
 from tests.support.cleanup import StartedOrders
 from tests.support.orders import SHANGHAI, make_order
 from tests.support.waiting import wait_for_status, wait_until_parked
@@ -313,7 +313,7 @@ async def test_finance_rejects_with_comment_and_nothing_is_allocated(
 ) -> None:
     number = order_no("REJ")
     before = available(engine, "SKU-1018")
-    async with running_worker(client, engine, settings, task_queue):
+    async with worker_and_default_rules(client, engine, settings, task_queue):
         handle = await orders.start(make_order(number, [("SKU-1018", 1, "12999.00")]), task_queue)
         await wait_for_status(handle, OrderStatus.AWAITING_APPROVAL)
         with pytest.raises(Refused, match="needs a comment"):
@@ -406,7 +406,7 @@ async def test_new_customer_prepays_then_continues(
 ) -> None:
     number = order_no("PREPAY")
     order = make_order(number, [("SKU-1002", 2, "499.00")], customer_id="C-2001")  # payment method: credit
-    async with running_worker(client, engine, settings, task_queue):
+    async with worker_and_default_rules(client, engine, settings, task_queue):
         handle = await orders.start(order, task_queue)
         state = await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT)
         assert state.pending_approval is None
@@ -497,7 +497,7 @@ async def test_invalid_order_is_rejected_with_reasons(
     fields, expected = BAD_ORDERS[case]
     number = order_no("BAD")
     order = make_order(number, fields.get("lines"), **{k: v for k, v in fields.items() if k != "lines"})
-    async with running_worker(client, engine, settings, task_queue):
+    async with worker_and_default_rules(client, engine, settings, task_queue):
         handle = await orders.start(order, task_queue)
         result = await handle.result()
     assert result.status == OrderStatus.REJECTED
@@ -520,7 +520,7 @@ async def test_cancel_in_picking_releases_stock_and_voids_pick_list(
 ) -> None:
     number = order_no("CANCEL")
     before = available(engine, "SKU-1001")
-    async with running_worker(client, engine, settings, task_queue):
+    async with worker_and_default_rules(client, engine, settings, task_queue):
         handle = await orders.start(make_order(number, [("SKU-1001", 7, "199.00")]), task_queue)
         await wait_for_status(handle, OrderStatus.PICKING)
         assert available(engine, "SKU-1001") == before - 7
@@ -565,7 +565,7 @@ async def test_backorder_resumes_on_restock(
     number = order_no("BACK")
     on_hand = available(engine, "SKU-1024")
     assert on_hand == 10  # seeded: two lots of 5 in WH-GZ
-    async with running_worker(client, engine, settings, task_queue):
+    async with worker_and_default_rules(client, engine, settings, task_queue):
         handle = await orders.start(make_order(number, [("SKU-1024", 12, "299.00")]), task_queue)
         await wait_for_status(handle, OrderStatus.BACKORDERED)
         assert locked_qty(engine, number) == 0
@@ -593,18 +593,21 @@ async def test_restock_signalled_while_the_backorder_is_being_recorded_is_not_lo
     client: Client, engine: Engine, settings: Settings, task_queue: str, orders: StartedOrders
 ) -> None:
     """Ops may restock the moment the order shows BACKORDERED, before the workflow's own bookkeeping for
-    the backorder (status row, ops notice) has finished. That signal must still trigger a re-check: on
-    this server time does not move while we wait, so a lost signal leaves the order BACKORDERED."""
-    real = NotifyActivities(engine, settings)
+    the backorder (its status row) has finished. That signal must still trigger a re-check: on this server
+    time does not move while we wait, so a lost signal leaves the order BACKORDERED."""
+    real = RecordActivities(engine, settings)
 
-    @activity.defn(name="notify")
-    def slow_backorder_notice(inp: NotifyInput) -> int:
-        if inp.kind == "backordered":
-            time.sleep(0.5)  # a slow mail relay
-        return real.notify(inp)
+    @activity.defn(name="record_transition")
+    def slow_backorder_row(inp: TransitionInput) -> None:
+        if inp.status == OrderStatus.BACKORDERED:
+            time.sleep(0.5)  # a slow database
+        real.record_transition(inp)
 
     number = order_no("BACKRACE")
-    async with running_worker_with(client, engine, settings, task_queue, replace={"notify": slow_backorder_notice}):
+    async with (
+        running_worker_with(client, engine, settings, task_queue, replace={"record_transition": slow_backorder_row}),
+        dispatching(engine, client, settings, defaults=True),
+    ):
         handle = await orders.start(make_order(number, [("SKU-1024", 12, "299.00")]), task_queue)
         await wait_for_status(handle, OrderStatus.BACKORDERED)
         receive_stock(engine, "SKU-1024", 10)
@@ -612,7 +615,7 @@ async def test_restock_signalled_while_the_backorder_is_being_recorded_is_not_lo
         await wait_for_status(handle, OrderStatus.PICKING, timeout=10)
         assert locked_qty(engine, number) == 12
         await cancel_and_finish(client, handle, number)
-    assert "backordered" in notification_kinds(engine, number)
+    assert "backordered" in notification_kinds(engine, number)  # the default rule told ops
 
 
 async def test_backorder_deadline_cancels_with_nothing_reserved(

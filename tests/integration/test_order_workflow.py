@@ -20,7 +20,7 @@ from services import order_commands
 from services.queries.inventory import inventory_view
 from services.queries.order_view import order_view
 from tests.conftest import make_settings
-from tests.support.automations import dispatching, wait_for_run
+from tests.support.automations import dispatching, wait_for_run, worker_and_default_rules
 from tests.support.orders import make_order
 from tests.support.waiting import wait_for_status
 from worker import running_worker
@@ -68,7 +68,7 @@ async def test_approval_deadline_cancels_after_days(
     time_env: WorkflowEnvironment, client: Client, engine: Engine, settings: Settings, task_queue: str
 ) -> None:
     order = make_order("T-DEADLINE-1", [("SKU-1018", 1, "12999.00")])  # > 10,000: needs finance
-    async with running_worker(client, engine, settings, task_queue):
+    async with worker_and_default_rules(client, engine, settings, task_queue):
         handle = await order_commands.start(client, order, task_queue)
         state = await wait_for_status(handle, OrderStatus.AWAITING_APPROVAL)
         assert state.pending_approval is not None and state.pending_approval.role == "finance"
@@ -144,7 +144,7 @@ async def test_a_stalled_parcel_flags_the_order_then_recovers(
     order = make_order(f"T-STALL-{uuid.uuid4().hex[:6]}")
     tracking_no = f"SIMST{uuid.uuid4().hex[:10].upper()}"
     await _carrier_forgets(simulator_url, tracking_no)
-    async with running_worker(client, engine, settings, task_queue):
+    async with worker_and_default_rules(client, engine, settings, task_queue):
         handle = await order_commands.start(client, order, task_queue)
         await wait_for_status(handle, OrderStatus.PICKING)
         await order_commands.dispatch(client, order.order_no, warehouse="WH-SH", carrier="sim", tracking_no=tracking_no)

@@ -32,6 +32,7 @@ from models.tables import Notification, Shipment, TrackingEvent
 from services import order_commands
 from services.queries.order_view import order_view
 from tests.conftest import make_settings
+from tests.support.automations import worker_and_default_rules
 from tests.support.cleanup import StartedOrders
 from tests.support.orders import make_order
 from tests.support.pushes import parcel_view, signed_push
@@ -263,7 +264,7 @@ async def test_every_journey_and_fault_ends_delivered_or_flagged_with_no_failed_
             number = f"F{name[:4].upper()}{uuid.uuid4().hex[:8].upper()}"
             await sim(http, simulator_url, "/sim/faults", {"tracking_no": number, **fault})
             cases[name] = (number, OrderStatus.COMPLETED)
-    async with running_worker(client, engine, settings, task_queue):
+    async with worker_and_default_rules(client, engine, settings, task_queue):
         handles = {
             name: await dispatch_when_picking(client, orders, task_queue, carrier, number, "T-JOURNEY")
             for name, (number, _) in cases.items()
@@ -320,7 +321,7 @@ async def test_a_14_day_journey_with_a_stall_on_day_3_runs_in_seconds(
     async with httpx.AsyncClient(timeout=5) as http:
         await sim(http, simulator_url, "/sim/journeys", {"tracking_no": number, "steps": steps})
     started = time.monotonic()
-    async with running_worker(client, engine, settings, task_queue):
+    async with worker_and_default_rules(client, engine, settings, task_queue):
         handle = await dispatch_when_picking(client, orders, task_queue, "sim", number, "T-14DAYS")
         result = await handle.result()
     wall = time.monotonic() - started

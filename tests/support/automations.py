@@ -19,6 +19,7 @@ from models.tables import AutomationRun, AutomationStep, Notification
 from services.automation import store
 from services.automation.dispatcher import Dispatcher, temporal_starter
 from services.notify.writer import NoticeWriter
+from worker import running_worker
 
 
 def save_rules(engine: Engine, rules: Sequence[dict[str, Any]], *, by: str = "root") -> list[store.StoredRule]:
@@ -54,6 +55,21 @@ async def dispatching(
     finally:
         dispatcher.stop()
         await task
+    while (await dispatcher.pass_once()).events:  # what the block's last changes wrote fires before it ends
+        pass
+
+
+@asynccontextmanager
+async def worker_and_default_rules(
+    client: Client, engine: Engine, settings: Settings, task_queue: str
+) -> AsyncIterator[Dispatcher]:
+    """A worker and a dispatcher of the default automations: the order's news (dispatched, delivered, cancelled,
+    backordered …) are default rules, so a test that checks those notices runs both."""
+    async with (
+        running_worker(client, engine, settings, task_queue),
+        dispatching(engine, client, settings, defaults=True) as dispatcher,
+    ):
+        yield dispatcher
 
 
 def runs_of(engine: Engine, rule: str, subject: str | None = None) -> list[AutomationRun]:

@@ -231,6 +231,9 @@ SCENARIOS: list[tuple[str, Order, Callable[[Client, Engine, Order], Awaitable[No
     ("kuaidi100_subscribed", make_order("H-KD100"), kuaidi100_subscribed),
     # Recorded after the dispatch-notice-by-rule patch (issue 12): the dispatch notice is an automation's.
     ("dispatch_notice_by_rule", make_order("H-NOTICE-RULE"), happy),
+    # Recorded after the order-notices-by-rule patch: delivery news and a cancellation told by default rules.
+    ("order_notices_by_rule", make_order("H-NOTICES-RULE"), happy),
+    ("cancelled_notice_by_rule", make_order("H-CANCEL-RULE"), cancelled),
 ]
 # Workflows a scenario started besides its order and the order's children (e.g. a receipt's RestockWakeUp).
 EXTRA: dict[str, list[str]] = {}

@@ -30,7 +30,18 @@ def test_yaml_round_trips_every_rule(rule: Automation) -> None:
     assert definition == rule.definition()
 
 
-@pytest.mark.parametrize("rule", DEFAULTS, ids=lambda rule: rule.name)
+IN_THE_FORM = [rule for rule in DEFAULTS if form_of(rule.definition()) is not None]
+
+
+def test_only_rules_with_template_variables_are_yaml_only() -> None:
+    yaml_only = [rule.name for rule in DEFAULTS if rule not in IN_THE_FORM]
+    assert yaml_only == [
+        rule.name for rule in DEFAULTS if any(getattr(a, "variables", None) for a in rule.branches[0].then)
+    ]
+    assert "new-order-tell-sales-rep" in [rule.name for rule in IN_THE_FORM]
+
+
+@pytest.mark.parametrize("rule", IN_THE_FORM, ids=lambda rule: rule.name)
 def test_the_form_round_trips_every_default_rule(rule: Automation) -> None:
     values = form_of(rule.definition())
     assert values is not None

@@ -61,6 +61,15 @@ class TestTheDefaults:
             "approval-waiting-4h",
             "overdue-approvals-digest",
             "dispatched-tell-customer",
+            # The order's news it used to send itself (patch order-notices-by-rule).
+            "backordered-tell-ops",
+            "cancelled-tell-customer",
+            "rejected-tell-customer",
+            "paid-order-stopped-tell-finance",
+            "out-for-delivery-tell-customer",
+            "delivered-tell-customer",
+            "delivery-exception-tell-ops-and-customer",
+            "failed-tell-ops",
         }
         # The dispatch notice the order workflow used to send itself: per parcel, to the customer, its template.
         dispatched = names["dispatched-tell-customer"]
@@ -125,6 +134,19 @@ class TestErrorsNameTheRuleAndTheField:
             (
                 {"trigger": {"type": "parcel_dispatched"}, "then": [{"notify": {"to": "role:ops", "text": "{sku}"}}]},
                 r"unknown variable \{sku\}",
+            ),
+            (
+                {"then": [{"notify": {"to": "customer", "text": "x", "variables": {"reason": "y"}}}]},
+                r"then\.0\.notify: .*variables go with a template",
+            ),
+            (
+                {
+                    "trigger": {"type": "status_changed", "to": "CANCELLED"},
+                    "then": [
+                        {"notify": {"to": "customer", "template": "cancelled", "variables": {"reason": "{detial}"}}}
+                    ],
+                },
+                r"then\.0 \(notify\)\.variables\.reason: unknown variable \{detial\}",
             ),
         ],
     )
