@@ -1,9 +1,10 @@
 """The worker: builds the activities (engine, http client, settings injected) and runs both workflows.
 
-`python worker.py` also runs the notice relay, and the automation dispatcher in a child process of its own
-(`python worker.py --automations`): matching events and doing database-only firings is Python work that would
-otherwise take the worker's interpreter lock from the order pipeline. The kernel kills the child when the worker
-dies, however it dies; nothing is lost either way (the dispatcher's work is transactional and keyed).
+`python worker.py` also runs the readers of the two outboxes — the notice relay and the automation dispatcher — in a
+child process of their own (`python worker.py --outboxes`): sending notices, matching events and doing
+database-only firings is Python work that would otherwise take the worker's interpreter lock from the order
+pipeline. The kernel kills the child when the worker dies, however it dies; nothing is lost either way (both work
+transactionally on keyed rows). ORDERFLOW_OUTBOX_PROCESS=inline keeps them in the worker's process.
 """
 
 from __future__ import annotations
@@ -135,7 +136,7 @@ async def running_worker(
                 yield worker
 
 
-AUTOMATIONS_FLAG = "--automations"  # the child: the automation dispatcher alone
+OUTBOXES_FLAG = "--outboxes"  # the child: the notice relay and the automation dispatcher
 PARENT_ENV = "ORDERFLOW_WORKER_PID"
 PR_SET_PDEATHSIG = 1
 
@@ -147,11 +148,11 @@ def _die_with_the_worker() -> None:
 
 
 @contextmanager
-def dispatcher_process(settings: Settings) -> Iterator[subprocess.Popen[bytes]]:
-    """The automation dispatcher's process for the duration of the block; stopped (SIGTERM, then SIGKILL after
-    30 s) when it ends. Started before any thread of ours, as preexec functions require."""
+def outbox_process() -> Iterator[subprocess.Popen[bytes]]:
+    """The outboxes' process for the duration of the block; stopped (SIGTERM, then SIGKILL after 30 s) when it
+    ends. Started before any thread of ours, as preexec functions require."""
     child = subprocess.Popen(
-        [sys.executable, str(Path(__file__).resolve()), AUTOMATIONS_FLAG],
+        [sys.executable, str(Path(__file__).resolve()), OUTBOXES_FLAG],
         env={**os.environ, PARENT_ENV: str(os.getpid())},
         preexec_fn=_die_with_the_worker,  # noqa: PLW1509 - no thread of ours runs yet
     )
@@ -182,28 +183,28 @@ async def main() -> None:
     upgrade(engine)
     # The default automations the database does not have yet (an edited rule is never overridden).
     load_file(engine, settings.automations_file, by="worker", now=datetime.now(UTC), only_new=True)
-    apart = settings.automations_enabled and settings.automation_process == "child"
-    inline = settings.automations_enabled and not apart
-    with dispatcher_process(settings) if apart else nullcontext() as child:
+    apart = settings.outbox_process == "child"
+    automations_here = settings.automations_enabled and not apart
+    with outbox_process() if apart else nullcontext() as child:
         client = await connect(settings)
         stop = _stop_on_signals()
         async with (
             running_worker(client, engine, settings),
-            running_relay(engine, settings),
-            running_dispatcher(engine, client, settings.model_copy(update={"automations_enabled": inline})),
+            nullcontext() if apart else running_relay(engine, settings),
+            running_dispatcher(engine, client, settings.model_copy(update={"automations_enabled": automations_here})),
         ):
             log.info(
                 "worker started",
                 task_queue=settings.task_queue,
                 address=settings.temporal_address,
-                dispatcher_pid=child.pid if child else None,
+                outbox_pid=child.pid if child else None,
             )
             await stop.wait()
     log.info("worker stopped")
 
 
-async def automations_main() -> None:
-    """The child: the dispatcher alone, until SIGTERM (or the worker's death)."""
+async def outboxes_main() -> None:
+    """The child: the notice relay and the automation dispatcher, until SIGTERM (or the worker's death)."""
     configure_logging()
     if os.environ.get(PARENT_ENV) and os.getppid() != int(os.environ[PARENT_ENV]):
         return  # the worker died before the kernel was told to take this process with it
@@ -211,10 +212,10 @@ async def automations_main() -> None:
     engine = make_engine(settings.effective_database_url, pool_size=4)
     client = await connect(settings)
     stop = _stop_on_signals()
-    async with running_dispatcher(engine, client, settings):
-        structlog.get_logger("worker").info("automation dispatcher process started", worker_pid=os.getppid())
+    async with running_relay(engine, settings), running_dispatcher(engine, client, settings):
+        structlog.get_logger("worker").info("outbox process started", worker_pid=os.getppid())
         await stop.wait()
 
 
 if __name__ == "__main__":
-    asyncio.run(automations_main() if AUTOMATIONS_FLAG in sys.argv[1:] else main())
+    asyncio.run(outboxes_main() if OUTBOXES_FLAG in sys.argv[1:] else main())

@@ -209,7 +209,8 @@ async def phase(room: Room, name: str, *, enabled: bool) -> tuple[dict[str, Any]
     if not enabled:
         forget_pending_events(db_path)
     phase_pids = {**pids, "worker": worker.pid}
-    phase_pids.update({f"dispatcher{'' if i == 0 else i}": pid for i, pid in enumerate(children_of(worker.pid))})
+    # The worker's outbox process (the notice relay, the automation dispatcher): its CPU is the phase's too.
+    phase_pids.update({f"outboxes{'' if i == 0 else i}": pid for i, pid in enumerate(children_of(worker.pid))})
     busy_before = await wait_quiet(phase_pids, args.quiet_wait, args.quiet_threshold, log)
     first_event = last_event_id(db_path)
     log(f"{name}: {args.orders} orders, {args.concurrency} in flight, automations {'on' if enabled else 'off'} ...")
@@ -313,7 +314,7 @@ async def bench(args: argparse.Namespace, tmp: Path, log: Callable[[str], None])
         burst_pids = {
             **pids,
             "worker": worker.pid,
-            **{f"dispatcher{i or ''}": c for i, c in enumerate(children_of(worker.pid))},
+            **{f"outboxes{i or ''}": c for i, c in enumerate(children_of(worker.pid))},
         }
         busy = await wait_quiet(burst_pids, args.quiet_wait, args.quiet_threshold, log)
         log(f"burst: {args.burst} order_created events at once ...")

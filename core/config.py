@@ -141,9 +141,9 @@ class AutomationSettings(BaseModel):
     # A firing that only writes to the database (notify, set, to-do, requisition; no delay, no wait) is done in
     # the dispatcher's own transaction with its run-log rows; false: every firing is an AutomationRun workflow.
     automation_immediate: bool = True
-    # child: `python worker.py` runs the dispatcher in a process of its own (its own interpreter lock); inline:
-    # in the worker's process.
-    automation_process: Literal["child", "inline"] = "child"
+    # child: `python worker.py` runs the outboxes' readers (the notice relay, the automation dispatcher) in a
+    # process of their own (its own interpreter lock); inline: in the worker's process.
+    outbox_process: Literal["child", "inline"] = "child"
     # Signs outgoing webhooks (X-Orderflow-Signature: sha256=HMAC(body)); filled from the state dir locally.
     automation_webhook_secret: str = ""
     # Run logs are kept as long as orders are; set this to delete finished runs older than it.

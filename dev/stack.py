@@ -277,7 +277,7 @@ def status(settings: Settings | None = None) -> dict[str, int | None]:
 
 
 def children_of(pid: int) -> list[int]:
-    """A process's children (the worker's: its automation dispatcher); none once it is gone."""
+    """A process's children (the worker's: its outbox process); none once it is gone."""
     found: list[int] = []
     try:
         for task in Path(f"/proc/{pid}/task").iterdir():

@@ -13,7 +13,7 @@ never held while facts are read:
    written with its run row, so it happens exactly once without a workflow (`automation_immediate`);
 4. every other firing (a delay, a wait, a webhook, an order signal) starts its AutomationRun workflow, id
    `automation_run_id(rule, version, subject, event)` (asked for eagerly: when the dispatcher runs inside the worker,
-   `ORDERFLOW_AUTOMATION_PROCESS=inline`, the first task runs there without a trip through the task queue): an
+   `ORDERFLOW_OUTBOX_PROCESS=inline`, the first task runs there without a trip through the task queue): an
    event claimed twice finds the run already started and fires nothing twice;
 5. mark the events handled (in step 3's transaction when nothing had to start).
 Each immediate firing has a savepoint: one that fails for an unexpected reason is rolled back alone and runs as a

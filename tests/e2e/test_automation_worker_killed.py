@@ -105,13 +105,13 @@ def kill_when(worker: Any, db_path: Path, at_least: int, timeout: float, workers
             if time.monotonic() > deadline:
                 raise AssertionError(f"only {done} steps done after {timeout:.0f}s\n{workers.tail()}")
             time.sleep(0.001)
-        dispatcher = children_of(worker.pid)  # its automation dispatcher, a process of its own
+        dispatcher = children_of(worker.pid)  # its outbox process: the automation dispatcher, the notice relay
         assert len(dispatcher) == 1, dispatcher
         os.kill(worker.pid, signal.SIGKILL)
     finally:
         db.close()
     worker.wait(timeout=10)
-    # The kernel takes the dispatcher with it: no orphan keeps firing beside the next worker.
+    # The kernel takes the outbox process with it: no orphan keeps firing beside the next worker.
     deadline = time.monotonic() + 5
     while Path(f"/proc/{dispatcher[0]}").exists() and _alive(dispatcher[0]):
         assert time.monotonic() < deadline, f"dispatcher {dispatcher[0]} outlived its worker"
