@@ -188,6 +188,9 @@ async def main() -> None:
     with outbox_process() if apart else nullcontext() as child:
         client = await connect(settings)
         stop = _stop_on_signals()
+        if child is not None:  # an outbox process that dies stops the worker too: both are restarted together
+            watch = asyncio.ensure_future(asyncio.to_thread(child.wait))
+            watch.add_done_callback(lambda _: stop.set())
         async with (
             running_worker(client, engine, settings),
             nullcontext() if apart else running_relay(engine, settings),
@@ -200,6 +203,11 @@ async def main() -> None:
                 outbox_pid=child.pid if child else None,
             )
             await stop.wait()
+            died = child is not None and child.poll() is not None
+    if died:
+        assert child is not None
+        log.error("the outbox process ended: the worker stops too", returncode=child.returncode)
+        raise SystemExit(1)  # a supervisor restarts the pair
     log.info("worker stopped")
 
 

@@ -162,7 +162,7 @@ async def test_a_worker_killed_mid_sequence_does_every_action_exactly_once(tmp_p
             worker = workers.start()
             seen.append(await asyncio.to_thread(kill_when, worker, db_path, at_least, KILL_WAIT, workers))
         assert seen[-1] < ORDERS * STEPS, "every step was done before the last kill: it proved nothing"
-        workers.start()
+        last = workers.start()
 
         probe = sqlite3.connect(f"file:{db_path}?mode=ro", uri=True, isolation_level=None, timeout=10)
         deadline = time.monotonic() + SETTLE_WAIT
@@ -173,6 +173,11 @@ async def test_a_worker_killed_mid_sequence_does_every_action_exactly_once(tmp_p
             assert time.monotonic() < deadline, f"runs did not all complete: {states}\n{workers.tail()}"
             await asyncio.sleep(0.2)
         probe.close()
+        # The other way round: its outbox process killed, the worker stops too (rc 1), for a supervisor to
+        # restart the pair — never a worker left running with nobody sending notices or firing rules.
+        [outboxes] = children_of(last.pid)
+        os.kill(outboxes, signal.SIGKILL)
+        assert await asyncio.to_thread(last.wait, 30) == 1, workers.tail()
     finally:
         await terminate_all(handles)
         workers.stop_all()
