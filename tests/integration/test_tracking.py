@@ -387,11 +387,14 @@ async def served_api(settings: Settings, engine: Engine, client: Client) -> Asyn
 
 
 async def test_a_kuaidi100_parcel_is_subscribed_and_followed_by_the_carriers_pushes(
-    client: Client, engine: Engine, tmp_path: Path, task_queue: str, orders: StartedOrders
+    dev_env: WorkflowEnvironment, engine: Engine, tmp_path: Path, task_queue: str
 ) -> None:
     """With the API's public URL set, the tracking subscribes the parcel at Kuaidi100 with our webhook as the
     callback; the carrier (the simulator, moving a step every 0.3 s) pushes each change, signed with our salt,
-    and the order completes on pushes alone (the next poll is a day away)."""
+    and the order completes on pushes alone (the next poll is a day away). On the real dev server: a push lands
+    while the first poll is finishing, and the time-skipping server hangs on exactly that cancel (conftest)."""
+    client = dev_env.client
+    orders = StartedOrders(client)
     tracking_no = f"SUB{uuid.uuid4().hex[:10].upper()}"
     with running_simulator(step_seconds=0.3, advance="time") as carrier_url:
         settings = make_settings(tmp_path, carrier_url, tracking_poll_interval=timedelta(days=1))
