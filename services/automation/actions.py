@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -81,6 +82,16 @@ def perform(
     raise ActionRefused(f"{type(action).__name__} is not a database action")
 
 
+@dataclass
+class SequenceDone:
+    """A sequence done in the caller's unit of work: the run's end state and its steps' rows, for the caller to
+    write with the run's row (a dispatcher pass writes all of its runs' rows in one statement per table)."""
+
+    state: str  # completed | failed
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+
+
 def perform_sequence(
     session: Session,
     run: RunRef,
@@ -91,28 +102,33 @@ def perform_sequence(
     lock: bool,
     notices: NoticeWriter,
     reread: Callable[[], Mapping[str, Any]],
-) -> str:
-    """Do a sequence of database actions and log each step, all in the caller's unit of work: the run's end state
-    (completed, or failed at the step that refused, the steps before it done). Every action refuses before it
-    writes anything, so a failed step leaves no half effect. After a `set`, later steps see the facts anew
-    (`reread`), as they would in a workflow."""
+) -> SequenceDone:
+    """Do a sequence of database actions in the caller's unit of work, for a run that has no steps yet: completed,
+    or failed at the step that refused (the steps before it done). Every action refuses before it writes
+    anything, so a failed step leaves no half effect. After a `set`, later steps see the facts anew (`reread`),
+    as they would in a workflow."""
+    done = SequenceDone("completed")
     stale = False
     for position, raw in enumerate(actions):
         action = parse_action(raw)
-        kind = str(raw["type"])
+        step = {
+            "run_id": run.run_id,
+            "attempt": run.attempt,
+            "position": position,
+            "action": str(raw["type"]),
+            "at": now,
+        }
         try:
             if stale:
                 values, stale = reread(), False
             detail = perform(session, run, position, action, values, now, lock=lock, notices=notices)
         except (ActionRefused, SubjectGone) as exc:
-            record_step(session, StepRecord(run=run, position=position, action=kind, state="failed",
-                                            detail=str(exc), run_state="failed"), now)  # fmt: skip
-            return "failed"
-        last = position == len(actions) - 1
-        record_step(session, StepRecord(run=run, position=position, action=kind, state="done", detail=detail,
-                                        run_state="completed" if last else "running"), now)  # fmt: skip
+            done.steps.append({**step, "state": "failed", "detail": str(exc)[:DETAIL_MAX]})
+            done.state, done.error = "failed", str(exc)[:DETAIL_MAX]
+            return done
+        done.steps.append({**step, "state": "done", "detail": detail[:DETAIL_MAX]})
         stale = isinstance(action, SetField)
-    return "completed"
+    return done
 
 
 def record_step(session: Session, record: StepRecord, now: datetime) -> None:

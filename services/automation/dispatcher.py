@@ -33,7 +33,7 @@ from decimal import Decimal
 from typing import Any
 
 import structlog
-from sqlalchemy import Engine, delete, or_, update
+from sqlalchemy import Engine, delete, insert, or_, update
 from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
@@ -47,7 +47,7 @@ from rules.automation import Event, EventKind, choose_branch, may_fire
 from rules.expressions import ExpressionError
 from services.automation import schedules, store
 from services.automation.actions import perform_sequence
-from services.automation.facts import SubjectGone, facts
+from services.automation.facts import Preloaded, SubjectGone, facts, needs_order, preload
 from services.notify.writer import NoticeWriter
 from workflows import contract
 
@@ -90,7 +90,7 @@ class RuleCache:
 class Planned:
     """One firing: its run-log row (written before its workflow starts) and the workflow's input, if it runs."""
 
-    row: AutomationRun
+    row: dict[str, Any]  # the run's automation_runs row, as planned
     start: AutomationRunInput | None  # None: failed at planning (the condition could not be evaluated)
     values: dict[str, Any] | None = None  # the facts it chose its branch on (None: it chooses after its delay)
 
@@ -118,9 +118,15 @@ class Planned:
         )
 
 
-def plan_event(session: Session, event: Event, rules: Sequence[store.StoredRule], now: datetime) -> list[Planned]:
+def plan_event(
+    session: Session,
+    event: Event,
+    rules: Sequence[store.StoredRule],
+    now: datetime,
+    preloaded: Preloaded | None = None,
+) -> list[Planned]:
     """The runs this event starts (read-only: the caller writes their rows). The subject's facts are read once
-    for all the rules the event matches."""
+    for all the rules the event matches (from `preloaded` when its order is there)."""
     planned: list[Planned] = []
     subject_facts: dict[str, Any] | None = None
     gone = False
@@ -139,7 +145,9 @@ def plan_event(session: Session, event: Event, rules: Sequence[store.StoredRule]
                 continue
             try:
                 if subject_facts is None:
-                    subject_facts = facts(session, event.kind, event.subject, event.data, rule=rule.name, now=now)
+                    subject_facts = facts(
+                        session, event.kind, event.subject, event.data, rule=rule.name, now=now, preloaded=preloaded
+                    )
                 values = {**subject_facts, "rule": rule.name}
                 seen = json_facts(values)
                 branch = choose_branch(rule, values)
@@ -150,22 +158,23 @@ def plan_event(session: Session, event: Event, rules: Sequence[store.StoredRule]
                 error = f"the condition could not be evaluated: {exc}"
             if branch is None and error is None:
                 continue  # the rule's conditions do not hold: nothing fires, nothing to log
-        row = AutomationRun(
-            run_id=run_id,
-            rule=rule.name,
-            version=stored.version,
-            subject=event.subject,
-            trigger=event.kind.value,
-            event_key=event.key[:200],
-            event_data=dict(event.data),
-            caused_by=list(event.caused_by),
-            facts=seen,
-            branch=branch,
-            state="failed" if error else ("waiting" if delay is not None else "running"),
-            started_at=now,
-            finished_at=now if error else None,
-            error=error,
-        )
+        row = {
+            "run_id": run_id,
+            "rule": rule.name,
+            "version": stored.version,
+            "subject": event.subject,
+            "trigger": event.kind.value,
+            "event_key": event.key[:200],
+            "event_data": dict(event.data),
+            "caused_by": list(event.caused_by),
+            "facts": seen,
+            "branch": branch,
+            "state": "failed" if error else ("waiting" if delay is not None else "running"),
+            "attempt": 0,
+            "started_at": now,
+            "finished_at": now if error else None,
+            "error": error,
+        }
         start = None
         if error is None:
             start = AutomationRunInput(
@@ -215,22 +224,41 @@ def forget_runs(session: Session, before: datetime) -> None:
     session.exec(delete(AutomationRun).where(col(AutomationRun.run_id).in_(old)))
 
 
-def run_now(session: Session, firing: Planned, now: datetime, *, lock: bool, notices: NoticeWriter) -> str:
-    """An immediate firing, done in the caller's unit of work: its run row, each action and its step."""
+@dataclass
+class RunLog:
+    """A pass's run-log rows, written with one INSERT per table once its firings are done."""
+
+    runs: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+
+    def add(self, run: dict[str, Any], steps: Sequence[dict[str, Any]] = ()) -> None:
+        self.runs.append(run)
+        self.steps.extend(steps)
+
+    def write(self, session: Session) -> None:
+        if self.runs:
+            session.execute(insert(AutomationRun), self.runs)
+        if self.steps:
+            session.execute(insert(AutomationStep), self.steps)
+
+
+def run_now(session: Session, firing: Planned, now: datetime, *, lock: bool, notices: NoticeWriter) -> RunLog:
+    """An immediate firing, done in the caller's unit of work: each action's effect; its run row (in its end
+    state) and its steps' rows are returned for the caller to write with the pass's others."""
     assert firing.start is not None and firing.start.branch is not None and firing.values is not None
     start = firing.start
-    ref = firing.ref()
-    # A copy: the step rows move its state on, and the planned row must stay as planned should this firing be
-    # rolled back and handed to a workflow instead.
-    session.add(AutomationRun(**firing.row.model_dump()))
-    session.flush()
 
     def reread() -> dict[str, Any]:
         kind = EventKind(start.event_kind)
         return {**facts(session, kind, start.subject, start.event_data, rule=start.rule, now=now), "rule": start.rule}
 
     actions = start.definition["branches"][start.branch]["then"]
-    return perform_sequence(session, ref, actions, firing.values, now, lock=lock, notices=notices, reread=reread)
+    done = perform_sequence(
+        session, firing.ref(), actions, firing.values, now, lock=lock, notices=notices, reread=reread
+    )
+    log = RunLog()
+    log.add({**firing.row, "state": done.state, "finished_at": now, "error": done.error}, done.steps)
+    return log
 
 
 # A run whose row says it ended is not started again by a re-delivered event (a failed one is retried by people).
@@ -239,7 +267,7 @@ FINISHED = frozenset({"completed", "failed", "skipped"})
 
 def _known_states(session: Session, planned: list[Planned]) -> dict[str, str]:
     """The state of each planned run already in the run log (its event was claimed before)."""
-    ids = [firing.row.run_id for firing in planned]
+    ids = [firing.row["run_id"] for firing in planned]
     query = select(AutomationRun.run_id, AutomationRun.state).where(col(AutomationRun.run_id).in_(ids))
     return dict(session.exec(query).all())
 
@@ -320,7 +348,14 @@ class Dispatcher:
         """Match and evaluate in a read-only transaction (no write lock held while the facts are read)."""
         with read_only(self.engine) as session:
             rules = self.cache.refresh(session)
-            return [firing for _, event in events for firing in plan_event(session, event, rules, now)]
+            order_nos = {
+                event.subject
+                for _, event in events
+                if needs_order(event.kind, event.data)
+                and any(stored.rule.trigger.delay is None and may_fire(stored.rule, event) for stored in rules)
+            }
+            preloaded = preload(session, order_nos)
+            return [firing for _, event in events for firing in plan_event(session, event, rules, now, preloaded)]
 
     def _write(self, planned: list[Planned], now: datetime, event_ids: list[int]) -> Written:
         """The runs' rows and the immediate firings, in one write transaction, and the events marked handled
@@ -330,22 +365,28 @@ class Dispatcher:
         written = Written()
         with unit_of_work(self.engine) as session:
             known = _known_states(session, planned)
+            # The orders (and customers) the immediate firings act on, in one query each: in the session's identity
+            # map (weakly: `held` keeps them there), the actions' session.get finds them without a query each.
+            held = preload(session, {firing.row["subject"] for firing in planned if firing.immediate})
+            run_log = RunLog()
             for firing in planned:
-                state = known.get(firing.row.run_id)
+                run_id = firing.row["run_id"]
+                state = known.get(run_id)
                 if state is None and firing.start is not None and self.immediate and firing.immediate:
                     try:
                         with session.begin_nested():
-                            run_now(session, firing, now, lock=lock, notices=self.notices)
+                            done = run_now(session, firing, now, lock=lock, notices=self.notices)
+                        run_log.add(done.runs[0], done.steps)
                         written.done += 1
                         continue
                     except Exception:
-                        log.exception(
-                            "automation firing could not be done at once: a workflow does it", run=firing.row.run_id
-                        )
+                        log.exception("automation firing could not be done at once: a workflow does it", run=run_id)
                 if state is None:
-                    session.add(firing.row)
+                    run_log.add(firing.row)
                 if firing.start is not None and state not in FINISHED:
                     written.to_start.append(firing.start)
+            run_log.write(session)
+            del held
             if not written.to_start:
                 self._mark_handled(session, event_ids, now)
                 written.handled = True
@@ -355,8 +396,8 @@ class Dispatcher:
         """The runs' rows only (every firing as a workflow), in one short write transaction; the runs to start."""
         with unit_of_work(self.engine) as session:
             known = _known_states(session, planned)
-            session.add_all([firing.row for firing in planned if firing.row.run_id not in known])
-        return [f.start for f in planned if f.start is not None and known.get(f.row.run_id) not in FINISHED]
+            RunLog([firing.row for firing in planned if firing.row["run_id"] not in known]).write(session)
+        return [f.start for f in planned if f.start is not None and known.get(f.row["run_id"]) not in FINISHED]
 
     def _handled(self, ids: list[int], now: datetime) -> None:
         with unit_of_work(self.engine) as session:

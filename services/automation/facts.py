@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -17,8 +18,42 @@ class SubjectGone(LookupError):
     """The order (or product) the event is about is not in the database."""
 
 
+@dataclass
+class Preloaded:
+    """Orders with their customers and parcels, read in one query per table for many events at once (a
+    dispatcher pass) instead of three queries per event. An order asked for and not found is gone."""
+
+    asked: frozenset[str] = frozenset()
+    orders: dict[str, SalesOrder] = field(default_factory=dict)
+    customers: dict[str, Customer] = field(default_factory=dict)
+    parcels: dict[str, list[Shipment]] = field(default_factory=dict)
+
+
+def preload(session: Session, order_nos: Collection[str]) -> Preloaded:
+    asked = frozenset(order_nos)
+    if not asked:
+        return Preloaded()
+    orders = {o.order_no: o for o in session.exec(select(SalesOrder).where(col(SalesOrder.order_no).in_(asked)))}
+    customer_ids = {order.customer_id for order in orders.values()}
+    customers = {
+        c.customer_id: c for c in session.exec(select(Customer).where(col(Customer.customer_id).in_(customer_ids)))
+    }
+    parcels: dict[str, list[Shipment]] = {}
+    query = select(Shipment).where(col(Shipment.order_no).in_(asked)).order_by(col(Shipment.dispatched_at).desc())
+    for parcel in session.exec(query):
+        parcels.setdefault(parcel.order_no, []).append(parcel)
+    return Preloaded(asked, orders, customers, parcels)
+
+
 def facts(
-    session: Session, kind: EventKind, subject: str, data: Mapping[str, Any], *, rule: str, now: datetime
+    session: Session,
+    kind: EventKind,
+    subject: str,
+    data: Mapping[str, Any],
+    *,
+    rule: str,
+    now: datetime,
+    preloaded: Preloaded | None = None,
 ) -> dict[str, Any]:
     """The subject's facts now, the event's own facts, and the run's (rule name, time)."""
     values: dict[str, Any] = {"rule": rule, "fired_at": now}
@@ -27,20 +62,32 @@ def facts(
     elif kind == EventKind.SCHEDULE and "order_nos" in data:
         values.update(digest_facts(data))
     else:
-        values.update(order_facts(session, subject, now))
+        values.update(order_facts(session, subject, now, preloaded))
         values.update(_event_facts(kind, data))
     return values
 
 
-def order_facts(session: Session, order_no: str, now: datetime) -> dict[str, Any]:
-    order = session.get(SalesOrder, order_no)
+def needs_order(kind: EventKind, data: Mapping[str, Any]) -> bool:
+    """Whether an event's facts are its order's (facts() reads the order for these)."""
+    return kind != EventKind.STOCK_LEVEL and not (kind == EventKind.SCHEDULE and "order_nos" in data)
+
+
+def order_facts(session: Session, order_no: str, now: datetime, preloaded: Preloaded | None = None) -> dict[str, Any]:
+    if preloaded is not None and order_no in preloaded.asked:
+        order = preloaded.orders.get(order_no)
+    else:
+        order = session.get(SalesOrder, order_no)
     if order is None:
         raise SubjectGone(f"order {order_no} is not in the database")
     payload = order.payload
     ship_to = payload.get("ship_to", {})
     lines = payload.get("lines", [])
-    customer = session.get(Customer, order.customer_id)
-    parcels = order_parcels(session, order_no)
+    if preloaded is not None and order_no in preloaded.asked:
+        customer = preloaded.customers.get(order.customer_id)
+        parcels = preloaded.parcels.get(order_no, [])
+    else:
+        customer = session.get(Customer, order.customer_id)
+        parcels = order_parcels(session, order_no)
     parcel = parcels[0] if parcels else None
     seconds = max((now - order.updated_at).total_seconds(), 0)
     return {

@@ -17,7 +17,7 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from core.config import Settings
 from domain.approvals import may_decide
@@ -90,10 +90,13 @@ class NoticeWriter:
             found = [recipient for recipient in found if recipient[0] in channels]
         notice = self.templates.render(kind, context)
         written: list[Recipient] = []
+        keys = {f"{key}:{channel}:{address}" for channel, address, _ in found}
+        there = set(session.exec(select(Notification.key).where(col(Notification.key).in_(keys)))) if keys else set()
         for channel, address, user in found:
             row_key = f"{key}:{channel}:{address}"
-            if session.exec(select(Notification.id).where(Notification.key == row_key)).first() is not None:
+            if row_key in there:
                 continue
+            there.add(row_key)
             text = notice
             if channel == "email" and user is not None and _asks(kind, order, user):
                 assert order is not None and order.awaiting_level is not None and order.awaiting_role is not None

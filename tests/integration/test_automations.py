@@ -383,9 +383,9 @@ async def test_firings_that_cannot_be_done_at_once_run_as_workflows(
     real = dispatcher_module.run_now
     broken: list[str] = []
 
-    def run_now_once_broken(session: Session, firing: Any, now: datetime, *, lock: bool, notices: Any) -> str:
+    def run_now_once_broken(session: Session, firing: Any, now: datetime, *, lock: bool, notices: Any) -> Any:
         if not broken:
-            broken.append(firing.row.run_id)
+            broken.append(firing.row["run_id"])
             real(session, firing, now, lock=lock, notices=notices)  # its effects are written, then the tx fails
             raise RuntimeError("injected: the transaction breaks")
         return real(session, firing, now, lock=lock, notices=notices)
