@@ -4,7 +4,8 @@
 child process of their own (`python worker.py --outboxes`): sending notices, matching events and doing
 database-only firings is Python work that would otherwise take the worker's interpreter lock from the order
 pipeline. The kernel kills the child when the worker dies, however it dies; nothing is lost either way (both work
-transactionally on keyed rows). ORDERFLOW_OUTBOX_PROCESS=inline keeps them in the worker's process.
+transactionally on keyed rows). The child runs at niceness ORDERFLOW_OUTBOX_NICE (10): on a saturated machine the
+order pipeline goes first. ORDERFLOW_OUTBOX_PROCESS=inline keeps them in the worker's process.
 """
 
 from __future__ import annotations
@@ -217,11 +218,14 @@ async def outboxes_main() -> None:
     if os.environ.get(PARENT_ENV) and os.getppid() != int(os.environ[PARENT_ENV]):
         return  # the worker died before the kernel was told to take this process with it
     settings = runtime_settings()
+    os.nice(settings.outbox_nice)  # background work: the order pipeline's processes go first on a busy machine
     engine = make_engine(settings.effective_database_url, pool_size=4)
     client = await connect(settings)
     stop = _stop_on_signals()
     async with running_relay(engine, settings), running_dispatcher(engine, client, settings):
-        structlog.get_logger("worker").info("outbox process started", worker_pid=os.getppid())
+        structlog.get_logger("worker").info(
+            "outbox process started", worker_pid=os.getppid(), nice=os.getpriority(os.PRIO_PROCESS, 0)
+        )
         await stop.wait()
 
 

@@ -3,14 +3,16 @@
 One pass (`Dispatcher.pass_once`), each database step its own short transaction so the single SQLite writer is
 never held while facts are read:
 1. claim up to `batch` unhandled events (a 60 s lease; Postgres skips rows another worker's dispatcher holds);
-2. read-only: re-read the rule set if any rule was saved since the last pass (no restart needed), and for each
-   event and each enabled rule whose trigger matches (rules/automation.py `may_fire`: no loops) read the
-   subject's facts (once per event) and choose the branch — a rule with `after` chooses its branch when its
-   timer ends, with the facts as they are then;
-3. one write transaction: the runs' rows in the run log (a row already there — the event was claimed before — is
-   left alone, and its firing is not done again), and every *immediate* firing done in full: a branch of
-   database actions only (notify, set, to-do, requisition; no delay, no wait) has its effects and its steps
-   written with its run row, so it happens exactly once without a workflow (`automation_immediate`);
+2. read-only: re-read the rule set if any rule was saved since the last pass (no restart needed), read the
+   orders, customers and parcels of all the pass's events at once (one query per table), and for each event and
+   each enabled rule whose trigger matches (rules/automation.py `may_fire`: no loops) take the subject's facts
+   and choose the branch — a rule with `after` chooses its branch when its timer ends, with the facts as they
+   are then;
+3. one write transaction: every *immediate* firing done in full — a branch of database actions only (notify,
+   set, to-do, requisition; no delay, no wait) has its effects written, and its run row (in its end state) and
+   steps' rows with the pass's others, so it happens exactly once without a workflow (`automation_immediate`) —
+   and the other runs' rows; a run already in the log (the event was claimed before) is left alone, and its
+   firing is not done again. The run log's rows go in with one INSERT per table;
 4. every other firing (a delay, a wait, a webhook, an order signal) starts its AutomationRun workflow, id
    `automation_run_id(rule, version, subject, event)` (asked for eagerly: when the dispatcher runs inside the worker,
    `ORDERFLOW_OUTBOX_PROCESS=inline`, the first task runs there without a trip through the task queue): an

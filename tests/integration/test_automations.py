@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Engine, update
+from sqlalchemy import event as sqla_event
 from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
@@ -25,16 +26,20 @@ from models.tables import (
     AutomationStep,
     PurchaseRequisition,
     SalesOrder,
+    Shipment,
     Task,
     User,
 )
+from rules.automation import EventKind
 from services import order_commands
 from services.automation import dispatcher as dispatcher_module
 from services.automation import runs as run_log
 from services.automation.dispatcher import forget_runs
+from services.automation.facts import SubjectGone, facts, preload
 from tests.support.automations import dispatching, notices_of, runs_of, save_rules, steps_of, wait_for_run
 from tests.support.cleanup import StartedOrders
 from tests.support.orders import make_order
+from tests.support.read_model import add_order
 from tests.support.waiting import wait_for_status
 from tests.support.webhook_receiver import running_webhook_receiver
 from worker import running_worker
@@ -415,3 +420,39 @@ async def test_firings_that_cannot_be_done_at_once_run_as_workflows(
         "internal",
         "email",
     ]
+
+
+def test_a_pass_reads_its_orders_in_one_query_per_table_and_sees_what_each_order_alone_shows(engine: Engine) -> None:
+    """The dispatcher's preload (orders, customers, parcels of a whole pass) gives every event the facts a read
+    of its own order gives — the latest parcel first, everyone who signed — and an order that is gone is gone."""
+    now = datetime.now(UTC)
+    numbers = [number("PRELOAD") for _ in range(3)]
+    for no in numbers:
+        add_order(engine, no, rep="alice", sku="SKU-1001")
+    with unit_of_work(engine) as session:
+        for hours, tracking_no, signed_by in [(2, "P-OLD", "王五"), (1, "P-NEW", None)]:
+            session.add(
+                Shipment(order_no=numbers[0], warehouse="WH-SH", carrier="sim", tracking_no=tracking_no,
+                         signed_by=signed_by, dispatched_at=now - timedelta(hours=hours))
+            )  # fmt: skip
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(str(args[2]))
+
+    with Session(engine) as session:
+        alone = [facts(session, EventKind.ORDER_CREATED, no, {}, rule="r", now=now) for no in numbers]
+        sqla_event.listen(engine, "before_cursor_execute", count)
+        try:
+            preloaded = preload(session, [*numbers, "NOT-THERE"])
+            together = [
+                facts(session, EventKind.ORDER_CREATED, no, {}, rule="r", now=now, preloaded=preloaded)
+                for no in numbers
+            ]
+            with pytest.raises(SubjectGone):
+                facts(session, EventKind.ORDER_CREATED, "NOT-THERE", {}, rule="r", now=now, preloaded=preloaded)
+        finally:
+            sqla_event.remove(engine, "before_cursor_execute", count)
+    assert together == alone
+    assert alone[0]["tracking_no"] == "P-NEW" and alone[0]["signed_by"] == "王五" and alone[1]["tracking_no"] == ""
+    assert len(statements) == 3, statements  # orders, customers, parcels: none per event
