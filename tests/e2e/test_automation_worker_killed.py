@@ -176,6 +176,8 @@ async def test_a_worker_killed_mid_sequence_does_every_action_exactly_once(tmp_p
         # The other way round: its outbox process killed, the worker stops too (rc 1), for a supervisor to
         # restart the pair — never a worker left running with nobody sending notices or firing rules.
         [outboxes] = children_of(last.pid)
+        # Background work: niced below the worker (ORDERFLOW_OUTBOX_NICE, 10), so orders go first on a busy machine.
+        assert os.getpriority(os.PRIO_PROCESS, outboxes) == os.getpriority(os.PRIO_PROCESS, last.pid) + 10
         os.kill(outboxes, signal.SIGKILL)
         assert await asyncio.to_thread(last.wait, 30) == 1, workers.tail()
     finally:
