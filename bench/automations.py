@@ -7,8 +7,13 @@ rules (rules/default_automations.yaml + bench/automation_rules.yaml) — the rea
    transaction, nothing is matched or fired) runs N orders to DISPATCHED as bench.pipeline does (≤ C in flight);
 2. **on**: in a fresh room, a worker with automations on runs N orders; the measured window lasts until every event
    of the phase is handled and every run it started has finished, so the automation work is in its CPU;
-3. **burst**: with the same worker, B `order_created` events for existing orders are written at once (one
-   transaction, as a bulk import would); firings/s = the runs they started / (write → last run finished).
+3. **burst**: with the last on phase's worker, B `order_created` events for existing orders are written at once
+   (one transaction, as a bulk import would); firings/s = the runs they started / (write → last run finished).
+
+`--rounds R` (2) runs R rounds of both phases in the order off, on | on, off | off, on … (ABBA: a machine that
+drifts slower or faster over the run favours neither), and each mode's figures pool its rounds: the p99 over all
+R × N orders, CPU-ms over all of them. One pair of 1,000-order phases moved the p99 ratio by ±8% between
+identical runs; the pooled figure is the verdict, each round's is printed beside it.
 
 Printed: intake → ALLOCATED p50/p99, orders/s, CPU-ms per order (every bench process) for off and on and their
 ratio, firings per order, event → run started latency, and the burst's firings/s. Goals (issue 12): on/off ≤ 1.10
@@ -222,6 +227,9 @@ async def phase(room: Room, name: str, *, enabled: bool) -> tuple[dict[str, Any]
         log(f"{name}: automation drained {done_at - dispatched_by:.1f}s after the last dispatch")
     cpu = meter.read()
     result: dict[str, Any] = {
+        "_allocated_s": [r.allocated_at - r.t_submit for r in runs if r.allocated_at],
+        "_dispatched_s": [r.dispatched_seen - r.t_submit for r in runs if r.dispatched_seen],
+        "orders": args.orders,
         "wall_s": round(wall, 2),
         "orders_per_s": round(args.orders / wall, 2),
         "intake_to_allocated_ms": summary_ms([r.allocated_at - r.t_submit for r in runs if r.allocated_at]),
@@ -285,6 +293,65 @@ async def room_for(
         await asyncio.to_thread(stop, temporal)
 
 
+async def burst(
+    args: argparse.Namespace, room: Room, worker: subprocess.Popen[bytes], orders: list[str], log: Callable[[str], None]
+) -> dict[str, Any]:
+    """B events at once on the running worker (its orders are still there to be the subjects)."""
+    pids, db_path = room.pids, room.db_path
+    tag = uuid.uuid4().hex[:6]
+    burst_pids = {
+        **pids,
+        "worker": worker.pid,
+        **{f"outboxes{i or ''}": c for i, c in enumerate(children_of(worker.pid))},
+    }
+    busy = await wait_quiet(burst_pids, args.quiet_wait, args.quiet_threshold, log)
+    log(f"burst: {args.burst} order_created events at once ...")
+    meter = CpuMeter(burst_pids)
+    written = await asyncio.to_thread(write_burst, db_path, orders[-args.orders :], args.burst, tag)
+    await drained(db_path, 0, args.drain_timeout)
+    count, last = await asyncio.to_thread(finished_after, db_path, tag)
+    burst_cpu = meter.read()
+    span = max(last - written, 1e-3)
+    return {
+        "events": args.burst,
+        "runs": count,
+        "seconds": round(span, 2),
+        "firings_per_s": round(count / span, 1),
+        "cpu": burst_cpu,
+        "cpu_ms_per_firing": cpu_per_order(burst_cpu, max(count, 1)),
+        "machine_busy_pct_before": busy,
+    }
+
+
+def pooled(rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One mode's rounds as one: latencies over all their orders, CPU and wall time summed; each round beside."""
+    orders = sum(r["orders"] for r in rounds)
+    wall = sum(r["wall_s"] for r in rounds)
+    cpu_s: dict[str, float] = {}
+    for r in rounds:
+        for name, seconds in r["cpu"]["process_cpu_s"].items():
+            cpu_s[name] = cpu_s.get(name, 0.0) + seconds
+    out: dict[str, Any] = {
+        "orders": orders,
+        "wall_s": round(wall, 2),
+        "orders_per_s": round(orders / wall, 2),
+        "intake_to_allocated_ms": summary_ms([s for r in rounds for s in r.pop("_allocated_s")]),
+        "intake_to_dispatched_ms": summary_ms([s for r in rounds for s in r.pop("_dispatched_s")]),
+        "cpu_ms_per_order": cpu_per_order({"process_cpu_s": cpu_s}, orders),
+        "rounds": rounds,
+    }
+    automations = [r["automation"] for r in rounds if "automation" in r]
+    if automations:
+        runs = sum(a["runs"] for a in automations)
+        states: dict[str, int] = {}
+        for a in automations:
+            for state, count in a["states"].items():
+                states[state] = states.get(state, 0) + count
+        out["automation"] = {**automations[-1], "runs": runs, "states": states}  # latencies: the last round's
+        out["firings_per_order"] = round(runs / orders, 2)
+    return out
+
+
 async def bench(args: argparse.Namespace, tmp: Path, log: Callable[[str], None]) -> dict[str, Any]:
     result: dict[str, Any] = {
         "date": datetime.now(UTC).date().isoformat(),
@@ -297,44 +364,21 @@ async def bench(args: argparse.Namespace, tmp: Path, log: Callable[[str], None])
     }
     notes: list[str] = result["notes"]
 
-    async with room_for(args, tmp, "off", log, notes) as (room, _):
-        result["rules_enabled"] = await asyncio.to_thread(count_enabled, room.db_path)
-        off, worker, orders = await phase(room, "off", enabled=False)
-        result["off"] = off
-        await terminate_all(room.client, [f"order-{no}" for no in orders])
-        stop(worker)
-
-    async with room_for(args, tmp, "on", log, notes) as (room, _):
-        on, worker, orders = await phase(room, "on", enabled=True)
-        result["on"] = on
-
-        # The burst: B events at once on the running worker (its orders are still there to be the subjects).
-        pids, db_path = room.pids, room.db_path
-        tag = uuid.uuid4().hex[:6]
-        burst_pids = {
-            **pids,
-            "worker": worker.pid,
-            **{f"outboxes{i or ''}": c for i, c in enumerate(children_of(worker.pid))},
-        }
-        busy = await wait_quiet(burst_pids, args.quiet_wait, args.quiet_threshold, log)
-        log(f"burst: {args.burst} order_created events at once ...")
-        meter = CpuMeter(burst_pids)
-        written = await asyncio.to_thread(write_burst, db_path, orders[-args.orders :], args.burst, tag)
-        await drained(db_path, 0, args.drain_timeout)
-        count, last = await asyncio.to_thread(finished_after, db_path, tag)
-        burst_cpu = meter.read()
-        span = max(last - written, 1e-3)
-        result["burst_result"] = {
-            "events": args.burst,
-            "runs": count,
-            "seconds": round(span, 2),
-            "firings_per_s": round(count / span, 1),
-            "cpu": burst_cpu,
-            "cpu_ms_per_firing": cpu_per_order(burst_cpu, max(count, 1)),
-            "machine_busy_pct_before": busy,
-        }
-        await terminate_all(room.client, [f"order-{no}" for no in orders])
-        stop(worker)
+    rounds: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    sequence = [mode for i in range(args.rounds) for mode in (("off", "on") if i % 2 == 0 else ("on", "off"))]
+    last_on = max(i for i, mode in enumerate(sequence) if mode == "on")
+    for index, mode in enumerate(sequence):
+        name = f"{mode}{len(rounds[mode]) + 1}"
+        async with room_for(args, tmp, name, log, notes) as (room, _):
+            if "rules_enabled" not in result:
+                result["rules_enabled"] = await asyncio.to_thread(count_enabled, room.db_path)
+            measured, worker, orders = await phase(room, name, enabled=mode == "on")
+            rounds[mode].append(measured)
+            if index == last_on:
+                result["burst_result"] = await burst(args, room, worker, orders, log)
+            await terminate_all(room.client, [f"order-{no}" for no in orders])
+            stop(worker)
+    result["off"], result["on"] = pooled(rounds["off"]), pooled(rounds["on"])
 
     def ratio(path: Sequence[str]) -> float:
         a, b = result["on"], result["off"]
@@ -363,6 +407,11 @@ def render(result: dict[str, Any]) -> str:
             f" p99 {p['intake_to_allocated_ms']['p99']} ms, CPU {p['cpu_ms_per_order']['bench_total']} ms/order"
             f" ({p['cpu_ms_per_order']})"
         )
+        for i, r in enumerate(p["rounds"], 1):
+            lines.append(
+                f"       round {i}: {r['orders_per_s']} orders/s, p99 {r['intake_to_allocated_ms']['p99']} ms,"
+                f" CPU {r['cpu_ms_per_order']['bench_total']} ms/order"
+            )
     auto = result["on"]["automation"]
     lines.append(
         f"  firings: {auto['runs']} runs ({result['on']['firings_per_order']} per order, {auto['states']}),"
@@ -389,6 +438,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--concurrency", type=int, default=100, help="orders in flight at most")
     parser.add_argument("--warmup", type=int, default=5, help="orders run first in each phase, not measured")
     parser.add_argument("--burst", type=int, default=1000, help="events written at once in the burst phase")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds of both phases, ABBA order, pooled")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds for the whole bench")
     parser.add_argument("--drain-timeout", type=float, default=600.0, help="seconds for the automation to drain")
     parser.add_argument("--poll", type=float, default=0.02, help="seconds between read-model polls")
@@ -397,8 +447,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (databases, logs)")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    if args.orders < 1 or args.concurrency < 1 or args.warmup < 0 or args.burst < 1:
-        parser.error("--orders, --concurrency and --burst must be >= 1, --warmup >= 0")
+    if args.orders < 1 or args.concurrency < 1 or args.warmup < 0 or args.burst < 1 or args.rounds < 1:
+        parser.error("--orders, --concurrency, --burst and --rounds must be >= 1, --warmup >= 0")
     return args
 
 

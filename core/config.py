@@ -144,8 +144,8 @@ class AutomationSettings(BaseModel):
     # child: `python worker.py` runs the outboxes' readers (the notice relay, the automation dispatcher) in a
     # process of their own (its own interpreter lock); inline: in the worker's process.
     outbox_process: Literal["child", "inline"] = "child"
-    # How much nicer than the worker its outbox process runs (os.nice): on a busy machine the order pipeline goes first and the outboxes,
-    # whose work may wait a second, take the idle time (and still a share when there is none: CFS starves nothing).
+    # How much nicer than the worker its outbox process runs (os.nice): on a busy machine the order pipeline goes
+    # first; the outboxes, whose work may wait a second, take the idle time (and a share when there is none).
     outbox_nice: int = Field(10, ge=0, le=19)
     # Signs outgoing webhooks (X-Orderflow-Signature: sha256=HMAC(body)); filled from the state dir locally.
     automation_webhook_secret: str = ""
