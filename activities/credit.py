@@ -1,9 +1,7 @@
-"""Credit exposure (services/queries/exposure.py: receivables + this customer's other open orders) plus this order,
-against the limit (domain/credit.py)."""
+"""Credit exposure (services/billing/ledger.py: the ledger's receivables + what this customer's other open orders will
+still bill) plus this order, against the limit (domain/credit.py)."""
 
 from __future__ import annotations
-
-from decimal import Decimal
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -12,7 +10,7 @@ from activities.base import DbActivities
 from domain.credit import check_credit
 from models.contracts import CreditInput, CreditOutcome
 from models.tables import Customer
-from services.queries.exposure import open_order_totals
+from services.billing.ledger import CreditPosition, credit_positions
 from workflows.contract import ErrorType
 from workflows.steps import CreditSteps
 
@@ -26,8 +24,8 @@ class CreditActivities(DbActivities, CreditSteps):
                 raise ApplicationError(
                     f"unknown customer {inp.customer_id}", type=ErrorType.UNKNOWN_CUSTOMER, non_retryable=True
                 )
-            others = open_order_totals(session, [inp.customer_id], excluding_order=inp.order_no)
-        open_orders = others.get(inp.customer_id, Decimal("0.00"))
-        result = check_credit(customer.credit_limit, customer.receivables, open_orders, inp.total, prepaid=False)
+            found = credit_positions(session, [inp.customer_id], excluding_order=inp.order_no)
+        position = found.get(inp.customer_id, CreditPosition())
+        result = check_credit(customer.credit_limit, position.receivables, position.to_bill, inp.total, prepaid=False)
         self.log.info("credit checked", exposure=str(result.exposure), limit=str(result.limit), hold=result.hold)
         return CreditOutcome(hold=result.hold, limit=result.limit, exposure=result.exposure)

@@ -12,6 +12,7 @@ from models.status import AWAITING_DECISION, OrderStatus
 from models.tables import ApprovalRecord, Customer, OrderEvent, SalesOrder
 from rules.automation import EventKind
 from services.automation.events import record_event
+from services.billing.ledger import book_prepayment
 from services.links import void_approval_links
 from workflows.contract import order_workflow_id
 from workflows.steps import RecordSteps
@@ -45,6 +46,9 @@ class RecordActivities(DbActivities, RecordSteps):
                 )
             )
             session.add(OrderEvent(order_no=order.order_no, seq=1, status=OrderStatus.RECEIVED, at=inp.received_at))
+            if order.payment.paid:  # paid at the channel before it reached us: the customer's money is in hand
+                book_prepayment(session, order.order_no, order.customer_id, order.total, order.currency,
+                                at=inp.received_at, reference=f"{order.channel} payment", by=order.channel)  # fmt: skip
             record_event(
                 session, EventKind.ORDER_CREATED, order.order_no, f"created:{order.order_no}", {}, inp.received_at
             )
@@ -68,6 +72,11 @@ class RecordActivities(DbActivities, RecordSteps):
             self._announce(session, order, inp)
             order.status = inp.status
             order.updated_at = inp.at
+            if inp.paid and not order.paid:  # the prepayment: money of the customer's, against what it will bill
+                # (runs started before payment_reference existed name it only in the detail)
+                reference = inp.payment_reference or inp.detail.removeprefix("payment received").strip()
+                book_prepayment(session, inp.order_no, order.customer_id, order.total, order.currency,
+                                at=inp.at, reference=reference, by=inp.paid_by)  # fmt: skip
             if inp.paid is not None:
                 order.paid = inp.paid
             if inp.reasons is not None:

@@ -19,9 +19,10 @@ from activities.base import DbActivities
 from core.db import is_postgres
 from integrations.carriers.registry import KNOWN_CARRIERS
 from models.contracts import DispatchRecord
-from models.tables import PickList, Reservation, ReservationState, Shipment, StockLot, utcnow
+from models.tables import PickList, Reservation, ReservationState, SalesOrder, Shipment, StockLot, utcnow
 from rules.automation import EventKind
 from services.automation.events import record_event
+from services.billing.invoices import Billed, InvoicePolicy, issue_invoice
 from workflows.contract import ErrorType
 from workflows.steps import ShippingSteps
 
@@ -48,11 +49,13 @@ class ShippingActivities(DbActivities, ShippingSteps):
                     col(Reservation.state) == ReservationState.LOCKED,
                 )
                 .values(state=ReservationState.CONSUMED, updated_at=now)
-                .returning(col(Reservation.lot_id), col(Reservation.qty))
+                .returning(col(Reservation.lot_id), col(Reservation.qty), col(Reservation.line_no))
             ).all()
             taken: dict[int, int] = defaultdict(int)
-            for lot_id, qty in consumed:
+            shipped: dict[int, int] = defaultdict(int)  # order line → units in this parcel
+            for lot_id, qty, line_no in consumed:
                 taken[lot_id] += qty
+                shipped[line_no] += qty
             for lot_id in sorted(taken):  # lots in id order, the order allocation locks them in
                 lowered = session.exec(
                     update(StockLot)
@@ -72,6 +75,20 @@ class ShippingActivities(DbActivities, ShippingSteps):
             )
             _insert_shipment_once(session, self.engine, inp)
             _refuse_another_orders_parcel(session, inp)  # the number may have been taken while we worked
+            if shipped:  # the parcel's invoice, with the stock it consumed: both or neither (an attempt behind finds
+                # the reservations consumed and bills nothing; the invoice's key would refuse a second one anyway)
+                order = session.get(SalesOrder, inp.order_no)
+                if order is None:
+                    raise RuntimeError(f"order {inp.order_no} is not registered")
+                issue_invoice(
+                    session,
+                    key=f"parcel:{inp.order_no}:{inp.carrier}:{inp.tracking_no}",
+                    order=order,
+                    billed=[Billed(line_no, qty) for line_no, qty in sorted(shipped.items())],
+                    policy=InvoicePolicy.of(self.settings),
+                    now=inp.at,
+                    tracking_no=inp.tracking_no,
+                )
             if inp.announce:  # with the shipment, once (keyed): automations hear of this parcel
                 data = {"tracking_no": inp.tracking_no, "carrier": inp.carrier, "warehouse": inp.warehouse}
                 key = f"dispatched:{inp.order_no}:{inp.carrier}:{inp.tracking_no}"

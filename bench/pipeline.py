@@ -40,6 +40,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -65,6 +66,7 @@ from dev.stack import LOOPBACK, temporal_argv, temporal_binary
 from models.order import Order
 from models.tables import Customer, StockLot
 from services import order_commands
+from services.billing.ledger import balances
 from tests.support.orders import SHANGHAI, make_order
 from workflows.contract import order_workflow_id
 
@@ -144,14 +146,16 @@ def prepare_database(db_path: Path, orders: int) -> list[str]:
                             on_hand=BENCH_LOT_ON_HAND,
                         )
                     )
-            # Open orders count against credit until delivered; none is delivered during the bench.
+            # Orders count against credit until paid; none is paid during the bench.
             worst = max(bench_order("X", i).total for i in range(6))
             per_customer = worst * math.ceil(orders / len(SHIP_TO))
+            owed = balances(session, list(SHIP_TO))
             for customer_id in SHIP_TO:
                 customer = session.get(Customer, customer_id)
                 assert customer is not None, customer_id
-                if customer.receivables + per_customer > customer.credit_limit:
-                    limit = customer.receivables + per_customer * 2
+                receivables = owed.get(customer_id, Decimal("0.00"))
+                if receivables + per_customer > customer.credit_limit:
+                    limit = receivables + per_customer * 2
                     customer.credit_limit = limit
                     session.add(customer)
                     notes.append(f"credit limit of {customer_id} raised to {limit} (bench DB only)")

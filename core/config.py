@@ -152,6 +152,22 @@ class AutomationSettings(BaseModel):
     # Run logs are kept as long as orders are; set this to delete finished runs older than it.
     automation_run_retention: timedelta | None = None
 
+    # --- money (services/billing) ---
+    # The legal entity whose gap-free series numbers the invoices (one series per entity and year).
+    legal_entity: str = Field("OF", min_length=1, max_length=8, pattern=r"^[A-Z0-9]+$")
+    # VAT rate per product tax class (products.tax_class); prices include tax (domain/billing.py).
+    tax_rates: dict[str, Decimal] = Field(
+        default_factory=lambda: {"standard": Decimal("0.13"), "reduced": Decimal("0.09"), "zero": Decimal("0")}
+    )
+
+    @field_validator("tax_rates")
+    @classmethod
+    def _rates_are_fractions(cls, rates: dict[str, Decimal]) -> dict[str, Decimal]:
+        bad = [f"{name}={rate}" for name, rate in rates.items() if not Decimal(0) <= rate < 1]
+        if bad:
+            raise ValueError(f"tax rates are fractions between 0 and 1 (13 % is 0.13): {', '.join(bad)}")
+        return rates
+
 
 # The secrets the embedded stack creates once in its state dir (core/secrets.py) when they are not given.
 LOCAL_SECRETS = (

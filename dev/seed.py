@@ -18,6 +18,7 @@ from core.db import unit_of_work
 from models.status import Role
 from models.tables import Customer, Product, RegionDistance, StockLot, User, Warehouse
 from services.accounts import new_password, set_password
+from services.billing.ledger import book
 from services.users import add_user, set_warehouses
 
 REGIONS = ["华东", "华北", "华南", "华中", "西南"]
@@ -65,7 +66,8 @@ _PRODUCT_NAMES = [
 ]
 DISCONTINUED_SKU = "SKU-1099"
 
-# customer_id, name, region, e-mail, credit limit, receivables, first order still to come
+# customer_id, name, region, e-mail, credit limit, opening receivables (an opening entry in the ledger), first order
+# still to come
 CUSTOMERS = [
     ("C-1001", "上海星辰科技", "华东", "buyer@xingchen.example", "500000.00", "12000.00", False),
     ("C-1002", "北京远航贸易", "华北", "po@yuanhang.example", "300000.00", "45000.00", False),
@@ -167,12 +169,17 @@ def seed(engine: Engine, *, console_passwords: bool = True) -> SeedReport:
                 region=region,
                 email=email,
                 credit_limit=Decimal(limit),
-                receivables=Decimal(receivables),
                 first_order=new,
             )
-            for cid, name, region, email, limit, receivables, new in CUSTOMERS
+            for cid, name, region, email, limit, _, new in CUSTOMERS
         ]
         add_missing("customers", customers, lambda c: c.customer_id)
+        for cid, _, _, _, _, opening, _ in CUSTOMERS:  # what they owed before orderflow: once per customer
+            if Decimal(opening):
+                book(
+                    session, key=f"opening:{cid}", customer_id=cid, kind="opening", amount=Decimal(opening),
+                    currency="CNY", at=_EPOCH, reference="opening balance",
+                )  # fmt: skip
         session.flush()
         if session.exec(select(StockLot.id)).first() is None:
             lots = _lots()

@@ -112,6 +112,9 @@ class TransitionInput(Contract):
     paid: bool | None = None
     reasons: list[str] | None = None
     awaiting: AwaitingDecision | None = None  # None: the order waits for no approver (any more)
+    # With paid=True: the payment's reference and who recorded it (booked in the receivables ledger).
+    payment_reference: str = ""
+    paid_by: str = ""
 
 
 class ApprovalAudit(Contract):

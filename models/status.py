@@ -26,8 +26,8 @@ class OrderStatus(StrEnum):
 
 
 TERMINAL_STATUSES = frozenset({OrderStatus.REJECTED, OrderStatus.COMPLETED, OrderStatus.CANCELLED, OrderStatus.FAILED})
-# Orders the customer will never owe anything for: the rest (unless prepaid or paid) count as credit
-# exposure — delivered and completed ones too, until receivables are booked from an invoicing system.
+# Orders the customer will never owe anything for: the rest count as credit exposure (services/billing/ledger.py)
+# — what they have not been invoiced for yet; once invoiced, it is in the ledger's receivables until paid.
 NEVER_BILLED = frozenset({OrderStatus.REJECTED, OrderStatus.CANCELLED, OrderStatus.FAILED})
 # Orders waiting for an approver's decision (a credit hold is finance's level).
 AWAITING_DECISION = frozenset({OrderStatus.AWAITING_APPROVAL, OrderStatus.CREDIT_HOLD})

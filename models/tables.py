@@ -28,7 +28,7 @@ class Customer(SQLModel, table=True):
     email: str = Field(default="", max_length=200)
     phone: str = Field(default="", max_length=64)
     credit_limit: Decimal = Field(sa_type=MoneyCents)
-    receivables: Decimal = Field(default=Decimal("0.00"), sa_type=MoneyCents)
+    payment_terms_days: int = 30  # an invoice is due this many days after it is issued
     # True until the customer's first order has been accepted (first orders of new customers prepay).
     first_order: bool = True
 
@@ -39,6 +39,7 @@ class Product(SQLModel, table=True):
     name: str = Field(max_length=200)
     unit_price: Decimal = Field(sa_type=MoneyCents)  # the price list
     active: bool = True
+    tax_class: str = Field(default="standard", max_length=16)  # its VAT rate: ORDERFLOW_TAX_RATES
     reorder_level: int = 50
 
 
@@ -467,3 +468,77 @@ class Task(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
     done_by: str | None = Field(default=None, max_length=64)
     done_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+# --- money: invoices and the receivables ledger (domain/billing.py has the arithmetic) ---------------------------
+
+
+class InvoiceSeries(SQLModel, table=True):
+    """The gap-free number series of one legal entity and year; `last` is the last number issued. An issue takes
+    the next one with UPDATE … SET last = last + 1 in the transaction that inserts its invoice: the row's lock
+    (Postgres) or the write lock (SQLite) keeps two issuers from sharing a number, and an issue rolled back gives
+    its number back with it."""
+
+    __tablename__ = "invoice_series"
+    entity: str = Field(primary_key=True, max_length=16)
+    year: int = Field(primary_key=True)
+    last: int = 0
+
+
+class Invoice(SQLModel, table=True):
+    """An invoice (or a credit note: `kind`, `corrects`) as issued: never edited; a mistake gets a credit note."""
+
+    __tablename__ = "invoices"
+    __table_args__ = (UniqueConstraint("entity", "year", "seq"),)
+    invoice_no: str = Field(primary_key=True, max_length=32)
+    key: str = Field(unique=True, max_length=200)  # what it bills (order, parcel): issued once, whatever the retries
+    kind: str = Field(max_length=16)  # invoice | credit_note
+    entity: str = Field(max_length=16)
+    year: int
+    seq: int
+    order_no: str = Field(index=True, max_length=64)
+    customer_id: str = Field(index=True, max_length=64)
+    tracking_no: str | None = Field(default=None, max_length=64)  # the parcel it bills; None: the whole order
+    corrects: str | None = Field(default=None, max_length=32)  # a credit note's invoice
+    currency: str = Field(max_length=3)
+    net: Decimal = Field(sa_type=MoneyCents)
+    tax: Decimal = Field(sa_type=MoneyCents)
+    total: Decimal = Field(sa_type=MoneyCents)
+    issued_at: datetime = Field(sa_type=UTCDateTime)
+    due_at: datetime = Field(sa_type=UTCDateTime)
+    reason: str = Field(default="", max_length=500)
+
+
+class InvoiceLine(SQLModel, table=True):
+    __tablename__ = "invoice_lines"
+    __table_args__ = (UniqueConstraint("invoice_no", "position"),)
+    id: int | None = Field(default=None, primary_key=True)
+    invoice_no: str = Field(index=True, max_length=32)
+    position: int
+    sku: str = Field(max_length=64)
+    description: str = Field(max_length=200)
+    qty: int
+    unit_price: Decimal = Field(sa_type=MoneyCents)  # tax included
+    tax_rate_bp: int  # basis points: 1300 = 13 %
+    net: Decimal = Field(sa_type=MoneyCents)
+    tax: Decimal = Field(sa_type=MoneyCents)
+    gross: Decimal = Field(sa_type=MoneyCents)
+
+
+class LedgerEntry(SQLModel, table=True):
+    """The receivables ledger: what a customer owes moves only by entries, never by editing one (a mistake is
+    corrected by another). amount > 0 is owed to us (an opening balance, an invoice, a refund paid out); < 0
+    settles (a payment, a credit note). A customer's balance is the sum of their entries."""
+
+    __tablename__ = "ledger_entries"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=200)  # booked once, whatever the retries or re-imports
+    customer_id: str = Field(index=True, max_length=64)
+    kind: str = Field(max_length=16)  # opening | invoice | payment | credit_note | refund
+    amount: Decimal = Field(sa_type=MoneyCents)
+    currency: str = Field(max_length=3)
+    order_no: str | None = Field(default=None, index=True, max_length=64)
+    invoice_no: str | None = Field(default=None, index=True, max_length=32)
+    reference: str = Field(default="", max_length=200)  # the bank's or provider's reference, the invoice number
+    at: datetime = Field(sa_type=UTCDateTime)
+    by: str = Field(default="", max_length=64)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from contextlib import suppress
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel
@@ -25,6 +27,7 @@ from temporalio.common import (
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from core.db import read_only, unit_of_work
 from domain.decision_signing import sign_decision
 from models.contracts import (
     CancelInput,
@@ -39,8 +42,10 @@ from models.contracts import (
 )
 from models.order import Order
 from models.status import OrderStatus
+from models.tables import SalesOrder
 from services.audit import audit_refused_decision
-from services.errors import OrderConflict, OrderNotFound, Refused
+from services.billing.payments import PaymentBooked, record_payment
+from services.errors import CommandError, OrderConflict, OrderNotFound, Refused
 from services.substitutes import acting_role
 from services.users import user_role
 from workflows import contract
@@ -210,6 +215,40 @@ async def decide(
 
 async def pay(client: Client, order_no: str, *, reference: str, by: str = "") -> OrderState:
     return await _update(client, order_no, Update.PAYMENT_RECEIVED, PaymentInput(reference=reference, by=by))
+
+
+@dataclass(frozen=True)
+class PaymentAnswer:
+    state: OrderState | None = None  # a prepayment: the workflow's answer (it goes on to allocate)
+    booked: PaymentBooked | None = None  # a payment against the order's invoices, in the ledger
+
+
+async def receive_payment(
+    client: Client, engine: Engine, order_no: str, *, reference: str, amount: Decimal | None, by: str
+) -> PaymentAnswer:
+    """A payment for an order: the prepayment it awaits (the whole total, to its workflow), or money against its
+    open invoices (the receivables ledger; services/billing/payments.py). CommandError when it is neither."""
+    order = await asyncio.to_thread(_order_row, engine, order_no)
+    if order is not None and order.status == OrderStatus.AWAITING_PAYMENT.value:
+        if amount is not None and amount != order.total:
+            raise CommandError(
+                f"order {order_no} awaits its prepayment of {order.total} {order.currency}, not {amount}"
+            )
+        return PaymentAnswer(state=await pay(client, order_no, reference=reference, by=by))
+
+    def book() -> PaymentBooked:
+        with unit_of_work(engine) as session:
+            return record_payment(session, order_no, reference=reference, amount=amount, by=by, at=datetime.now(UTC))
+
+    return PaymentAnswer(booked=await asyncio.to_thread(book))
+
+
+def _order_row(engine: Engine, order_no: str) -> SalesOrder | None:
+    with read_only(engine) as session:
+        order = session.get(SalesOrder, order_no)
+        if order is not None:
+            session.expunge(order)
+        return order
 
 
 async def dispatch(

@@ -8,6 +8,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from models.tables import Refund, SalesOrder
+from services.billing.ledger import book
 from services.errors import CommandError
 from services.queries.finance import REFUNDABLE
 
@@ -35,4 +36,9 @@ def record_refund(session: Session, order_no: str, *, reference: str, by: str, a
         session.flush()
     except IntegrityError:  # recorded a moment ago by someone else (Postgres lets both reach the insert)
         raise CommandError(f"the refund of order {order_no} is already recorded") from None
+    # Paid back: the customer's prepayment no longer stands against anything (the ledger's balance returns to 0).
+    book(
+        session, key=f"refund:{order_no}", customer_id=order.customer_id, kind="refund", amount=order.total,
+        currency=order.currency, at=at, order_no=order_no, reference=reference[:200], by=by,
+    )  # fmt: skip
     return refund

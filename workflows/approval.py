@@ -43,7 +43,7 @@ async def await_payment(moves: OrderMoves) -> None:
         raise Stop(OrderStatus.CANCELLED, "payment deadline passed")
     state.paid = True
     reference = state.payment.reference if state.payment else ""
-    await moves.transition(state.status, f"payment received {reference}".strip(), paid=True)
+    await moves.transition(state.status, f"payment received {reference}".strip(), paid=True, payment=state.payment)
 
 
 async def await_decision(moves: OrderMoves, level: Level) -> None:

@@ -15,7 +15,7 @@ from workflows.order_state import FulfillmentState, Stop
 from workflows.steps import NOTIFYING, RECORDING, NotifySteps, RecordSteps, Stage
 
 with workflow.unsafe.imports_passed_through():
-    from models.contracts import AwaitingDecision, NotifyInput, TransitionInput
+    from models.contracts import AwaitingDecision, NotifyInput, PaymentInput, TransitionInput
     from models.status import OrderStatus, Role
 
 In = TypeVar("In")
@@ -60,6 +60,7 @@ class OrderMoves:
         paid: bool | None = None,
         reasons: list[str] | None = None,
         awaiting: AwaitingDecision | None = None,
+        payment: PaymentInput | None = None,
     ) -> None:
         """The order's status moves: search attribute, then the read model's row and event (idempotent on seq)."""
         state = self.state
@@ -78,6 +79,8 @@ class OrderMoves:
                 paid=paid,
                 reasons=reasons,
                 awaiting=awaiting,
+                payment_reference=payment.reference if payment else "",
+                paid_by=payment.by if payment else "",
             ),
         )
 

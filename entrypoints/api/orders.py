@@ -18,7 +18,7 @@ from core.db import read_only
 from entrypoints.api.auth import CANCELLERS, FINANCE, SUBMITTERS, bearer, current_user, engine_of, requires
 from entrypoints.api.deps import problems, settings_of, temporal_client
 from models.contracts import OrderState
-from models.order import Order
+from models.order import Money, Order
 from models.status import Role
 from models.tables import SalesOrder, User
 from models.text import Note
@@ -52,6 +52,8 @@ class Decision(BaseModel):
 class PaymentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reference: Annotated[Note, Field(max_length=200)] = ""
+    # None: the whole prepayment, or what the order's invoices leave open
+    amount: Money | None = None
 
 
 class DispatchBody(BaseModel):
@@ -189,8 +191,22 @@ def orders_router() -> APIRouter:
         engine: EngineDep,
         client: ClientDep,
     ) -> dict[str, Any]:
-        state = await order_commands.pay(client, order_no, reference=body.reference, by=user.name)
-        return await view_after(engine, state)
+        answer = await order_commands.receive_payment(
+            client, engine, order_no, reference=body.reference, amount=body.amount, by=user.name
+        )
+        if answer.state is not None:  # the prepayment: the workflow goes on
+            return await view_after(engine, answer.state)
+        assert answer.booked is not None
+        booked = answer.booked
+        view = await run_in_threadpool(_db_view, engine, order_no)
+        view["payment"] = {
+            "reference": booked.reference,
+            "amount": str(booked.amount),
+            "applied": [{"invoice_no": number, "amount": str(amount)} for number, amount in booked.applied],
+            "unapplied": str(booked.unapplied),
+            "recorded_before": booked.again,
+        }
+        return view
 
     @router.post("/orders/{order_no}/dispatch", responses=problems(401, 403, 404, 409, 422, 503))
     async def dispatch(

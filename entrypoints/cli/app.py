@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
+from decimal import Decimal
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any
@@ -212,9 +213,41 @@ async def reject(
 
 @app.command()
 @command
-async def pay(order_no: str, reference: Annotated[str, typer.Option(help="Payment reference.")] = "") -> None:
-    """Record the prepayment the order is waiting for."""
-    emit(_state_json(await order_commands.pay(await client(), order_no, reference=reference)))
+async def pay(
+    order_no: str,
+    reference: Annotated[str, typer.Option(help="Payment reference (the bank's or the provider's).")] = "",
+    amount: Annotated[
+        str, typer.Option(help="Amount paid (default: the prepayment, or all the invoices leave open).")
+    ] = "",
+) -> None:
+    """Record a payment: the prepayment the order waits for, or money against its open invoices."""
+    paid = _amount(amount) if amount else None
+    answer = await order_commands.receive_payment(
+        await client(), engine(), order_no, reference=reference, amount=paid, by="cli"
+    )
+    if answer.state is not None:
+        emit(_state_json(answer.state))
+        return
+    assert answer.booked is not None
+    booked = answer.booked
+    emit({
+        "order_no": order_no,
+        "reference": booked.reference,
+        "amount": str(booked.amount),
+        "applied": [{"invoice_no": number, "amount": str(part)} for number, part in booked.applied],
+        "unapplied": str(booked.unapplied),
+        "recorded_before": booked.again,
+    })  # fmt: skip
+
+
+def _amount(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except ArithmeticError:
+        raise typer.BadParameter(f"{text!r} is not an amount (e.g. 1200.00)") from None
+    if not value.is_finite() or value <= 0 or value != value.quantize(Decimal("0.01")):
+        raise typer.BadParameter(f"{text!r} is not a positive amount in cents (e.g. 1200.00)")
+    return value
 
 
 @app.command()

@@ -11,10 +11,9 @@ from sqlalchemy import ColumnElement
 from sqlmodel import Session, col, func, select
 
 from domain.approvals import DECIDERS
-from domain.credit import exposure
 from models.status import OrderStatus
 from models.tables import Customer, Notification, SalesOrder
-from services.queries.exposure import open_order_totals
+from services.billing.ledger import CreditPosition, credit_positions
 
 # To-dos shown at once, the oldest first (the badge and the heading count them all): 50 fill a phone's day and
 # keep the live page under 200 ms at 500 waiting (bench/console.py; 200 took ~300 ms at p95).
@@ -92,7 +91,7 @@ def _todos(session: Session, orders: list[SalesOrder]) -> list[ApprovalTodo]:
     customer_ids = sorted({o.customer_id for o in orders})
     found = session.exec(select(Customer).where(col(Customer.customer_id).in_(customer_ids))).all()
     customers = {c.customer_id: c for c in found}
-    open_totals = open_order_totals(session, customer_ids)
+    positions = credit_positions(session, customer_ids)
     completed = dict(
         session.exec(
             select(SalesOrder.customer_id, func.count())
@@ -103,9 +102,8 @@ def _todos(session: Session, orders: list[SalesOrder]) -> list[ApprovalTodo]:
     todos: list[ApprovalTodo] = []
     for order in orders:
         customer = customers.get(order.customer_id)
-        receivables = customer.receivables if customer else Decimal("0.00")
-        # open_totals includes this order (it is open): its exposure is everything it and the others will bill
-        owed = exposure(receivables, open_totals.get(order.customer_id, Decimal("0.00")))
+        # The position includes this order (it is open and billable): everything it and the others will bill
+        owed = positions.get(order.customer_id, CreditPosition()).exposure
         todos.append(
             ApprovalTodo(
                 order_no=order.order_no,

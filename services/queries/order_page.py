@@ -8,9 +8,8 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from domain.credit import exposure
 from models.tables import Customer, Notification, PickList, SalesOrder
-from services.queries.exposure import open_order_totals
+from services.billing.ledger import CreditPosition, credit_positions
 from services.queries.order_view import order_view
 
 
@@ -34,8 +33,7 @@ def order_page(session: Session, order_no: str, *, with_credit: bool) -> dict[st
         select(Notification).where(Notification.order_no == order_no).order_by(col(Notification.id))
     ).all()
     customer = session.get(Customer, order.customer_id)
-    open_total = open_order_totals(session, [order.customer_id]).get(order.customer_id, Decimal("0.00"))
-    receivables = customer.receivables if customer else Decimal("0.00")
+    position = credit_positions(session, [order.customer_id]).get(order.customer_id, CreditPosition())
     view.update(
         customer_name=customer.name if customer else order.customer_id,
         workflow_id=order.workflow_id,
@@ -44,9 +42,9 @@ def order_page(session: Session, order_no: str, *, with_credit: bool) -> dict[st
         awaiting_level=order.awaiting_level,
         credit={
             "limit": customer.credit_limit if customer else Decimal("0.00"),
-            "receivables": receivables,
-            "open_orders": open_total,
-            "exposure": exposure(receivables, open_total),
+            "receivables": position.receivables,
+            "open_orders": position.to_bill,
+            "exposure": position.exposure,
         }
         if with_credit
         else None,

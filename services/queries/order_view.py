@@ -9,6 +9,8 @@ from sqlmodel import Session, col, select
 
 from models.tables import (
     ApprovalRecord,
+    Invoice,
+    LedgerEntry,
     OrderEvent,
     Reservation,
     ReservationState,
@@ -39,6 +41,12 @@ def order_view(session: Session, order_no: str) -> dict[str, Any]:
         .order_by(col(Reservation.line_no), col(Reservation.id))
     ).all()
     shipments = session.exec(select(Shipment).where(Shipment.order_no == order_no).order_by(col(Shipment.id))).all()
+    invoices = session.exec(
+        select(Invoice).where(Invoice.order_no == order_no).order_by(col(Invoice.issued_at), col(Invoice.seq))
+    ).all()
+    entries = session.exec(
+        select(LedgerEntry).where(LedgerEntry.order_no == order_no).order_by(col(LedgerEntry.at), col(LedgerEntry.id))
+    ).all()
     return {
         "order_no": order.order_no,
         "status": order.status,
@@ -79,6 +87,30 @@ def order_view(session: Session, order_no: str) -> dict[str, Any]:
             for r, lot in reservations
         ],
         "shipments": [_shipment_view(session, s) for s in shipments],
+        "invoices": [
+            {
+                "invoice_no": i.invoice_no,
+                "kind": i.kind,
+                "tracking_no": i.tracking_no,
+                "net": str(i.net),
+                "tax": str(i.tax),
+                "total": str(i.total),
+                "issued_at": _iso(i.issued_at),
+                "due_at": _iso(i.due_at),
+            }
+            for i in invoices
+        ],
+        # The order's entries in the receivables ledger: its invoices, payments, refunds (amount > 0: owed to us).
+        "ledger": [
+            {
+                "kind": e.kind,
+                "amount": str(e.amount),
+                "reference": e.reference,
+                "invoice_no": e.invoice_no,
+                "at": _iso(e.at),
+            }
+            for e in entries
+        ],  # fmt: skip
         "timeline": [{"status": e.status, "at": _iso(e.at), "detail": e.detail} for e in events],
     }
 

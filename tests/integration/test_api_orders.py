@@ -20,6 +20,8 @@ from domain.decision_signing import sign_decision
 from models.contracts import DecisionInput
 from models.status import OrderStatus, Role
 from models.tables import ApprovalRecord
+from services import order_commands
+from services.billing.ledger import CreditPosition, credit_positions
 from services.users import add_user
 from tests.support.orders import make_order
 from tests.support.waiting import wait_for_status
@@ -234,3 +236,51 @@ async def test_decisions_need_a_token_the_right_role_and_the_apis_signature(
     assert "needs a comment" in reasons[4]
     assert "not awaiting a decision" in reasons[5] and len(audited) == 6
     assert all(row.at.tzinfo is not None for row in found)
+
+
+async def test_a_paid_invoice_leaves_the_customers_exposure(
+    api: httpx.AsyncClient, engine: Engine, client: Client, settings: Settings, task_queue: str
+) -> None:
+    """Today's defect, fixed: a credit order's amount used to stay in its customer's exposure for ever. Dispatched,
+    it is invoiced (exposure unchanged: from "to bill" to receivables); paid in two parts through the API, the
+    exposure is back where it was before the order — and a payment sent twice is booked once."""
+    number = f"T-PAY-{uuid.uuid4().hex[:8]}"
+    finance = bearer(engine, Role.FINANCE)
+    with Session(engine) as session:
+        before = credit_positions(session, ["C-1001"]).get("C-1001", CreditPosition()).exposure
+    async with running_worker(client, engine, settings, task_queue):
+        sent = await api.post(
+            "/orders", json=body(number, [("SKU-1001", 2, "199.00")]), headers=bearer(engine, Role.OPS)
+        )
+        assert sent.status_code == 202, sent.text
+        handle = client.get_workflow_handle(order_workflow_id(number))
+        await wait_for_status(handle, OrderStatus.PICKING)
+        path = f"/orders/{number}/payment"
+        early = await api.post(path, json={"reference": "BANK-EARLY"}, headers=finance)
+        assert early.status_code == 409 and "no open invoice" in early.json()["detail"]
+        await order_commands.dispatch(client, number, warehouse="WH-SH", carrier="sim", tracking_no=f"PAY{number[-8:]}")
+        await wait_for_status(handle, OrderStatus.DISPATCHED, OrderStatus.IN_TRANSIT, OrderStatus.DELIVERED)
+
+        assert (await api.post(path, json={"reference": "BANK-1", "amount": "100.00"})).status_code == 401
+        wrong = await api.post(
+            path, json={"reference": "BANK-1", "amount": "100.00"}, headers=bearer(engine, Role.WAREHOUSE)
+        )
+        assert wrong.status_code == 403
+        part = await api.post(path, json={"reference": "BANK-1", "amount": "100.00"}, headers=finance)
+        assert part.status_code == 200, part.text
+        [invoice] = part.json()["invoices"]
+        assert part.json()["payment"]["applied"] == [{"invoice_no": invoice["invoice_no"], "amount": "100.00"}]
+        again = await api.post(path, json={"reference": "BANK-1", "amount": "100.00"}, headers=finance)
+        assert again.status_code == 200 and again.json()["payment"]["recorded_before"] is True
+        reused = await api.post(path, json={"reference": "BANK-1", "amount": "5.00"}, headers=finance)
+        assert reused.status_code == 409 and "already booked" in reused.json()["detail"]
+        bad = await api.post(path, json={"reference": "BANK-2", "amount": "-1"}, headers=finance)
+        assert bad.status_code == 422
+        rest = await api.post(path, json={"reference": "BANK-2"}, headers=finance)  # what is left open
+        assert rest.status_code == 200 and rest.json()["payment"]["amount"] == "298.00", rest.text
+        assert [e["kind"] for e in rest.json()["ledger"]] == ["invoice", "payment", "payment"]
+        done = await api.post(path, json={"reference": "BANK-3", "amount": "1.00"}, headers=finance)
+        assert done.status_code == 409 and "no open invoice" in done.json()["detail"]
+    with Session(engine) as session:
+        after = credit_positions(session, ["C-1001"]).get("C-1001", CreditPosition()).exposure
+    assert after == before

@@ -23,9 +23,10 @@ from core.config import Settings
 from core.db import is_postgres
 from models.contracts import AllocateInput, DispatchRecord, PollInput
 from models.status import TrackingStatus
-from models.tables import Reservation, ReservationState, Shipment, StockLot, TrackingEvent
+from models.tables import Invoice, InvoiceLine, Reservation, ReservationState, Shipment, StockLot, TrackingEvent
 from models.tracking import TrackingEventIn, TrackingSnapshot
 from services.tracking import record_snapshot
+from tests.support.read_model import add_order
 from workflows.contract import STALL_ERRORS, ErrorType
 
 
@@ -146,6 +147,7 @@ def test_a_push_racing_a_sweep_records_the_news_once(engine: Engine) -> None:
 
 def _allocated(engine: Engine, settings: Settings, order_no: str) -> list[int]:
     """An order holding 150 units of SKU-1001 in WH-SH (two lots): the lots' ids."""
+    add_order(engine, order_no, rep="alice", sku="SKU-1001")  # registered, as every order is before it ships
     request = AllocateInput(order_no=order_no, ship_to_region="华东", lines=[(1, "SKU-1001", 150)], allow_split=False)
     outcome = ActivityEnvironment().run(InventoryActivities(engine, settings).allocate_stock, request)
     assert sum(a.qty for a in outcome.allocations) == 150 and {a.warehouse for a in outcome.allocations} == {"WH-SH"}
@@ -191,3 +193,7 @@ def test_a_dispatch_recorded_twice_at_once_takes_the_stock_once(engine: Engine, 
         states = {r.state for r in session.exec(select(Reservation).where(Reservation.order_no == order_no))}
         shipments = session.exec(select(Shipment).where(Shipment.tracking_no == record.tracking_no)).all()
     assert states == {ReservationState.CONSUMED} and len(shipments) == 1
+    with Session(engine) as session:  # billed once, with what the parcel carried
+        [invoice] = session.exec(select(Invoice).where(Invoice.order_no == order_no)).all()
+        lines = session.exec(select(InvoiceLine).where(InvoiceLine.invoice_no == invoice.invoice_no)).all()
+    assert [(line.sku, line.qty) for line in lines] == [("SKU-1001", 150)] and invoice.tracking_no == record.tracking_no

@@ -15,7 +15,7 @@ from sqlmodel import select as sm_select
 
 from core.db import make_engine, unit_of_work
 from models.sqltypes import MoneyCents, UTCDateTime
-from models.tables import Customer, OrderEvent, StockLot
+from models.tables import Customer, LedgerEntry, OrderEvent, StockLot
 
 # A private MetaData: nothing here leaks into SQLModel.metadata (which Alembic compares against).
 metadata = MetaData()
@@ -155,14 +155,18 @@ class TestRealTables:
                     name="Big",
                     region="华东",
                     credit_limit=Decimal("12345678901.23"),
-                    receivables=Decimal("0.01"),
                 )
             )
+            session.add(
+                LedgerEntry(key="cents", customer_id="C-BIG", kind="opening", amount=Decimal("-0.01"),
+                            currency="CNY", at=datetime.now(UTC))
+            )  # fmt: skip
         with Session(engine) as session:
             customer = session.get(Customer, "C-BIG")
             assert customer is not None
             assert customer.credit_limit == Decimal("12345678901.23")
-            assert str(customer.receivables) == "0.01"
+            entry = session.exec(sm_select(LedgerEntry).where(LedgerEntry.key == "cents")).one()
+            assert str(entry.amount) == "-0.01"  # negative cents too
         with engine.connect() as conn:
             cents = conn.execute(text("SELECT credit_limit FROM customers WHERE customer_id = 'C-BIG'")).scalar_one()
         assert cents == 1234567890123

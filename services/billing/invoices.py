@@ -1,0 +1,128 @@
+"""Issuing invoices, in the caller's transaction: the next number of the entity's series for the year, the lines
+(domain/billing.py's tax rule), and the ledger entry that makes the customer owe it — all or nothing.
+
+An invoice is keyed on what it bills (`key`): issuing it again (a retried step) finds it and issues nothing, so no
+number is spent twice and none is skipped: a number is taken only in the transaction that inserts its invoice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import Session, col, select
+
+from core.config import Settings
+from domain.billing import BillingError, LineAmounts, due_date, invoice_number, line_amounts, totals
+from models.tables import Customer, Invoice, InvoiceLine, InvoiceSeries, Product, SalesOrder
+from services.billing.ledger import book
+
+BASIS_POINTS = Decimal(10000)
+
+
+@dataclass(frozen=True)
+class Billed:
+    """One line of what an invoice bills: an order line (numbered from 1, as its reservations are) and how many."""
+
+    line_no: int
+    qty: int
+
+
+@dataclass(frozen=True)
+class InvoicePolicy:
+    entity: str  # the legal entity whose series numbers the invoice
+    tax_rates: Mapping[str, Decimal]  # tax class → rate
+
+    @classmethod
+    def of(cls, settings: Settings) -> InvoicePolicy:
+        return cls(settings.legal_entity, dict(settings.tax_rates))
+
+
+def next_number(session: Session, entity: str, year: int) -> int:
+    """Take the series' next number (creating the series at 1). The UPDATE holds the row until the caller's
+    transaction ends: a concurrent issuer waits for it, then takes the number after."""
+    table = InvoiceSeries.__table__  # type: ignore[attr-defined]
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert(table) if dialect == "postgresql" else sqlite.insert(table)
+    session.execute(insert.values(entity=entity, year=year, last=0).on_conflict_do_nothing())
+    taken = session.execute(
+        update(InvoiceSeries)
+        .where(col(InvoiceSeries.entity) == entity, col(InvoiceSeries.year) == year)
+        .values(last=col(InvoiceSeries.last) + 1)
+        .returning(col(InvoiceSeries.last))
+    ).scalar_one()
+    return int(taken)
+
+
+def issue_invoice(
+    session: Session,
+    *,
+    key: str,
+    order: SalesOrder,
+    billed: Sequence[Billed],
+    policy: InvoicePolicy,
+    now: datetime,
+    tracking_no: str | None = None,
+) -> Invoice | None:
+    """Issue the invoice for `billed` of `order` (None: `key` was issued before). Prices are the order's (tax
+    included), rates by each product's tax class."""
+    if session.exec(select(Invoice.invoice_no).where(Invoice.key == key)).first() is not None:
+        return None
+    lines = order.payload.get("lines", [])
+    if not billed or any(not 1 <= b.line_no <= len(lines) for b in billed):
+        raise BillingError(f"order {order.order_no} has lines 1..{len(lines)}: cannot bill {list(billed)}")
+    skus = {str(lines[b.line_no - 1]["sku"]) for b in billed}
+    products = {p.sku: p for p in session.exec(select(Product).where(col(Product.sku).in_(skus)))}
+    amounts: list[tuple[str, LineAmounts]] = []
+    for b in sorted(billed, key=lambda item: item.line_no):
+        line = lines[b.line_no - 1]
+        sku = str(line["sku"])
+        product = products.get(sku)
+        tax_class = product.tax_class if product else "standard"
+        if tax_class not in policy.tax_rates:
+            raise LookupError(f"{sku}: tax class {tax_class!r} has no rate (ORDERFLOW_TAX_RATES)")
+        description = product.name if product else sku
+        amounts.append(
+            (description, line_amounts(sku, b.qty, Decimal(str(line["unit_price"])), policy.tax_rates[tax_class]))
+        )
+    sums = totals([a for _, a in amounts])
+    customer = session.get(Customer, order.customer_id)
+    terms = customer.payment_terms_days if customer is not None else 0
+    year = now.year
+    seq = next_number(session, policy.entity, year)
+    number = invoice_number(policy.entity, year, seq)
+    invoice = Invoice(
+        invoice_no=number,
+        key=key,
+        kind="invoice",
+        entity=policy.entity,
+        year=year,
+        seq=seq,
+        order_no=order.order_no,
+        customer_id=order.customer_id,
+        tracking_no=tracking_no,
+        currency=order.currency,
+        net=sums.net,
+        tax=sums.tax,
+        total=sums.gross,
+        issued_at=now,
+        due_at=due_date(now, terms),
+    )
+    session.add(invoice)
+    for position, (description, a) in enumerate(amounts):
+        session.add(
+            InvoiceLine(
+                invoice_no=number, position=position, sku=a.sku, description=description[:200], qty=a.qty,
+                unit_price=a.unit_price, tax_rate_bp=int(a.tax_rate * BASIS_POINTS), net=a.net, tax=a.tax,
+                gross=a.gross,
+            )
+        )  # fmt: skip
+    book(
+        session, key=f"invoice:{number}", customer_id=order.customer_id, kind="invoice", amount=sums.gross,
+        currency=order.currency, at=now, order_no=order.order_no, invoice_no=number, reference=number,
+    )  # fmt: skip
+    return invoice

@@ -1,0 +1,115 @@
+"""A payment against an order's invoices, booked in the receivables ledger: applied to the open invoices oldest
+due first, any excess kept as unapplied cash (it lowers the customer's balance all the same). Idempotent on the
+payment's reference: the same payment recorded again (a retried request, a re-sent webhook) books nothing twice;
+the same reference for a different order or amount is refused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from domain.billing import CENTS, ZERO
+from models.sqltypes import MoneyCents
+from models.tables import Invoice, LedgerEntry, SalesOrder
+from services.billing.ledger import book
+from services.errors import CommandError
+
+SETTLING = ("payment", "credit_note")  # entries that lower what an invoice leaves open
+
+
+@dataclass(frozen=True)
+class OpenInvoice:
+    invoice_no: str
+    due_at: datetime
+    total: Decimal
+    open: Decimal
+
+
+@dataclass
+class PaymentBooked:
+    reference: str
+    amount: Decimal
+    applied: list[tuple[str, Decimal]] = field(default_factory=list)  # invoice → amount applied to it
+    unapplied: Decimal = ZERO
+    again: bool = False  # this payment had been recorded before: nothing was booked now
+
+
+def open_invoices(session: Session, order_no: str) -> list[OpenInvoice]:
+    """The order's invoices with something left to pay, oldest due first."""
+    settled = (
+        select(LedgerEntry.invoice_no, func.sum(col(LedgerEntry.amount), type_=MoneyCents()).label("settled"))
+        .where(col(LedgerEntry.kind).in_(SETTLING), col(LedgerEntry.invoice_no).is_not(None))
+        .group_by(col(LedgerEntry.invoice_no))
+        .subquery()
+    )
+    rows = session.exec(
+        select(Invoice, settled.c.settled)
+        .outerjoin(settled, settled.c.invoice_no == Invoice.invoice_no)
+        .where(Invoice.order_no == order_no, Invoice.kind == "invoice")
+        .order_by(col(Invoice.due_at), col(Invoice.seq))
+    ).all()
+    found = [OpenInvoice(i.invoice_no, i.due_at, i.total, i.total + (paid or ZERO)) for i, paid in rows]
+    return [invoice for invoice in found if invoice.open > 0]
+
+
+def record_payment(
+    session: Session, order_no: str, *, reference: str, amount: Decimal | None, by: str, at: datetime
+) -> PaymentBooked:
+    """In the caller's unit of work. `amount` None: what the order's invoices leave open. CommandError (changing
+    nothing) when there is no such order, nothing is open, the amount is not positive cents, or the reference
+    was used for another payment."""
+    reference = reference.strip()
+    if not reference:
+        raise CommandError("give the payment's reference (the bank's or the payment provider's)")
+    order = session.get(SalesOrder, order_no)
+    if order is None:
+        raise CommandError(f"unknown order {order_no}")
+    earlier = _booked(session, reference)
+    if earlier:
+        return _same_payment(order_no, reference, amount, earlier)
+    invoices = open_invoices(session, order_no)
+    if not invoices:
+        raise CommandError(f"order {order_no} has no open invoice to pay")
+    owed = sum((invoice.open for invoice in invoices), ZERO)
+    amount = owed if amount is None else amount
+    if amount <= 0 or amount != amount.quantize(CENTS):
+        raise CommandError(f"a payment is a positive amount in cents, not {amount}")
+    booked = PaymentBooked(reference, amount)
+    left = amount
+    for invoice in invoices:
+        if left <= 0:
+            break
+        take = min(invoice.open, left)
+        book(
+            session, key=f"payment:{reference}:{invoice.invoice_no}", customer_id=order.customer_id, kind="payment",
+            amount=-take, currency=order.currency, at=at, order_no=order_no, invoice_no=invoice.invoice_no,
+            reference=reference, by=by,
+        )  # fmt: skip
+        booked.applied.append((invoice.invoice_no, take))
+        left -= take
+    if left > 0:  # more than is open: the customer's money, held against what they will owe next
+        book(
+            session, key=f"payment:{reference}:unapplied", customer_id=order.customer_id, kind="payment",
+            amount=-left, currency=order.currency, at=at, order_no=order_no, reference=reference, by=by,
+        )  # fmt: skip
+        booked.unapplied = left
+    return booked
+
+
+def _booked(session: Session, reference: str) -> list[LedgerEntry]:
+    prefix = f"payment:{reference}:"
+    return list(session.exec(select(LedgerEntry).where(col(LedgerEntry.key).startswith(prefix, autoescape=True))))
+
+
+def _same_payment(order_no: str, reference: str, amount: Decimal | None, earlier: list[LedgerEntry]) -> PaymentBooked:
+    total = -sum((entry.amount for entry in earlier), ZERO)
+    if any(entry.order_no != order_no for entry in earlier) or (amount is not None and amount != total):
+        raise CommandError(f"payment {reference} is already booked ({total}) for order {earlier[0].order_no}")
+    applied = [(e.invoice_no, -e.amount) for e in earlier if e.invoice_no]
+    unapplied = -sum((e.amount for e in earlier if not e.invoice_no), ZERO)
+    return PaymentBooked(reference, total, applied, unapplied, again=True)
