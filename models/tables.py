@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -542,3 +542,24 @@ class LedgerEntry(SQLModel, table=True):
     reference: str = Field(default="", max_length=200)  # the bank's or provider's reference, the invoice number
     at: datetime = Field(sa_type=UTCDateTime)
     by: str = Field(default="", max_length=64)
+
+
+class BankLine(SQLModel, table=True):
+    """A line of an imported bank statement: matched to the order it paid (and booked as that payment, its key the
+    payment's reference), or waiting in finance's "to match" queue with the reason. Imported once per key."""
+
+    __tablename__ = "bank_lines"
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(unique=True, max_length=200)  # the bank's transaction id, or the line's content (+ occurrence)
+    booked_on: date
+    amount: Decimal = Field(sa_type=MoneyCents)
+    payer: str = Field(default="", max_length=200)
+    reference: str = Field(default="", max_length=200)
+    state: str = Field(index=True, max_length=16)  # matched | to_match
+    why: str = Field(default="", max_length=500)
+    order_no: str | None = Field(default=None, index=True, max_length=64)
+    file: str = Field(default="", max_length=200)
+    line_no: int = 0
+    imported_at: datetime = Field(sa_type=UTCDateTime)
+    imported_by: str = Field(default="", max_length=64)
+    matched_by: str | None = Field(default=None, max_length=64)  # "auto", or who matched it by hand

@@ -42,6 +42,7 @@ from services.automation import runs as automation_runs
 from services.automation import store as automation_store
 from services.automation.dry_run import dry_run
 from services.automation.facts import SubjectGone
+from services.billing.bank import import_statement, match_by_hand, to_match
 from services.errors import CommandError, OrderNotFound
 from services.notify.writer import NoticeWriter
 from services.queries.customers import customers_view
@@ -60,6 +61,8 @@ automations_app = typer.Typer(
     help="IF-THEN automations: the rules in force, checks, dry runs, the run log.", no_args_is_help=True
 )
 app.add_typer(automations_app, name="automations")
+payments_app = typer.Typer(help="Bank statements: import, match, and the lines left to match.", no_args_is_help=True)
+app.add_typer(payments_app, name="payments")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON even on a terminal.")]
 
@@ -351,6 +354,52 @@ def products() -> None:
     """Products with list price and available quantity."""
     with read_only(engine()) as session:
         emit(products_view(session), ["sku", "name", "unit_price", "available"], "Products")
+
+
+@payments_app.command("import")
+@command
+def payments_import(
+    file: Annotated[str, typer.Argument(help="The statement: CSV with date,amount,payer,reference[,bank_ref].")],
+    by: Annotated[str, typer.Option("--as", help="Who imports it (finance).")] = "cli",
+) -> None:
+    """Import a bank statement: each new line matched to the invoices it pays and booked, the rest queued."""
+    path = Path(file)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {file}: {exc}") from None
+    with unit_of_work(engine()) as session:
+        done = import_statement(session, text, file=path.name, by=by, now=datetime.now(UTC))
+    emit({
+        "file": path.name, "lines": done.lines, "already_imported": done.already, "matched": done.matched,
+        "matched_amount": str(done.matched_amount), "to_match": done.to_match,
+    })  # fmt: skip
+
+
+@payments_app.command("to-match")
+@command
+def payments_to_match() -> None:
+    """The bank lines no invoice was found for, with why."""
+    with read_only(engine()) as session:
+        rows = [
+            {"id": line.id, "date": line.booked_on.isoformat(), "amount": str(line.amount), "payer": line.payer,
+             "reference": line.reference, "why": line.why}
+            for line in to_match(session)
+        ]  # fmt: skip
+    emit(rows, ["id", "date", "amount", "payer", "reference", "why"], "Bank lines to match")
+
+
+@payments_app.command("match")
+@command
+def payments_match(
+    line_id: Annotated[int, typer.Argument(help="The bank line's id (payments to-match).")],
+    order_no: Annotated[str, typer.Option("--order", help="The order it pays.")],
+    by: Annotated[str, typer.Option("--as", help="Who matches it (finance).")] = "cli",
+) -> None:
+    """Put a queued bank line against an order's open invoices (any excess is kept as unapplied cash)."""
+    with unit_of_work(engine()) as session:
+        line = match_by_hand(session, line_id, order_no, by=by, now=datetime.now(UTC))
+        emit({"id": line.id, "order_no": line.order_no, "amount": str(line.amount), "state": line.state})
 
 
 @app.command()

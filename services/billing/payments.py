@@ -58,11 +58,18 @@ def open_invoices(session: Session, order_no: str) -> list[OpenInvoice]:
 
 
 def record_payment(
-    session: Session, order_no: str, *, reference: str, amount: Decimal | None, by: str, at: datetime
+    session: Session,
+    order_no: str,
+    *,
+    reference: str,
+    amount: Decimal | None,
+    by: str,
+    at: datetime,
+    only: str | None = None,
 ) -> PaymentBooked:
-    """In the caller's unit of work. `amount` None: what the order's invoices leave open. CommandError (changing
-    nothing) when there is no such order, nothing is open, the amount is not positive cents, or the reference
-    was used for another payment."""
+    """In the caller's unit of work. `amount` None: what the order's invoices leave open; `only`: against that
+    invoice alone (a payment that names it). CommandError (changing nothing) when there is no such order, nothing
+    is open, the amount is not positive cents, or the reference was used for another payment."""
     reference = reference.strip()
     if not reference:
         raise CommandError("give the payment's reference (the bank's or the payment provider's)")
@@ -72,7 +79,7 @@ def record_payment(
     earlier = _booked(session, reference)
     if earlier:
         return _same_payment(order_no, reference, amount, earlier)
-    invoices = open_invoices(session, order_no)
+    invoices = [invoice for invoice in open_invoices(session, order_no) if only in (None, invoice.invoice_no)]
     if not invoices:
         raise CommandError(f"order {order_no} has no open invoice to pay")
     owed = sum((invoice.open for invoice in invoices), ZERO)

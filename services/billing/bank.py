@@ -1,0 +1,198 @@
+"""Bank statement import: the file checked whole, each new line matched (domain/bank_matching.py) and, when it
+matches, booked as a payment against its order's invoices (payments.py) — in one transaction.
+
+The file is CSV with a header naming at least `date,amount,payer,reference` (in any order; `bank_ref`, the bank's
+own transaction id, optional; other columns ignored): dates YYYY-MM-DD, amounts positive with at most two decimals
+(credits only: export the statement's incoming side), payer and reference free text up to 200 characters.
+A file with one malformed line is refused whole, naming the line and the reason, and changes nothing. Each line is
+keyed on `bank_ref`, or on its content and how many times that content occurred before it in the file: importing
+the same file (or a later statement that repeats a line) books nothing twice.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+from collections import Counter
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal, InvalidOperation
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from domain.bank_matching import OpenBook, OpenItem, reference_tokens
+from domain.billing import CENTS, ZERO
+from models.sqltypes import MoneyCents
+from models.tables import BankLine, Customer, Invoice, LedgerEntry, SalesOrder
+from services.billing.payments import SETTLING, record_payment
+from services.errors import CommandError
+
+REQUIRED = ("date", "amount", "payer", "reference")
+TEXT_MAX = 200
+
+
+class StatementError(CommandError):
+    """The file cannot be imported as it is: which line, and why."""
+
+
+@dataclass(frozen=True)
+class StatementLine:
+    line_no: int
+    booked_on: date
+    amount: Decimal
+    payer: str
+    reference: str
+    key: str
+
+
+@dataclass
+class Imported:
+    lines: int = 0
+    already: int = 0  # imported before: left alone
+    matched: int = 0
+    to_match: int = 0
+    matched_amount: Decimal = ZERO
+    queue: list[int] = field(default_factory=list)  # the ids of the lines left to match
+
+
+def parse_statement(text: str) -> list[StatementLine]:
+    """Every line checked; StatementError names the first bad one (the header is line 1)."""
+    reader = csv.DictReader(io.StringIO(text.lstrip("\ufeff")))
+    header = [name.strip().lower() for name in reader.fieldnames or []]
+    missing = [name for name in REQUIRED if name not in header]
+    if missing:
+        raise StatementError(f"line 1: the header must name {', '.join(REQUIRED)} (missing: {', '.join(missing)})")
+    reader.fieldnames = header
+    seen: Counter[str] = Counter()
+    lines: list[StatementLine] = []
+    for row in reader:
+        number = reader.line_num
+        if None in row:
+            raise StatementError(f"line {number}: more fields than the header names")
+        values = {name: (row.get(name) or "").strip() for name in [*REQUIRED, "bank_ref"]}
+        try:
+            booked_on = date.fromisoformat(values["date"])
+        except ValueError:
+            raise StatementError(f"line {number}: date {values['date']!r} is not YYYY-MM-DD") from None
+        try:
+            amount = Decimal(values["amount"])
+        except InvalidOperation:
+            raise StatementError(f"line {number}: amount {values['amount']!r} is not a number") from None
+        if not amount.is_finite() or amount <= 0 or amount != amount.quantize(CENTS):
+            raise StatementError(f"line {number}: amount {values['amount']} is not a positive amount in cents")
+        for name in ("payer", "reference", "bank_ref"):
+            if len(values[name]) > TEXT_MAX:
+                raise StatementError(f"line {number}: {name} is longer than {TEXT_MAX} characters")
+        if values["bank_ref"]:
+            key = f"bank:{values['bank_ref']}"
+        else:
+            content = "|".join([booked_on.isoformat(), str(amount), values["payer"], values["reference"]])
+            seen[content] += 1
+            key = f"bank:{hashlib.sha256(content.encode()).hexdigest()[:40]}:{seen[content]}"
+        lines.append(StatementLine(number, booked_on, amount, values["payer"], values["reference"], key))
+    return lines
+
+
+def import_statement(session: Session, text: str, *, file: str, by: str, now: datetime) -> Imported:
+    """In the caller's unit of work: the new lines stored, the matching ones booked as payments."""
+    lines = parse_statement(text)
+    result = Imported(lines=len(lines))
+    keys = [line.key for line in lines]
+    known = set(session.exec(select(BankLine.key).where(col(BankLine.key).in_(keys)))) if keys else set()
+    fresh = [line for line in lines if line.key not in known]
+    result.already = len(lines) - len(fresh)
+    items, orders = _candidates(session, fresh)
+    book = OpenBook(items.values())
+    rows: list[BankLine] = []
+    for line in fresh:
+        found = book.match(line.amount, line.payer, line.reference, orders)
+        row = BankLine(
+            key=line.key, booked_on=line.booked_on, amount=line.amount, payer=line.payer, reference=line.reference,
+            state="to_match", why=found.why[:500], file=file[:200], line_no=line.line_no, imported_at=now,
+            imported_by=by,
+        )  # fmt: skip
+        if found.order_no is not None:
+            record_payment(
+                session, found.order_no, reference=line.key, amount=line.amount, by=by, at=now, only=found.invoice_no
+            )
+            row.state, row.order_no, row.matched_by = "matched", found.order_no, "auto"
+            result.matched += 1
+            result.matched_amount += line.amount
+            book.settle(found)  # what this line paid is no longer open for the next one
+        else:
+            result.to_match += 1
+        rows.append(row)
+    session.add_all(rows)
+    session.flush()
+    result.queue = [row.id for row in rows if row.state == "to_match" and row.id is not None]
+    return result
+
+
+def match_by_hand(session: Session, line_id: int, order_no: str, *, by: str, now: datetime) -> BankLine:
+    """Finance puts a queued line against an order: booked as its payment (excess kept unapplied)."""
+    line = session.get(BankLine, line_id)
+    if line is None:
+        raise CommandError(f"no bank line {line_id}")
+    if line.state != "to_match":
+        raise CommandError(f"bank line {line_id} is already matched to order {line.order_no}")
+    record_payment(session, order_no, reference=line.key, amount=line.amount, by=by, at=now)
+    line.state, line.order_no, line.matched_by = "matched", order_no, by
+    line.why = f"matched by {by}"
+    session.add(line)
+    return line
+
+
+def to_match(session: Session) -> list[BankLine]:
+    return list(session.exec(select(BankLine).where(BankLine.state == "to_match").order_by(col(BankLine.id))))
+
+
+def _candidates(session: Session, lines: Collection[StatementLine]) -> tuple[dict[str, OpenItem], dict[str, str]]:
+    """The open invoices these lines could pay — named in a reference, of an order named in one, or of a customer
+    named as a payer — and the order numbers named; a few queries per 500 lines, not per line."""
+    tokens = sorted({token for line in lines for token in reference_tokens(line.reference)})
+    payers = sorted({line.payer for line in lines if line.payer})
+    orders: dict[str, str] = {}
+    for chunk in _chunks(tokens):
+        for order_no in session.exec(select(SalesOrder.order_no).where(func.upper(SalesOrder.order_no).in_(chunk))):
+            orders[order_no.upper()] = order_no
+    payer_ids: list[str] = []
+    for chunk in _chunks(payers):
+        payer_ids += session.exec(select(Customer.customer_id).where(col(Customer.name).in_(chunk))).all()
+    settled = (
+        select(LedgerEntry.invoice_no, func.sum(col(LedgerEntry.amount), type_=MoneyCents()).label("settled"))
+        .where(col(LedgerEntry.kind).in_(SETTLING), col(LedgerEntry.invoice_no).is_not(None))
+        .group_by(col(LedgerEntry.invoice_no))
+        .subquery()
+    )
+    found: dict[str, tuple[Invoice, Decimal]] = {}
+    for column, values in (
+        (Invoice.invoice_no, tokens), (Invoice.order_no, sorted(orders.values())), (Invoice.customer_id, payer_ids)
+    ):  # fmt: skip
+        for chunk in _chunks(values):
+            rows = session.exec(
+                select(Invoice, settled.c.settled)
+                .outerjoin(settled, settled.c.invoice_no == Invoice.invoice_no)
+                .where(Invoice.kind == "invoice", col(column).in_(chunk))
+            ).all()
+            for invoice, paid in rows:
+                left = invoice.total + (paid or ZERO)
+                if left > 0:
+                    found[invoice.invoice_no] = (invoice, left)
+    names: dict[str, str] = {}
+    for chunk in _chunks(sorted({invoice.customer_id for invoice, _ in found.values()})):
+        names.update(
+            session.exec(select(Customer.customer_id, Customer.name).where(col(Customer.customer_id).in_(chunk))).all()
+        )
+    items = {
+        number: OpenItem(number, invoice.order_no, names.get(invoice.customer_id, ""), left)
+        for number, (invoice, left) in found.items()
+    }
+    return items, orders
+
+
+def _chunks(values: list[str], size: int = 500) -> list[list[str]]:
+    """IN lists of at most `size` (SQLite's parameter limit, Postgres's planner)."""
+    return [values[i : i + size] for i in range(0, len(values), size)]
