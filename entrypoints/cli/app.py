@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable, Coroutine
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import wraps
 from pathlib import Path
@@ -43,6 +43,7 @@ from services.automation import store as automation_store
 from services.automation.dry_run import dry_run
 from services.automation.facts import SubjectGone
 from services.billing.bank import import_statement, match_by_hand, to_match
+from services.billing.reconciliation import reconcile as reconcile_period
 from services.errors import CommandError, OrderNotFound
 from services.notify.writer import NoticeWriter
 from services.queries.customers import customers_view
@@ -400,6 +401,30 @@ def payments_match(
     with unit_of_work(engine()) as session:
         line = match_by_hand(session, line_id, order_no, by=by, now=datetime.now(UTC))
         emit({"id": line.id, "order_no": line.order_no, "amount": str(line.amount), "state": line.state})
+
+
+@app.command()
+@command
+def reconcile(
+    start: Annotated[str, typer.Option("--from", help="First day of the period (YYYY-MM-DD, UTC).")],
+    end: Annotated[str, typer.Option("--to", help="The day after the period (YYYY-MM-DD, UTC).")],
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV (for a spreadsheet).")] = False,
+) -> None:
+    """The receivables ledger over a period: open at start + invoiced − paid − credited + refunded = open at end."""
+    period = [_day(start, "--from"), _day(end, "--to")]
+    with read_only(engine()) as session:
+        report = reconcile_period(session, period[0], period[1])
+    if as_csv:
+        sys.stdout.write(report.csv())
+        return
+    emit({"from": start, "to": end, "balances": report.balances, **dict(report.rows())})
+
+
+def _day(text: str, option: str) -> datetime:
+    try:
+        return datetime.combine(date.fromisoformat(text), datetime.min.time(), tzinfo=UTC)
+    except ValueError:
+        raise typer.BadParameter(f"{option} {text!r} is not YYYY-MM-DD") from None
 
 
 @app.command()

@@ -28,6 +28,7 @@ from services.billing.bank import to_match as bank_to_match
 from services.billing.invoices import Billed, InvoicePolicy, issue_invoice
 from services.billing.ledger import CreditPosition, balances, book_prepayment, credit_positions
 from services.billing.payments import open_invoices, record_payment
+from services.billing.reconciliation import reconcile
 from services.errors import CommandError
 from services.refunds import record_refund
 from tests.support.orders import make_order
@@ -314,7 +315,40 @@ def test_finance_imports_a_statement_and_matches_the_rest_from_the_cli(sqlite_en
     assert matched.returncode == 0 and json.loads(matched.stdout)["state"] == "matched", matched.stderr
     with Session(engine) as session:
         assert [i.open for i in open_invoices(session, no)] == [D("5.00")]
+    whole = json.loads(orderflow("reconcile", "--from", "2000-01-01", "--to", "2100-01-01").stdout)
+    assert whole["balances"] is True and whole["open receivables at start"] == "0.00"
+    assert whole["bank lines to match (1)"] == "9.99" and whole["bank lines matched (1)"] == "15.00"
+    sheet = orderflow("reconcile", "--from", "2000-01-01", "--to", "2100-01-01", "--csv").stdout.splitlines()
+    assert sheet[0] == "period_start,period_end,line,amount" and sheet[-3].endswith(",adds up,yes")
     bad = tmp_path / "bad.csv"
     bad.write_text(statement("2026-12-01,1.00,A,x", "yesterday,1.00,B,y"), encoding="utf-8")
     refused = orderflow("payments", "import", str(bad))
     assert refused.returncode != 0 and "line 3: date 'yesterday' is not YYYY-MM-DD" in refused.stderr
+
+
+def test_the_reconciliation_of_a_period_adds_up_and_says_so(engine: Engine) -> None:
+    """Start balance + what moved in the period = end balance, per kind, for a period in the future of the seed:
+    an invoice, a partial payment and an overpayment inside it; one more payment after it (not counted)."""
+    no = f"RECON-{uuid.uuid4().hex[:6]}"
+    add_order(engine, no, rep="alice", sku="SKU-1001", customer="C-1004")
+    start, end = datetime(2030, 1, 1, tzinfo=UTC), datetime(2030, 2, 1, tzinfo=UTC)
+    with Session(engine) as session:
+        before = reconcile(session, start, end)
+    with unit_of_work(engine) as session:
+        order = session.get(SalesOrder, no)
+        assert order is not None
+        issue_invoice(session, key=f"{no}:p", order=order, billed=[Billed(1, 5)], policy=POLICY, now=start)  # 50.00
+        record_payment(session, no, reference=f"{no}-1", amount=D("20.00"), by="fiona", at=start.replace(day=10))
+        record_payment(session, no, reference=f"{no}-2", amount=D("40.00"), by="fiona", at=start.replace(day=20))
+        book_prepayment(session, f"{no}-X", "C-1004", D("7.00"), "CNY", at=end, reference="later", by="fiona")
+    with Session(engine) as session:
+        report = reconcile(session, start, end)
+    assert report.open_at_start == before.open_at_start  # nothing of ours before the period
+    assert (report.moved["invoice"], report.moved["payment"]) == (D("50.00"), D("-60.00"))
+    assert report.open_at_end == report.open_at_start - D("10.00") and report.balances
+    assert report.invoices_issued == 1
+    rows = dict(report.rows())
+    assert rows["invoiced (1 invoices)"] == "50.00" and rows["paid"] == "60.00" and rows["adds up"] == "yes"
+    assert report.csv().splitlines()[0] == "period_start,period_end,line,amount"
+    with pytest.raises(CommandError, match="must end after it starts"), Session(engine) as session:
+        reconcile(session, end, start)
