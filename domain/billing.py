@@ -92,3 +92,16 @@ def ageing_bucket(due_at: datetime, as_of: datetime) -> str:
     if days <= 90:
         return AGEING_BUCKETS[3]
     return AGEING_BUCKETS[4]
+
+
+def settlement(total: Decimal, invoiced: Decimal, settled: Decimal, refunded: Decimal) -> str:
+    """The order's money in a word: `settled` = payments + credit notes against it, `refunded` = paid back."""
+    if refunded > 0:
+        return "refunded"
+    if total > 0 and settled >= total:
+        return "paid"
+    if settled > 0:
+        return "partially paid"
+    if invoiced > 0:
+        return "unpaid"
+    return "not invoiced"

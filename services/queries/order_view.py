@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlmodel import Session, col, select
 
+from domain.billing import settlement
 from models.tables import (
     ApprovalRecord,
     Invoice,
@@ -56,6 +59,7 @@ def order_view(session: Session, order_no: str) -> dict[str, Any]:
         "currency": order.currency,
         "total": str(order.total),
         "paid": order.paid,
+        "settlement": _settlement(order.total, entries),
         "reasons": order.reasons,
         "lines": [
             {"line": i, "sku": line["sku"], "qty": line["qty"], "unit_price": line["unit_price"]}
@@ -113,6 +117,13 @@ def order_view(session: Session, order_no: str) -> dict[str, Any]:
         ],  # fmt: skip
         "timeline": [{"status": e.status, "at": _iso(e.at), "detail": e.detail} for e in events],
     }
+
+
+def _settlement(total: Decimal, entries: Sequence[LedgerEntry]) -> str:
+    def of(*kinds: str) -> Decimal:
+        return sum((entry.amount for entry in entries if entry.kind in kinds), Decimal("0.00"))
+
+    return settlement(total, of("invoice"), -of("payment", "credit_note"), of("refund"))
 
 
 def _shipment_view(session: Session, shipment: Shipment) -> dict[str, Any]:

@@ -279,6 +279,7 @@ async def test_a_paid_invoice_leaves_the_customers_exposure(
         rest = await api.post(path, json={"reference": "BANK-2"}, headers=finance)  # what is left open
         assert rest.status_code == 200 and rest.json()["payment"]["amount"] == "298.00", rest.text
         assert [e["kind"] for e in rest.json()["ledger"]] == ["invoice", "payment", "payment"]
+        assert part.json()["settlement"] == "partially paid" and rest.json()["settlement"] == "paid"
         done = await api.post(path, json={"reference": "BANK-3", "amount": "1.00"}, headers=finance)
         assert done.status_code == 409 and "no open invoice" in done.json()["detail"]
     with Session(engine) as session:

@@ -16,6 +16,7 @@ from domain.billing import (
     due_date,
     invoice_number,
     line_amounts,
+    settlement,
     totals,
 )
 
@@ -73,3 +74,13 @@ def test_numbers_due_dates_and_ageing() -> None:
         assert ageing_bucket(due, due + timedelta(days=overdue)) == bucket
     assert ageing_bucket(due, due - timedelta(days=5)) == "current"
     assert list(AGEING_BUCKETS) == ["current", "1-30", "31-60", "61-90", "over 90"]
+
+
+def test_the_orders_money_in_a_word() -> None:
+    total = D("100.00")
+    assert settlement(total, D("0"), D("0"), D("0")) == "not invoiced"
+    assert settlement(total, D("60.00"), D("0"), D("0")) == "unpaid"  # one parcel of two invoiced
+    assert settlement(total, D("100.00"), D("40.00"), D("0")) == "partially paid"
+    assert settlement(total, D("100.00"), D("100.00"), D("0")) == "paid"
+    assert settlement(total, D("0"), D("100.00"), D("0")) == "paid"  # prepaid, not shipped yet
+    assert settlement(total, D("0"), D("100.00"), D("100.00")) == "refunded"
