@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 
 from sqlalchemy import update
@@ -36,10 +36,11 @@ class Billed:
 class InvoicePolicy:
     entity: str  # the legal entity whose series numbers the invoice
     tax_rates: Mapping[str, Decimal]  # tax class → rate
+    zone: tzinfo = UTC  # the business's time zone: an invoice's year is the one it was issued in there
 
     @classmethod
     def of(cls, settings: Settings) -> InvoicePolicy:
-        return cls(settings.legal_entity, dict(settings.tax_rates))
+        return cls(settings.legal_entity, dict(settings.tax_rates), settings.business_zone)
 
 
 def next_number(session: Session, entity: str, year: int) -> int:
@@ -92,7 +93,7 @@ def issue_invoice(
     sums = totals([a for _, a in amounts])
     customer = session.get(Customer, order.customer_id)
     terms = customer.payment_terms_days if customer is not None else 0
-    year = now.year
+    year = now.astimezone(policy.zone).year
     seq = next_number(session, policy.entity, year)
     number = invoice_number(policy.entity, year, seq)
     invoice = Invoice(

@@ -12,6 +12,7 @@ import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import Engine
@@ -352,3 +353,20 @@ def test_the_reconciliation_of_a_period_adds_up_and_says_so(engine: Engine) -> N
     assert report.csv().splitlines()[0] == "period_start,period_end,line,amount"
     with pytest.raises(CommandError, match="must end after it starts"), Session(engine) as session:
         reconcile(session, end, start)
+
+
+def test_an_invoice_belongs_to_the_year_it_was_issued_in_the_business_time_zone(engine: Engine) -> None:
+    """31 Dec 20:00 UTC is already 1 Jan in Shanghai: the invoice opens the new year's series there."""
+    no = f"INV-YEAR-{uuid.uuid4().hex[:6]}"
+    add_order(engine, no, rep="alice", sku="SKU-1001")
+    entity = f"Y{uuid.uuid4().hex[:5].upper()}"
+    late = datetime(2026, 12, 31, 20, tzinfo=UTC)
+    with unit_of_work(engine) as session:
+        order = session.get(SalesOrder, no)
+        assert order is not None
+        shanghai = InvoicePolicy(entity, POLICY.tax_rates, ZoneInfo("Asia/Shanghai"))
+        issued = issue_invoice(session, key=f"{no}:sh", order=order, billed=[Billed(1, 1)], policy=shanghai, now=late)
+        utc = InvoicePolicy(entity, POLICY.tax_rates)
+        other = issue_invoice(session, key=f"{no}:utc", order=order, billed=[Billed(1, 1)], policy=utc, now=late)
+    assert issued is not None and issued.invoice_no == f"{entity}-2027-000001"
+    assert other is not None and other.invoice_no == f"{entity}-2026-000001"
