@@ -54,15 +54,17 @@ class OpenBook:
             self._by_order[item.order_no].append(item)
             self._by_payer[(item.customer_name.strip(), item.open)].append(item)
 
-    def settle(self, match: Match) -> None:
-        """What the matched line paid — its invoice, or all its order leaves open — no later line matches."""
+    def settle(self, match: Match) -> list[OpenItem]:
+        """What the matched line paid — its invoice, or all its order leaves open — closed, so no later line
+        matches it; returned, each with the amount the line pays it (its open amount: a match is exact)."""
         if match.order_no is None:
-            return
+            return []
         paid = [item for item in self._by_order[match.order_no] if match.invoice_no in (None, item.invoice_no)]
         for item in paid:
             self._by_order[match.order_no].remove(item)
             self._by_invoice.pop(item.invoice_no.upper(), None)
             self._by_payer[(item.customer_name.strip(), item.open)].remove(item)
+        return paid
 
     def match(self, amount: Decimal, payer: str, reference: str, known_orders: Mapping[str, str]) -> Match:
         """`known_orders`: the order numbers we know among the reference's words (upper-cased → as stored)."""

@@ -19,15 +19,16 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
-from sqlalchemy import func
+from sqlalchemy import func, insert
 from sqlmodel import Session, col, select
 
 from domain.bank_matching import OpenBook, OpenItem, reference_tokens
 from domain.billing import CENTS, ZERO
 from models.sqltypes import MoneyCents
 from models.tables import BankLine, Customer, Invoice, LedgerEntry, SalesOrder
-from services.billing.payments import SETTLING, record_payment
+from services.billing.payments import SETTLING, payment_key, record_payment
 from services.errors import CommandError
 
 REQUIRED = ("date", "amount", "payer", "reference")
@@ -104,9 +105,10 @@ def import_statement(session: Session, text: str, *, file: str, by: str, now: da
     known = set(session.exec(select(BankLine.key).where(col(BankLine.key).in_(keys)))) if keys else set()
     fresh = [line for line in lines if line.key not in known]
     result.already = len(lines) - len(fresh)
-    items, orders = _candidates(session, fresh)
+    items, orders, owners = _candidates(session, fresh)
     book = OpenBook(items.values())
     rows: list[BankLine] = []
+    entries: list[dict[str, Any]] = []
     for line in fresh:
         found = book.match(line.amount, line.payer, line.reference, orders)
         row = BankLine(
@@ -115,16 +117,23 @@ def import_statement(session: Session, text: str, *, file: str, by: str, now: da
             imported_by=by,
         )  # fmt: skip
         if found.order_no is not None:
-            record_payment(
-                session, found.order_no, reference=line.key, amount=line.amount, by=by, at=now, only=found.invoice_no
-            )
+            # A match is exact: each invoice it pays gets what it leaves open, as record_payment would book it (the
+            # same keys), here in one INSERT for the file. The line's key is fresh, so none of these exists yet.
+            for item in book.settle(found):  # ... and what it paid is no longer open for the next line
+                customer_id, currency = owners[item.invoice_no]
+                entries.append(
+                    {"key": payment_key(line.key, item.invoice_no), "customer_id": customer_id, "kind": "payment",
+                     "amount": -item.open, "currency": currency, "order_no": item.order_no,
+                     "invoice_no": item.invoice_no, "reference": line.key, "at": now, "by": by[:64]}
+                )  # fmt: skip
             row.state, row.order_no, row.matched_by = "matched", found.order_no, "auto"
             result.matched += 1
             result.matched_amount += line.amount
-            book.settle(found)  # what this line paid is no longer open for the next one
         else:
             result.to_match += 1
         rows.append(row)
+    if entries:
+        session.execute(insert(LedgerEntry), entries)
     session.add_all(rows)
     session.flush()
     result.queue = [row.id for row in rows if row.state == "to_match" and row.id is not None]
@@ -149,9 +158,12 @@ def to_match(session: Session) -> list[BankLine]:
     return list(session.exec(select(BankLine).where(BankLine.state == "to_match").order_by(col(BankLine.id))))
 
 
-def _candidates(session: Session, lines: Collection[StatementLine]) -> tuple[dict[str, OpenItem], dict[str, str]]:
+def _candidates(
+    session: Session, lines: Collection[StatementLine]
+) -> tuple[dict[str, OpenItem], dict[str, str], dict[str, tuple[str, str]]]:
     """The open invoices these lines could pay — named in a reference, of an order named in one, or of a customer
-    named as a payer — and the order numbers named; a few queries per 500 lines, not per line."""
+    named as a payer — the order numbers named, and each invoice's customer and currency: a few queries per 500
+    lines."""
     tokens = sorted({token for line in lines for token in reference_tokens(line.reference)})
     payers = sorted({line.payer for line in lines if line.payer})
     orders: dict[str, str] = {}
@@ -161,36 +173,33 @@ def _candidates(session: Session, lines: Collection[StatementLine]) -> tuple[dic
     payer_ids: list[str] = []
     for chunk in _chunks(payers):
         payer_ids += session.exec(select(Customer.customer_id).where(col(Customer.name).in_(chunk))).all()
-    settled = (
-        select(LedgerEntry.invoice_no, func.sum(col(LedgerEntry.amount), type_=MoneyCents()).label("settled"))
-        .where(col(LedgerEntry.kind).in_(SETTLING), col(LedgerEntry.invoice_no).is_not(None))
-        .group_by(col(LedgerEntry.invoice_no))
-        .subquery()
-    )
-    found: dict[str, tuple[Invoice, Decimal]] = {}
+    found: dict[str, Invoice] = {}
     for column, values in (
         (Invoice.invoice_no, tokens), (Invoice.order_no, sorted(orders.values())), (Invoice.customer_id, payer_ids)
     ):  # fmt: skip
         for chunk in _chunks(values):
-            rows = session.exec(
-                select(Invoice, settled.c.settled)
-                .outerjoin(settled, settled.c.invoice_no == Invoice.invoice_no)
-                .where(Invoice.kind == "invoice", col(column).in_(chunk))
-            ).all()
-            for invoice, paid in rows:
-                left = invoice.total + (paid or ZERO)
-                if left > 0:
-                    found[invoice.invoice_no] = (invoice, left)
+            for invoice in session.exec(select(Invoice).where(Invoice.kind == "invoice", col(column).in_(chunk))):
+                found[invoice.invoice_no] = invoice
+    settled: dict[str, Decimal] = {}
+    for chunk in _chunks(sorted(found)):
+        for number, amount in session.exec(
+            select(LedgerEntry.invoice_no, func.sum(col(LedgerEntry.amount), type_=MoneyCents()))
+            .where(col(LedgerEntry.invoice_no).in_(chunk), col(LedgerEntry.kind).in_(SETTLING))
+            .group_by(col(LedgerEntry.invoice_no))
+        ).all():
+            if number is not None:
+                settled[number] = amount
     names: dict[str, str] = {}
-    for chunk in _chunks(sorted({invoice.customer_id for invoice, _ in found.values()})):
+    for chunk in _chunks(sorted({invoice.customer_id for invoice in found.values()})):
         names.update(
             session.exec(select(Customer.customer_id, Customer.name).where(col(Customer.customer_id).in_(chunk))).all()
         )
-    items = {
-        number: OpenItem(number, invoice.order_no, names.get(invoice.customer_id, ""), left)
-        for number, (invoice, left) in found.items()
-    }
-    return items, orders
+    items: dict[str, OpenItem] = {}
+    for number, invoice in found.items():
+        left = invoice.total + (settled.get(number) or ZERO)
+        if left > 0:
+            items[number] = OpenItem(number, invoice.order_no, names.get(invoice.customer_id, ""), left)
+    return items, orders, {number: (invoice.customer_id, invoice.currency) for number, invoice in found.items()}
 
 
 def _chunks(values: list[str], size: int = 500) -> list[list[str]]:

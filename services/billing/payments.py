@@ -43,7 +43,11 @@ def open_invoices(session: Session, order_no: str) -> list[OpenInvoice]:
     """The order's invoices with something left to pay, oldest due first."""
     settled = (
         select(LedgerEntry.invoice_no, func.sum(col(LedgerEntry.amount), type_=MoneyCents()).label("settled"))
-        .where(col(LedgerEntry.kind).in_(SETTLING), col(LedgerEntry.invoice_no).is_not(None))
+        .where(
+            LedgerEntry.order_no == order_no,  # the order's entries only (indexed): no scan of the whole ledger
+            col(LedgerEntry.kind).in_(SETTLING),
+            col(LedgerEntry.invoice_no).is_not(None),
+        )
         .group_by(col(LedgerEntry.invoice_no))
         .subquery()
     )
@@ -93,7 +97,7 @@ def record_payment(
             break
         take = min(invoice.open, left)
         book(
-            session, key=f"payment:{reference}:{invoice.invoice_no}", customer_id=order.customer_id, kind="payment",
+            session, key=payment_key(reference, invoice.invoice_no), customer_id=order.customer_id, kind="payment",
             amount=-take, currency=order.currency, at=at, order_no=order_no, invoice_no=invoice.invoice_no,
             reference=reference, by=by,
         )  # fmt: skip
@@ -101,16 +105,23 @@ def record_payment(
         left -= take
     if left > 0:  # more than is open: the customer's money, held against what they will owe next
         book(
-            session, key=f"payment:{reference}:unapplied", customer_id=order.customer_id, kind="payment",
+            session, key=payment_key(reference, None), customer_id=order.customer_id, kind="payment",
             amount=-left, currency=order.currency, at=at, order_no=order_no, reference=reference, by=by,
         )  # fmt: skip
         booked.unapplied = left
     return booked
 
 
+def payment_key(reference: str, invoice_no: str | None) -> str:
+    """The ledger key of a payment's part: per invoice it is applied to, or `unapplied`."""
+    return f"payment:{reference}:{invoice_no or 'unapplied'}"
+
+
 def _booked(session: Session, reference: str) -> list[LedgerEntry]:
-    prefix = f"payment:{reference}:"
-    return list(session.exec(select(LedgerEntry).where(col(LedgerEntry.key).startswith(prefix, autoescape=True))))
+    """The entries of the payment with this reference: keys from `payment:REF:` up to `payment:REF;` (';' follows
+    ':'), a range the key's unique index answers on both databases (a LIKE would scan the ledger on SQLite)."""
+    low, high = f"payment:{reference}:", f"payment:{reference};"
+    return list(session.exec(select(LedgerEntry).where(col(LedgerEntry.key) >= low, col(LedgerEntry.key) < high)))
 
 
 def _same_payment(order_no: str, reference: str, amount: Decimal | None, earlier: list[LedgerEntry]) -> PaymentBooked:
