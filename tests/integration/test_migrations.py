@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 
 from alembic import command
@@ -10,12 +11,13 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session, SQLModel, select
 
 import models.tables  # noqa: F401  (the tables' metadata)
 from core.db import make_engine
 from core.migrate import alembic_config, is_current, newest_revision, upgrade
-from models.tables import SalesOrder
+from models.tables import Customer, LedgerEntry, SalesOrder
+from services.billing.ledger import balances
 
 
 def test_the_migrations_build_exactly_the_models(engine: Engine) -> None:
@@ -71,3 +73,56 @@ def test_the_quick_currency_check_agrees_with_alembic(engine: Engine, tmp_path: 
     assert not is_current(behind)
     upgrade(behind)
     assert is_current(behind)
+
+
+def test_what_customers_owed_moves_into_the_ledger_and_their_balances_stay(tmp_path: Path) -> None:
+    """Migration 0012: customers.receivables becomes each one's opening entry; a paid order its prepayment, a
+    recorded refund its refund — so every balance (and so every exposure) is what it was."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = alembic_config(str(engine.url))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0011")
+    at = datetime(2026, 11, 30, 8, tzinfo=UTC)
+    with engine.begin() as connection:
+        for cid, owed in (("C-OLD-1", 1200000), ("C-OLD-2", 0)):
+            connection.execute(
+                text(
+                    "INSERT INTO customers (customer_id, name, region, email, phone, credit_limit, receivables,"
+                    " first_order) VALUES (:cid, :cid, '华东', '', '', 5000000, :owed, 0)"
+                ),
+                {"cid": cid, "owed": owed},
+            )
+        for order_no, status in (("SO-PAID", "PICKING"), ("SO-REFUNDED", "CANCELLED")):
+            connection.execute(
+                text(
+                    "INSERT INTO orders (order_no, workflow_id, customer_id, channel, sales_rep, order_type,"
+                    " payment_method, currency, total, status, paid, payload, content_hash, reasons, created_at,"
+                    " updated_at, tags) VALUES (:no, :wf, 'C-OLD-2', 'web', 'alice', 'standard', 'prepaid', 'CNY',"
+                    " 39800, :status, 1, '{}', 'h', '[]', :at, :at, '[]')"
+                ),
+                {"no": order_no, "wf": f"order-{order_no}", "status": status, "at": at},
+            )
+        connection.execute(
+            text(
+                "INSERT INTO refunds (order_no, amount, currency, reference, made_by, made_at)"
+                " VALUES ('SO-REFUNDED', 39800, 'CNY', 'BANK-R1', 'fiona', :at)"
+            ),
+            {"at": at},
+        )
+    upgrade(engine)
+    with Session(engine) as session:
+        owed = balances(session, ["C-OLD-1", "C-OLD-2"])
+        kinds = sorted(
+            (e.key, e.kind, e.amount) for e in session.exec(select(LedgerEntry)) if e.customer_id.startswith("C-OLD")
+        )
+        terms = session.get(Customer, "C-OLD-1")
+    assert owed == {"C-OLD-1": Decimal("12000.00"), "C-OLD-2": Decimal("-398.00")}  # the paid order's money, held
+    assert kinds == [
+        ("opening:C-OLD-1", "opening", Decimal("12000.00")),
+        ("prepayment:SO-PAID", "payment", Decimal("-398.00")),
+        ("prepayment:SO-REFUNDED", "payment", Decimal("-398.00")),
+        ("refund:SO-REFUNDED", "refund", Decimal("398.00")),
+    ]
+    assert terms is not None and terms.payment_terms_days == 30
+    engine.dispose()
