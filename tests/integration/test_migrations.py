@@ -85,13 +85,13 @@ def test_what_customers_owed_moves_into_the_ledger_and_their_balances_stay(tmp_p
         command.upgrade(config, "0011")
     at = datetime(2026, 11, 30, 8, tzinfo=UTC)
     with engine.begin() as connection:
-        for cid, owed in (("C-OLD-1", 1200000), ("C-OLD-2", 0)):
+        for cid, cents in (("C-OLD-1", 1200000), ("C-OLD-2", 0)):
             connection.execute(
                 text(
                     "INSERT INTO customers (customer_id, name, region, email, phone, credit_limit, receivables,"
                     " first_order) VALUES (:cid, :cid, '华东', '', '', 5000000, :owed, 0)"
                 ),
-                {"cid": cid, "owed": owed},
+                {"cid": cid, "owed": cents},
             )
         for order_no, status in (("SO-PAID", "PICKING"), ("SO-REFUNDED", "CANCELLED")):
             connection.execute(
