@@ -15,8 +15,10 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+import structlog
 from pydantic import BaseModel
 from sqlalchemy import Engine
+from sqlmodel import col, select
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import (
     SearchAttributePair,
@@ -50,6 +52,8 @@ from services.substitutes import acting_role
 from services.users import user_role
 from workflows import contract
 from workflows.contract import ErrorType, Query, Signal, Update, order_workflow_id, restock_workflow_id
+
+log = structlog.get_logger(__name__)
 
 
 class SubmitAnswer(BaseModel):
@@ -240,7 +244,41 @@ async def receive_payment(
         with unit_of_work(engine) as session:
             return record_payment(session, order_no, reference=reference, amount=amount, by=by, at=datetime.now(UTC))
 
-    return PaymentAnswer(booked=await asyncio.to_thread(book))
+    booked = await asyncio.to_thread(book)
+    if order is not None and not booked.again:
+        try:
+            await recheck_credit_holds(client, engine, [order.customer_id])
+        except RPCError:  # the payment stands; `orderflow payments recheck CUSTOMER` tells them later
+            log.warning("credit holds not told of a payment", customer_id=order.customer_id, exc_info=True)
+    return PaymentAnswer(booked=booked)
+
+
+async def recheck_credit_holds(client: Client, engine: Engine, customer_ids: list[str]) -> list[str]:
+    """Tell these customers' orders on credit hold that money came in: each checks its exposure again and, if it
+    is under the limit now and the hold was its only reason to wait, goes on (workflows/approval.py). The orders
+    told; one that ended meanwhile is skipped."""
+    return await tell_credit_holds(client, await asyncio.to_thread(held_orders, engine, customer_ids))
+
+
+async def tell_credit_holds(client: Client, order_nos: list[str]) -> list[str]:
+    told: list[str] = []
+    for order_no in order_nos:
+        try:
+            await handle(client, order_no).signal(Signal.CREDIT_RECHECK)
+            told.append(order_no)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+    return told
+
+
+def held_orders(engine: Engine, customer_ids: list[str]) -> list[str]:
+    """These customers' orders on credit hold (the read model), oldest first."""
+    with read_only(engine) as session:
+        query = select(SalesOrder.order_no).where(
+            col(SalesOrder.customer_id).in_(customer_ids), SalesOrder.status == OrderStatus.CREDIT_HOLD.value
+        )
+        return list(session.exec(query.order_by(col(SalesOrder.created_at))).all())
 
 
 def _order_row(engine: Engine, order_no: str) -> SalesOrder | None:

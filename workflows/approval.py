@@ -1,7 +1,8 @@
 """The approval stage of OrderFulfillment: the prepayment wait and every approval level, with reminders,
 escalation and deadlines; and the checks the `decide` and `payment_received` updates make before they are taken.
 
-A credit hold is a finance level (CREDIT_HOLD instead of AWAITING_APPROVAL): never a silent reject.
+A credit hold is a finance level (CREDIT_HOLD instead of AWAITING_APPROVAL): never a silent reject. A level there
+only for the hold is released without a person when a payment brings the exposure under the limit (audited).
 """
 
 from __future__ import annotations
@@ -12,13 +13,17 @@ from temporalio.exceptions import ApplicationError
 from workflows.contract import ErrorType, NoticeKind
 from workflows.order_state import FulfillmentState, Level, Stop
 from workflows.order_steps import OrderMoves, run_step
-from workflows.steps import RECORDING, RecordSteps
+from workflows.steps import CHECKING, RECORDING, CreditSteps, RecordSteps
 
 with workflow.unsafe.imports_passed_through():
     from domain.approvals import refusal_reason
-    from models.contracts import ApprovalAudit, AwaitingDecision, DecisionInput, PaymentInput
+    from models.contracts import ApprovalAudit, AwaitingDecision, CreditInput, DecisionInput, PaymentInput
     from models.status import TERMINAL_STATUSES, OrderStatus, Role
 
+# Since this patch an order held only for credit is released when a payment brings its customer's exposure under
+# the limit (signal credit_recheck, sent by whoever books the payment).
+CREDIT_RELEASE = "credit-release-on-payment"
+CREDIT_RELEASER = "system:credit"  # the audit's `by` of such a release
 # Who hears about an approval that has waited past its reminder.
 ESCALATE_TO = {Role.FINANCE: Role.FINANCE_DIRECTOR, Role.FINANCE_DIRECTOR: Role.OPS}
 
@@ -30,7 +35,7 @@ def with_credit_hold(state: FulfillmentState, levels: list[Level], why: str) -> 
         if level.role == Role.FINANCE:
             level.credit_hold = True
             return levels
-    held = [Level(1, Role.FINANCE, credit_hold=True)]
+    held = [Level(1, Role.FINANCE, credit_hold=True, credit_only=True)]
     return held + [Level(level.index + 1, level.role) for level in levels]
 
 
@@ -61,6 +66,11 @@ async def await_decision(moves: OrderMoves, level: Level) -> None:
     reminder_at = started + state.reviewed.approval_reminder
     reminded = reminder_at >= deadline
     while not state.decisions:
+        if level.credit_only and state.credit_recheck and workflow.patched(CREDIT_RELEASE):
+            state.credit_recheck = False
+            if await _released(moves, level):
+                return
+            continue
         now = workflow.now()
         if now >= deadline:
             raise Stop(OrderStatus.CANCELLED, f"no {level.role.value} decision before the approval deadline")
@@ -85,7 +95,7 @@ async def await_decision(moves: OrderMoves, level: Level) -> None:
                 )
             continue
         wake = deadline if reminded else reminder_at
-        await moves.wait(lambda: bool(state.decisions), wake - now)
+        await moves.wait(lambda: bool(state.decisions) or (level.credit_only and state.credit_recheck), wake - now)
     decision = state.decisions[0]
     state.decided_at_seq = state.seq
     await run_step(
@@ -111,6 +121,34 @@ async def await_decision(moves: OrderMoves, level: Level) -> None:
         who = f"{decision.by} for {decision.on_behalf_of}" if decision.on_behalf_of else decision.by
         raise Stop(OrderStatus.REJECTED, f"rejected by {who} ({level.role.value}): {decision.comment}")
     state.decisions_taken += 1
+
+
+async def _released(moves: OrderMoves, level: Level) -> bool:
+    """The credit check again; under the limit now, the level is passed without a person, audited as the system's
+    release with the figures. Still over: False (the hold stands, finance still decides)."""
+    state = moves.state
+    order = state.order
+    credit = await run_step(
+        CHECKING,
+        CreditSteps.check_credit,
+        CreditInput(order_no=order.order_no, customer_id=order.customer_id, total=order.total),
+    )
+    if credit.hold:
+        return False
+    why = f"exposure {credit.exposure} within limit {credit.limit} after a payment"
+    await run_step(
+        RECORDING,
+        RecordSteps.record_approval,
+        ApprovalAudit(
+            order_no=order.order_no, level=level.index, role=level.role, by=CREDIT_RELEASER, decision="approve",
+            at=workflow.now(), comment=f"credit hold released: {why}",
+        ),
+    )  # fmt: skip
+    state.reasons.append(f"credit hold released: {why}")
+    state.decided_at_seq = state.seq
+    state.level = None
+    state.decisions_taken += 1
+    return True
 
 
 def decided(state: FulfillmentState, taken_before: int) -> bool:

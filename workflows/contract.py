@@ -86,6 +86,7 @@ class Update(StrEnum):
 
 class Signal(StrEnum):
     RESTOCKED = "restocked"  # OrderFulfillment: stock arrived, look again
+    CREDIT_RECHECK = "credit_recheck"  # OrderFulfillment on credit hold: a payment came in, look at the exposure again
     SHIPMENT_PROGRESS = "shipment_progress"  # ShipmentTracking → its OrderFulfillment
     PARCEL_NEWS = "parcel_news"  # carrier push / CarrierPoller sweep → ShipmentTracking
     PARCEL_OPENED = "parcel_opened"  # ShipmentTracking → its carrier's CarrierPoller

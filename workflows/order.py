@@ -259,6 +259,10 @@ class OrderFulfillment:
     def restocked(self, _restock: RestockInput) -> None:
         self.run_state.restock_requested = True
 
+    @workflow.signal(name=Signal.CREDIT_RECHECK)
+    def credit_recheck(self) -> None:
+        self.run_state.credit_recheck = True
+
     @workflow.signal(name=Signal.SHIPMENT_PROGRESS)
     def shipment_progress(self, progress: ShipmentProgress) -> None:
         state = self.run_state

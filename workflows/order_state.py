@@ -43,6 +43,9 @@ class Level:
     index: int
     role: Role
     credit_hold: bool = False
+    # Added only because of the hold (no approval was needed anyway): released without a person once a payment
+    # brings the exposure under the limit. A hold carried by a level that needs a decision anyway is not.
+    credit_only: bool = False
 
 
 @dataclass
@@ -66,6 +69,7 @@ class FulfillmentState:
     # --- cancel and allocation
     cancel_request: CancelInput | None = None
     restock_requested: bool = False
+    credit_recheck: bool = False  # a payment of the customer's came in: is the order still over the limit?
     allow_split: bool = True
     lot_order: LotOrder = "fifo"
     allocation_attempts: int = 0  # grows with every look at stock (a restock's re-check is visible)

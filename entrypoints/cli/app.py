@@ -34,7 +34,7 @@ from entrypoints.cli.output import emit, fail, force_json, wants_json
 from models.contracts import OrderState
 from models.order import Order
 from models.status import Role
-from models.tables import User
+from models.tables import SalesOrder, User
 from rules.automation import AutomationError
 from services import order_commands, stock
 from services.accounts import hash_password, new_password, set_disabled, set_password
@@ -42,7 +42,7 @@ from services.automation import runs as automation_runs
 from services.automation import store as automation_store
 from services.automation.dry_run import dry_run
 from services.automation.facts import SubjectGone
-from services.billing.bank import import_statement, match_by_hand, to_match
+from services.billing.bank import Imported, import_statement, match_by_hand, to_match
 from services.billing.reconciliation import reconcile as reconcile_period
 from services.errors import CommandError, OrderNotFound
 from services.notify.writer import NoticeWriter
@@ -359,21 +359,27 @@ def products() -> None:
 
 @payments_app.command("import")
 @command
-def payments_import(
+async def payments_import(
     file: Annotated[str, typer.Argument(help="The statement: CSV with date,amount,payer,reference[,bank_ref].")],
     by: Annotated[str, typer.Option("--as", help="Who imports it (finance).")] = "cli",
 ) -> None:
     """Import a bank statement: each new line matched to the invoices it pays and booked, the rest queued."""
     path = Path(file)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8")  # noqa: ASYNC240 (CLI, one file)
     except (OSError, UnicodeDecodeError) as exc:
         raise CliError(f"cannot read {file}: {exc}") from None
-    with unit_of_work(engine()) as session:
-        done = import_statement(session, text, file=path.name, by=by, now=datetime.now(UTC))
+    db = engine()
+
+    def book() -> Imported:
+        with unit_of_work(db) as session:
+            return import_statement(session, text, file=path.name, by=by, now=datetime.now(UTC))
+
+    done = await asyncio.to_thread(book)
     emit({
         "file": path.name, "lines": done.lines, "already_imported": done.already, "matched": done.matched,
         "matched_amount": str(done.matched_amount), "to_match": done.to_match,
+        "credit_holds_told": await _tell_credit_holds(db, sorted(done.paid_by)),
     })  # fmt: skip
 
 
@@ -392,15 +398,49 @@ def payments_to_match() -> None:
 
 @payments_app.command("match")
 @command
-def payments_match(
+async def payments_match(
     line_id: Annotated[int, typer.Argument(help="The bank line's id (payments to-match).")],
     order_no: Annotated[str, typer.Option("--order", help="The order it pays.")],
     by: Annotated[str, typer.Option("--as", help="Who matches it (finance).")] = "cli",
 ) -> None:
     """Put a queued bank line against an order's open invoices (any excess is kept as unapplied cash)."""
-    with unit_of_work(engine()) as session:
-        line = match_by_hand(session, line_id, order_no, by=by, now=datetime.now(UTC))
-        emit({"id": line.id, "order_no": line.order_no, "amount": str(line.amount), "state": line.state})
+    db = engine()
+
+    def book() -> tuple[dict[str, Any], str]:
+        with unit_of_work(db) as session:
+            line = match_by_hand(session, line_id, order_no, by=by, now=datetime.now(UTC))
+            order = session.get(SalesOrder, order_no)
+            answer = {"id": line.id, "order_no": line.order_no, "amount": str(line.amount), "state": line.state}
+            return answer, order.customer_id if order else ""
+
+    answer, customer_id = await asyncio.to_thread(book)
+    emit({**answer, "credit_holds_told": await _tell_credit_holds(db, [customer_id])})
+
+
+async def _tell_credit_holds(db: Engine, customer_ids: list[str]) -> list[str] | str:
+    """The held orders of these customers told to look at their exposure again (the booking stands either way)."""
+    held = await asyncio.to_thread(order_commands.held_orders, db, customer_ids)
+    if not held:
+        return []
+    try:
+        return await order_commands.tell_credit_holds(await client(), held)
+    except (CliError, RuntimeError, OSError, RPCError) as exc:
+        return f"not told, Temporal unreachable ({exc}): tell them with `orderflow payments recheck`"
+
+
+@payments_app.command("recheck")
+@command
+async def payments_recheck(
+    customer_id: Annotated[str, typer.Argument(help="The customer whose payments came in.")],
+) -> None:
+    """Tell a customer's orders on credit hold to look at their exposure again."""
+    db = engine()
+    emit(
+        {
+            "customer_id": customer_id,
+            "credit_holds_told": await order_commands.recheck_credit_holds(await client(), db, [customer_id]),
+        }
+    )
 
 
 @app.command()

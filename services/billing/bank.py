@@ -57,6 +57,7 @@ class Imported:
     to_match: int = 0
     matched_amount: Decimal = ZERO
     queue: list[int] = field(default_factory=list)  # the ids of the lines left to match
+    paid_by: set[str] = field(default_factory=set)  # the customers whose invoices the file paid
 
 
 def parse_statement(text: str) -> list[StatementLine]:
@@ -121,6 +122,7 @@ def import_statement(session: Session, text: str, *, file: str, by: str, now: da
             # same keys), here in one INSERT for the file. The line's key is fresh, so none of these exists yet.
             for item in book.settle(found):  # ... and what it paid is no longer open for the next line
                 customer_id, currency = owners[item.invoice_no]
+                result.paid_by.add(customer_id)
                 entries.append(
                     {"key": payment_key(line.key, item.invoice_no), "customer_id": customer_id, "kind": "payment",
                      "amount": -item.open, "currency": currency, "order_no": item.order_no,

@@ -14,8 +14,10 @@ from tests.support.orders import make_order
 DAY = datetime(2026, 11, 20, 9, tzinfo=UTC)
 
 
-def add_order(engine: Engine, number: str, *, rep: str, sku: str, customer: str = "C-1001", days: int = 0) -> None:
-    order = make_order(number, [(sku, 1, "10.00")], customer_id=customer).model_copy(update={"sales_rep": rep})
+def add_order(
+    engine: Engine, number: str, *, rep: str, sku: str, customer: str = "C-1001", days: int = 0, qty: int = 1
+) -> None:
+    order = make_order(number, [(sku, qty, "10.00")], customer_id=customer).model_copy(update={"sales_rep": rep})
     at = DAY + timedelta(days=days)
     with unit_of_work(engine) as session:
         session.add(

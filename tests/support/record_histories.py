@@ -12,7 +12,8 @@ import asyncio
 import sys
 import tempfile
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -23,18 +24,20 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
-from core.db import make_engine
+from core.db import make_engine, unit_of_work
 from core.migrate import upgrade
 from dev.seed import seed
 from dev.temporal_admin import register_search_attributes
 from models.contracts import PollerInput
 from models.order import Order
 from models.status import OrderStatus
-from models.tables import Shipment
+from models.tables import SalesOrder, Shipment
 from services import order_commands, stock
+from services.billing.invoices import Billed, InvoicePolicy, issue_invoice
 from services.stock import Receipt
 from tests.conftest import binary, make_settings, session_data_converter
 from tests.support.orders import make_order
+from tests.support.read_model import add_order
 from tests.support.simulator import running_simulator
 from tests.support.waiting import wait_for_status
 from worker import running_worker
@@ -114,6 +117,24 @@ async def credit_hold(client: Client, engine: Engine, order: Order) -> None:
     await order_commands.decide(
         client, engine, order.order_no, user="fiona", decision="approve", comment="known", secret=DECISION_SECRET
     )
+    await _dispatch_all(client, handle, order)
+
+
+async def credit_released_by_payment(client: Client, engine: Engine, order: Order) -> None:
+    """On hold for credit only; a payment of the customer's open invoice brings the exposure under the limit: the
+    order is told (credit_recheck), checks again and goes on without a person (the credit-release-on-payment patch)."""
+    paid = f"{order.order_no}-PAID"
+    add_order(engine, paid, rep="bob", sku="SKU-1001", customer=order.customer_id, qty=100)  # 1,000.00 invoiced
+    with unit_of_work(engine) as session:
+        row = session.get(SalesOrder, paid)
+        assert row is not None
+        policy = InvoicePolicy("OF", {"standard": Decimal("0.13")})
+        issue_invoice(
+            session, key=f"{paid}:p", order=row, billed=[Billed(1, 100)], policy=policy, now=datetime.now(UTC)
+        )
+    handle = await order_commands.start(client, order, TASK_QUEUE)
+    await wait_for_status(handle, OrderStatus.CREDIT_HOLD)
+    await order_commands.receive_payment(client, engine, paid, reference=f"{paid}-BANK", amount=None, by="fiona")
     await _dispatch_all(client, handle, order)
 
 
@@ -234,6 +255,12 @@ SCENARIOS: list[tuple[str, Order, Callable[[Client, Engine, Order], Awaitable[No
     # Recorded after the order-notices-by-rule patch: delivery news and a cancellation told by default rules.
     ("order_notices_by_rule", make_order("H-NOTICES-RULE"), happy),
     ("cancelled_notice_by_rule", make_order("H-CANCEL-RULE"), cancelled),
+    # Recorded after the credit-release-on-payment patch (issue 13): C-1005 opened owing 47,500 of 50,000.
+    (
+        "credit_released_by_payment",
+        make_order("H-CREDIT-PAID", [("SKU-1001", 10, "199.00")], customer_id="C-1005"),
+        credit_released_by_payment,
+    ),
 ]
 # Workflows a scenario started besides its order and the order's children (e.g. a receipt's RestockWakeUp).
 EXTRA: dict[str, list[str]] = {}
