@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 
 # A word of a free-text bank reference that may be one of our numbers (orders: letters, digits, `_ . -`).
 _TOKEN = re.compile(r"[A-Z0-9][A-Z0-9_.-]*[A-Z0-9]")
+_INVOICE_NO = re.compile(r"^[A-Z0-9]{1,8}-\d{4}-\d{6}$")  # domain/billing.invoice_number's form
 
 
 def reference_tokens(reference: str) -> list[str]:
@@ -45,7 +46,9 @@ class OpenBook:
     """The open invoices a statement's lines could pay, indexed for matching: a line costs a few lookups however
     many invoices are open. What a matched line paid is closed (`settle`) before the next line is matched."""
 
-    def __init__(self, items: Iterable[OpenItem]) -> None:
+    def __init__(self, items: Iterable[OpenItem], shared_names: Collection[str] = ()) -> None:
+        """`shared_names`: payer names more than one customer has (a payment from one is never guessed)."""
+        self._shared = {name.strip() for name in shared_names}
         self._by_invoice: dict[str, OpenItem] = {}
         self._by_order: dict[str, list[OpenItem]] = defaultdict(list)
         self._by_payer: dict[tuple[str, Decimal], list[OpenItem]] = defaultdict(list)
@@ -89,7 +92,12 @@ class OpenBook:
                 return Match(order_no, f"reference names order {order_no}, amount is what its invoices leave open")
             return Match(None, f"reference names order {order_no}: {amount} is not what its invoices leave open "
                          f"({owed})")  # fmt: skip
+        closed = [token for token in tokens if _INVOICE_NO.match(token)]
+        if closed:  # one of our invoice numbers, but nothing open: a second payment of it is not guessed elsewhere
+            return Match(None, f"reference names invoice {closed[0]}, which leaves nothing open")
         name = payer.strip()
+        if name in self._shared:
+            return Match(None, f"more than one customer is called {name}")
         candidates = self._by_payer.get((name, amount), []) if name else []
         if len(candidates) == 1:
             only = candidates[0]

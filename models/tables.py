@@ -539,7 +539,7 @@ class LedgerEntry(SQLModel, table=True):
     currency: str = Field(max_length=3)
     order_no: str | None = Field(default=None, index=True, max_length=64)
     invoice_no: str | None = Field(default=None, index=True, max_length=32)
-    reference: str = Field(default="", max_length=200)  # the bank's or provider's reference, the invoice number
+    reference: str = Field(default="", index=True, max_length=200)  # the bank's or provider's, an invoice number
     at: datetime = Field(sa_type=UTCDateTime)
     by: str = Field(default="", max_length=64)
 

@@ -65,8 +65,11 @@ async def await_decision(moves: OrderMoves, level: Level) -> None:
     deadline = started + state.reviewed.approval_deadline
     reminder_at = started + state.reviewed.approval_reminder
     reminded = reminder_at >= deadline
+    # Asked once, when the level starts: a history recorded before the patch never listens for a recheck, even if
+    # a signal reaches it (a new API beside an old worker during a deploy).
+    releasable = level.credit_only and workflow.patched(CREDIT_RELEASE)
     while not state.decisions:
-        if level.credit_only and state.credit_recheck and workflow.patched(CREDIT_RELEASE):
+        if releasable and state.credit_recheck:
             state.credit_recheck = False
             if await _released(moves, level):
                 return
@@ -95,7 +98,7 @@ async def await_decision(moves: OrderMoves, level: Level) -> None:
                 )
             continue
         wake = deadline if reminded else reminder_at
-        await moves.wait(lambda: bool(state.decisions) or (level.credit_only and state.credit_recheck), wake - now)
+        await moves.wait(lambda: bool(state.decisions) or (releasable and state.credit_recheck), wake - now)
     decision = state.decisions[0]
     state.decided_at_seq = state.seq
     await run_step(
@@ -133,7 +136,7 @@ async def _released(moves: OrderMoves, level: Level) -> bool:
         CreditSteps.check_credit,
         CreditInput(order_no=order.order_no, customer_id=order.customer_id, total=order.total),
     )
-    if credit.hold:
+    if credit.hold or state.decisions:  # still over; or finance decided while we looked: theirs is the decision
         return False
     why = f"exposure {credit.exposure} within limit {credit.limit} after a payment"
     await run_step(

@@ -21,7 +21,7 @@ from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import func, insert
+from sqlalchemy import func, insert, update
 from sqlmodel import Session, col, select
 
 from domain.bank_matching import OpenBook, OpenItem, reference_tokens
@@ -29,10 +29,11 @@ from domain.billing import CENTS, ZERO
 from models.sqltypes import MoneyCents
 from models.tables import BankLine, Customer, Invoice, LedgerEntry, SalesOrder
 from services.billing.payments import SETTLING, payment_key, record_payment
-from services.errors import CommandError
+from services.errors import CommandError, NotFound
 
 REQUIRED = ("date", "amount", "payer", "reference")
 TEXT_MAX = 200
+BANK_REF_MAX = 100  # `bank:REF` is the line's key and the payment's reference (payments.REFERENCE_MAX)
 
 
 class StatementError(CommandError):
@@ -85,9 +86,9 @@ def parse_statement(text: str) -> list[StatementLine]:
             raise StatementError(f"line {number}: amount {values['amount']!r} is not a number") from None
         if not amount.is_finite() or amount <= 0 or amount != amount.quantize(CENTS):
             raise StatementError(f"line {number}: amount {values['amount']} is not a positive amount in cents")
-        for name in ("payer", "reference", "bank_ref"):
-            if len(values[name]) > TEXT_MAX:
-                raise StatementError(f"line {number}: {name} is longer than {TEXT_MAX} characters")
+        for name, most in (("payer", TEXT_MAX), ("reference", TEXT_MAX), ("bank_ref", BANK_REF_MAX)):
+            if len(values[name]) > most:
+                raise StatementError(f"line {number}: {name} is longer than {most} characters")
         if values["bank_ref"]:
             key = f"bank:{values['bank_ref']}"
         else:
@@ -106,8 +107,8 @@ def import_statement(session: Session, text: str, *, file: str, by: str, now: da
     known = set(session.exec(select(BankLine.key).where(col(BankLine.key).in_(keys)))) if keys else set()
     fresh = [line for line in lines if line.key not in known]
     result.already = len(lines) - len(fresh)
-    items, orders, owners = _candidates(session, fresh)
-    book = OpenBook(items.values())
+    items, orders, owners, shared = _candidates(session, fresh)
+    book = OpenBook(items.values(), shared)
     rows: list[BankLine] = []
     entries: list[dict[str, Any]] = []
     for line in fresh:
@@ -144,15 +145,17 @@ def import_statement(session: Session, text: str, *, file: str, by: str, now: da
 
 def match_by_hand(session: Session, line_id: int, order_no: str, *, by: str, now: datetime) -> BankLine:
     """Finance puts a queued line against an order: booked as its payment (excess kept unapplied)."""
+    taken = session.exec(
+        update(BankLine)
+        .where(col(BankLine.id) == line_id, col(BankLine.state) == "to_match")
+        .values(state="matched", order_no=order_no, matched_by=by[:64], why=f"matched by {by}"[:500])
+    )
     line = session.get(BankLine, line_id)
     if line is None:
-        raise CommandError(f"no bank line {line_id}")
-    if line.state != "to_match":
+        raise NotFound(f"no bank line {line_id}")
+    if taken.rowcount != 1:  # matched already, or a moment ago by someone else (Postgres: we waited for their row)
         raise CommandError(f"bank line {line_id} is already matched to order {line.order_no}")
     record_payment(session, order_no, reference=line.key, amount=line.amount, by=by, at=now)
-    line.state, line.order_no, line.matched_by = "matched", order_no, by
-    line.why = f"matched by {by}"
-    session.add(line)
     return line
 
 
@@ -162,7 +165,7 @@ def to_match(session: Session) -> list[BankLine]:
 
 def _candidates(
     session: Session, lines: Collection[StatementLine]
-) -> tuple[dict[str, OpenItem], dict[str, str], dict[str, tuple[str, str]]]:
+) -> tuple[dict[str, OpenItem], dict[str, str], dict[str, tuple[str, str]], set[str]]:
     """The open invoices these lines could pay — named in a reference, of an order named in one, or of a customer
     named as a payer — the order numbers named, and each invoice's customer and currency: a few queries per 500
     lines."""
@@ -173,8 +176,13 @@ def _candidates(
         for order_no in session.exec(select(SalesOrder.order_no).where(func.upper(SalesOrder.order_no).in_(chunk))):
             orders[order_no.upper()] = order_no
     payer_ids: list[str] = []
+    seen_names: Counter[str] = Counter()
     for chunk in _chunks(payers):
-        payer_ids += session.exec(select(Customer.customer_id).where(col(Customer.name).in_(chunk))).all()
+        for customer_id, name in session.exec(
+            select(Customer.customer_id, Customer.name).where(col(Customer.name).in_(chunk))
+        ).all():
+            payer_ids.append(customer_id)
+            seen_names[name] += 1
     found: dict[str, Invoice] = {}
     for column, values in (
         (Invoice.invoice_no, tokens), (Invoice.order_no, sorted(orders.values())), (Invoice.customer_id, payer_ids)
@@ -201,7 +209,8 @@ def _candidates(
         left = invoice.total + (settled.get(number) or ZERO)
         if left > 0:
             items[number] = OpenItem(number, invoice.order_no, names.get(invoice.customer_id, ""), left)
-    return items, orders, {number: (invoice.customer_id, invoice.currency) for number, invoice in found.items()}
+    owners = {number: (invoice.customer_id, invoice.currency) for number, invoice in found.items()}
+    return items, orders, owners, {name for name, count in seen_names.items() if count > 1}
 
 
 def _chunks(values: list[str], size: int = 500) -> list[list[str]]:

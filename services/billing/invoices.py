@@ -12,13 +12,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 
-from sqlalchemy import update
+from sqlalchemy import func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from core.config import Settings
-from domain.billing import BillingError, LineAmounts, due_date, invoice_number, line_amounts, totals
-from models.tables import Customer, Invoice, InvoiceLine, InvoiceSeries, Product, SalesOrder
+from domain.billing import ZERO, BillingError, LineAmounts, due_date, invoice_number, line_amounts, totals
+from models.sqltypes import MoneyCents
+from models.tables import Customer, Invoice, InvoiceLine, InvoiceSeries, LedgerEntry, Product, SalesOrder
 from services.billing.ledger import book
 
 BASIS_POINTS = Decimal(10000)
@@ -126,4 +127,26 @@ def issue_invoice(
         session, key=f"invoice:{number}", customer_id=order.customer_id, kind="invoice", amount=sums.gross,
         currency=order.currency, at=now, order_no=order.order_no, invoice_no=number, reference=number,
     )  # fmt: skip
+    _apply_unapplied(session, order, number, sums.gross, now)
     return invoice
+
+
+def _apply_unapplied(session: Session, order: SalesOrder, invoice_no: str, total: Decimal, now: datetime) -> None:
+    """Money of the order's already in hand (its prepayment, an overpayment) settles the new invoice: a pair of
+    entries moves it from unapplied onto the invoice (the balance does not move; the invoice shows paid)."""
+    held = session.exec(
+        select(func.sum(col(LedgerEntry.amount), type_=MoneyCents())).where(
+            LedgerEntry.order_no == order.order_no, LedgerEntry.kind == "payment", col(LedgerEntry.invoice_no).is_(None)
+        )
+    ).one()
+    applied = min(-(held or ZERO), total)
+    if applied <= 0:
+        return
+    for key, amount, settles in (
+        (f"apply:{invoice_no}:from", applied, None),
+        (f"apply:{invoice_no}:to", -applied, invoice_no),
+    ):
+        book(
+            session, key=key, customer_id=order.customer_id, kind="payment", amount=amount, currency=order.currency,
+            at=now, order_no=order.order_no, invoice_no=settles, reference=f"applied to {invoice_no}",
+        )  # fmt: skip

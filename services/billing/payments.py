@@ -17,9 +17,11 @@ from domain.billing import CENTS, ZERO
 from models.sqltypes import MoneyCents
 from models.tables import Invoice, LedgerEntry, SalesOrder
 from services.billing.ledger import book
-from services.errors import CommandError
+from services.errors import CommandError, OrderNotFound, Refused
+from workflows.contract import ErrorType
 
 SETTLING = ("payment", "credit_note")  # entries that lower what an invoice leaves open
+REFERENCE_MAX = 150  # so that `payment:REF:INVOICE` fits the ledger's 200-character key
 
 
 @dataclass(frozen=True)
@@ -76,10 +78,12 @@ def record_payment(
     is open, the amount is not positive cents, or the reference was used for another payment."""
     reference = reference.strip()
     if not reference:
-        raise CommandError("give the payment's reference (the bank's or the payment provider's)")
+        raise Refused("give the payment's reference (the bank's or the payment provider's)", ErrorType.INVALID)
+    if len(reference) > REFERENCE_MAX:
+        raise Refused(f"a payment reference has at most {REFERENCE_MAX} characters", ErrorType.INVALID)
     order = session.get(SalesOrder, order_no)
     if order is None:
-        raise CommandError(f"unknown order {order_no}")
+        raise OrderNotFound(f"unknown order {order_no}")
     earlier = _booked(session, reference)
     if earlier:
         return _same_payment(order_no, reference, amount, earlier)
@@ -89,7 +93,7 @@ def record_payment(
     owed = sum((invoice.open for invoice in invoices), ZERO)
     amount = owed if amount is None else amount
     if amount <= 0 or amount != amount.quantize(CENTS):
-        raise CommandError(f"a payment is a positive amount in cents, not {amount}")
+        raise Refused(f"a payment is a positive amount in cents, not {amount}", ErrorType.INVALID)
     booked = PaymentBooked(reference, amount)
     left = amount
     for invoice in invoices:
@@ -118,10 +122,11 @@ def payment_key(reference: str, invoice_no: str | None) -> str:
 
 
 def _booked(session: Session, reference: str) -> list[LedgerEntry]:
-    """The entries of the payment with this reference: keys from `payment:REF:` up to `payment:REF;` (';' follows
-    ':'), a range the key's unique index answers on both databases (a LIKE would scan the ledger on SQLite)."""
-    low, high = f"payment:{reference}:", f"payment:{reference};"
-    return list(session.exec(select(LedgerEntry).where(col(LedgerEntry.key) >= low, col(LedgerEntry.key) < high)))
+    """The entries of the payment with this reference (the indexed reference column, compared exactly; the keys
+    say which of them are this payment's parts — a prepayment with the same bank reference is not one)."""
+    prefix = f"payment:{reference}:"  # payment_key's form
+    rows = session.exec(select(LedgerEntry).where(LedgerEntry.reference == reference, LedgerEntry.kind == "payment"))
+    return [entry for entry in rows if entry.key.startswith(prefix)]
 
 
 def _same_payment(order_no: str, reference: str, amount: Decimal | None, earlier: list[LedgerEntry]) -> PaymentBooked:

@@ -429,3 +429,22 @@ async def test_a_payment_that_brings_the_exposure_under_the_limit_releases_the_c
         [audit] = session.exec(select(ApprovalRecord).where(ApprovalRecord.order_no == held.order_no)).all()
     assert (audit.by, audit.decision, audit.role) == ("system:credit", "approve", "finance")
     assert "credit hold released: exposure 49490.00 within limit 50000.00" in audit.comment
+
+
+def test_a_prepaid_orders_invoice_is_settled_by_the_money_already_in_hand(engine: Engine) -> None:
+    """The prepayment booked before the parcel left settles its invoice (a pair of entries: unapplied → the
+    invoice): nothing shows open, the balance does not move, and paying "what is open" is refused."""
+    no = f"INV-PREPAID-{uuid.uuid4().hex[:6]}"
+    add_order(engine, no, rep="alice", sku="SKU-1001", customer="C-1003", qty=3)  # 30.00
+    with unit_of_work(engine) as session:
+        order = session.get(SalesOrder, no)
+        assert order is not None
+        book_prepayment(session, no, "C-1003", order.total, "CNY", at=NOW, reference="BANK-PRE", by="fiona")
+        first = issue_invoice(session, key=f"{no}:1", order=order, billed=[Billed(1, 2)], policy=POLICY, now=NOW)
+        second = issue_invoice(session, key=f"{no}:2", order=order, billed=[Billed(1, 1)], policy=POLICY, now=NOW)
+    assert first is not None and second is not None
+    with Session(engine) as session:
+        assert open_invoices(session, no) == []
+        assert balances(session, ["C-1003"]) == {"C-1003": D("0.00")}
+    with pytest.raises(CommandError, match="no open invoice"), unit_of_work(engine) as session:
+        record_payment(session, no, reference="BANK-DUP", amount=None, by="fiona", at=NOW)

@@ -71,3 +71,14 @@ def test_what_a_line_paid_is_closed_for_the_next_line() -> None:
     assert (rest.order_no, rest.invoice_no) == ("SO-1", None)
     book.settle(rest)
     assert book.match(D("50.00"), "", "OF-2026-000002", ORDERS).order_no is None
+
+
+def test_a_second_payment_of_a_closed_invoice_or_from_a_shared_name_is_never_guessed() -> None:
+    book = OpenBook(ITEMS, shared_names=["北京远航贸易"])
+    book.settle(book.match(D("113.00"), "上海星辰科技", "OF-2026-000001", ORDERS))
+    again = book.match(D("113.00"), "上海星辰科技", "OF-2026-000001", ORDERS)  # paid twice: not put elsewhere
+    assert again.order_no is None and "leaves nothing open" in again.why
+    unknown = book.match(D("50.00"), "上海星辰科技", "OF-2025-999999", ORDERS)  # not one of ours any more
+    assert unknown.order_no is None
+    shared = book.match(D("200.00"), "北京远航贸易", "货款", ORDERS)
+    assert shared.order_no is None and "more than one customer" in shared.why

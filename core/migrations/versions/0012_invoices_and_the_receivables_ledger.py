@@ -146,9 +146,10 @@ def downgrade() -> None:
     with op.batch_alter_table('customers', schema=None) as batch_op:
         batch_op.add_column(sa.Column('receivables', sa.BIGINT(), nullable=False, server_default='0'))
         batch_op.drop_column('payment_terms_days')
-    # Each customer's balance back into the column it came from, before the ledger goes.
+    # What the column meant — owed from before, outside the orders the old code counted itself — back from the
+    # opening entries and what was paid against them (invoices, prepayments and refunds were not in it).
     op.execute("UPDATE customers SET receivables = COALESCE((SELECT SUM(amount) FROM ledger_entries"
-               " WHERE ledger_entries.customer_id = customers.customer_id), 0)")
+               " WHERE ledger_entries.customer_id = customers.customer_id AND kind = 'opening'), 0)")
 
     with op.batch_alter_table('ledger_entries', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_ledger_entries_order_no'))
