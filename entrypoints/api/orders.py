@@ -183,7 +183,7 @@ def orders_router() -> APIRouter:
         )
         return await view_after(engine, state)
 
-    @router.post("/orders/{order_no}/payment", responses=problems(401, 403, 404, 409, 503))
+    @router.post("/orders/{order_no}/payment", responses=problems(401, 403, 404, 409, 422, 503))
     async def pay(
         order_no: OrderNo,
         body: PaymentBody,
