@@ -22,7 +22,7 @@ from models.contracts import DispatchRecord
 from models.tables import PickList, Reservation, ReservationState, SalesOrder, Shipment, StockLot, utcnow
 from rules.automation import EventKind
 from services.automation.events import record_event
-from services.billing.invoices import Billed, InvoicePolicy, issue_invoice
+from services.billing.invoices import Billed, InvoicePolicy, issue_invoice, parcel_key
 from workflows.contract import ErrorType
 from workflows.steps import ShippingSteps
 
@@ -82,7 +82,7 @@ class ShippingActivities(DbActivities, ShippingSteps):
                     raise RuntimeError(f"order {inp.order_no} is not registered")
                 issue_invoice(
                     session,
-                    key=f"parcel:{inp.order_no}:{inp.carrier}:{inp.tracking_no}",
+                    key=parcel_key(inp.order_no, inp.carrier, inp.tracking_no),
                     order=order,
                     billed=[Billed(line_no, qty) for line_no, qty in sorted(shipped.items())],
                     policy=InvoicePolicy.of(self.settings),

@@ -43,6 +43,7 @@ from services.automation import store as automation_store
 from services.automation.dry_run import dry_run
 from services.automation.facts import SubjectGone
 from services.billing.bank import Imported, import_statement, match_by_hand, to_match
+from services.billing.invoices import InvoicePolicy, backfill
 from services.billing.reconciliation import reconcile as reconcile_period
 from services.errors import CommandError, OrderNotFound
 from services.notify.writer import NoticeWriter
@@ -441,6 +442,24 @@ async def payments_recheck(
             "credit_holds_told": await order_commands.recheck_credit_holds(await client(), db, [customer_id]),
         }
     )
+
+
+invoices_app = typer.Typer(help="Invoices.", no_args_is_help=True)
+app.add_typer(invoices_app, name="invoices")
+
+
+@invoices_app.command("backfill")
+@command
+def invoices_backfill() -> None:
+    """Invoice the parcels that left before invoicing existed (once each; today's numbers and date)."""
+    db = engine()
+    with unit_of_work(db) as session:
+        issued = backfill(session, InvoicePolicy.of(settings()), datetime.now(UTC))
+        rows = [
+            {"invoice_no": i.invoice_no, "order_no": i.order_no, "tracking_no": i.tracking_no, "total": str(i.total)}
+            for i in issued
+        ]
+    emit(rows, ["invoice_no", "order_no", "tracking_no", "total"], "Invoices issued")
 
 
 @app.command()

@@ -19,7 +19,19 @@ from sqlmodel import Session, col, select
 from core.config import Settings
 from domain.billing import ZERO, BillingError, LineAmounts, due_date, invoice_number, line_amounts, totals
 from models.sqltypes import MoneyCents
-from models.tables import Customer, Invoice, InvoiceLine, InvoiceSeries, LedgerEntry, Product, SalesOrder
+from models.status import NEVER_BILLED
+from models.tables import (
+    Customer,
+    Invoice,
+    InvoiceLine,
+    InvoiceSeries,
+    LedgerEntry,
+    Product,
+    Reservation,
+    ReservationState,
+    SalesOrder,
+    Shipment,
+)
 from services.billing.ledger import book
 
 BASIS_POINTS = Decimal(10000)
@@ -150,3 +162,47 @@ def _apply_unapplied(session: Session, order: SalesOrder, invoice_no: str, total
             session, key=key, customer_id=order.customer_id, kind="payment", amount=amount, currency=order.currency,
             at=now, order_no=order.order_no, invoice_no=settles, reference=f"applied to {invoice_no}",
         )  # fmt: skip
+
+
+def backfill(session: Session, policy: InvoicePolicy, now: datetime) -> list[Invoice]:
+    """Invoices for the parcels that left before invoicing existed (migration 0012): each dispatched parcel of a
+    billable order without its invoice gets one now — its consumed stock's lines, today's number and date, keyed
+    as record_dispatch keys them, so running this twice issues nothing twice. Oldest parcel first."""
+    billed = select(Invoice.key)
+    rows = session.exec(
+        select(Shipment, SalesOrder)
+        .join(SalesOrder, col(SalesOrder.order_no) == col(Shipment.order_no))
+        .where(col(SalesOrder.status).not_in([s.value for s in NEVER_BILLED]))
+        .order_by(col(Shipment.dispatched_at), col(Shipment.id))
+    ).all()
+    done = set(session.exec(billed))
+    issued: list[Invoice] = []
+    for shipment, order in rows:
+        shipped = session.exec(
+            select(Reservation.line_no, func.sum(col(Reservation.qty)))
+            .where(
+                Reservation.order_no == order.order_no,
+                Reservation.warehouse == shipment.warehouse,
+                Reservation.state == ReservationState.CONSUMED,
+            )
+            .group_by(col(Reservation.line_no))
+        ).all()
+        if not shipped or parcel_key(order.order_no, shipment.carrier, shipment.tracking_no) in done:
+            continue
+        invoice = issue_invoice(
+            session,
+            key=parcel_key(order.order_no, shipment.carrier, shipment.tracking_no),
+            order=order,
+            billed=[Billed(line_no, int(qty)) for line_no, qty in sorted(shipped)],
+            policy=policy,
+            now=now,
+            tracking_no=shipment.tracking_no,
+        )
+        if invoice is not None:
+            issued.append(invoice)
+    return issued
+
+
+def parcel_key(order_no: str, carrier: str, tracking_no: str) -> str:
+    """What a parcel's invoice is keyed on (record_dispatch, backfill)."""
+    return f"parcel:{order_no}:{carrier}:{tracking_no}"

@@ -17,19 +17,33 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
+from temporalio.testing import ActivityEnvironment
 
+from activities.inventory import InventoryActivities
 from core.config import Settings
 from core.db import unit_of_work
+from models.contracts import AllocateInput
 from models.status import OrderStatus
-from models.tables import ApprovalRecord, BankLine, Customer, Invoice, InvoiceLine, LedgerEntry, SalesOrder
+from models.tables import (
+    ApprovalRecord,
+    BankLine,
+    Customer,
+    Invoice,
+    InvoiceLine,
+    LedgerEntry,
+    Reservation,
+    ReservationState,
+    SalesOrder,
+    Shipment,
+)
 from services import order_commands
 from services.billing.bank import StatementError, import_statement, match_by_hand
 from services.billing.bank import to_match as bank_to_match
-from services.billing.invoices import Billed, InvoicePolicy, issue_invoice
+from services.billing.invoices import Billed, InvoicePolicy, backfill, issue_invoice
 from services.billing.ledger import CreditPosition, balances, book_prepayment, credit_positions
 from services.billing.payments import open_invoices, record_payment
 from services.billing.reconciliation import reconcile
@@ -327,6 +341,8 @@ def test_finance_imports_a_statement_and_matches_the_rest_from_the_cli(sqlite_en
     assert whole["bank lines to match (1)"] == "9.99" and whole["bank lines matched (1)"] == "15.00"
     sheet = orderflow("reconcile", "--from", "2000-01-01", "--to", "2100-01-01", "--csv").stdout.splitlines()
     assert sheet[0] == "period_start,period_end,line,amount" and sheet[-3].endswith(",adds up,yes")
+    backfilled = orderflow("invoices", "backfill")
+    assert backfilled.returncode == 0 and json.loads(backfilled.stdout) == [], backfilled.stderr  # no old parcels
     bad = tmp_path / "bad.csv"
     bad.write_text(statement("2026-12-01,1.00,A,x", "yesterday,1.00,B,y"), encoding="utf-8")
     refused = orderflow("payments", "import", str(bad))
@@ -448,3 +464,28 @@ def test_a_prepaid_orders_invoice_is_settled_by_the_money_already_in_hand(engine
         assert balances(session, ["C-1003"]) == {"C-1003": D("0.00")}
     with pytest.raises(CommandError, match="no open invoice"), unit_of_work(engine) as session:
         record_payment(session, no, reference="BANK-DUP", amount=None, by="fiona", at=NOW)
+
+
+def test_parcels_dispatched_before_invoicing_existed_are_invoiced_once_by_the_backfill(
+    engine: Engine, settings: Settings
+) -> None:
+    no = f"INV-OLD-{uuid.uuid4().hex[:6]}"
+    add_order(engine, no, rep="alice", sku="SKU-1001", customer="C-1003", qty=3)
+    request = AllocateInput(order_no=no, ship_to_region="华东", lines=[(1, "SKU-1001", 3)], allow_split=False)
+    ActivityEnvironment().run(InventoryActivities(engine, settings).allocate_stock, request)
+    with unit_of_work(engine) as session:  # shipped the way record_dispatch did before migration 0012
+        session.exec(update(Reservation).where(col(Reservation.order_no) == no).values(state=ReservationState.CONSUMED))
+        session.add(
+            Shipment(order_no=no, warehouse="WH-SH", carrier="sim", tracking_no=f"OLD{no[-6:]}", dispatched_at=NOW)
+        )
+    before = position(engine, "C-1003")
+    with unit_of_work(engine) as session:
+        issued = backfill(session, POLICY, NOW)
+    assert [(i.order_no, i.total, i.tracking_no) for i in issued] == [(no, D("30.00"), f"OLD{no[-6:]}")]
+    with unit_of_work(engine) as session:
+        assert backfill(session, POLICY, NOW) == []  # once
+    after = position(engine, "C-1003")
+    assert after.exposure == before.exposure and after.receivables == before.receivables + D("30.00")
+    with unit_of_work(engine) as session:  # and now it can be paid like any invoice
+        paid = record_payment(session, no, reference="BANK-OLD", amount=None, by="fiona", at=NOW)
+    assert paid.amount == D("30.00")
