@@ -3,6 +3,8 @@ waiting orders oldest first. Real workflows on the time-skipping server, real SQ
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 
 import pytest
@@ -59,6 +61,11 @@ async def test_backorders_raise_one_requisition_and_a_receipt_serves_the_oldest_
         assert (await order_commands.live_state(client, older)).allocation_attempts == 2
         second = await orders.start(make_order(younger, [(SCARCE, 11, "299.00")]), task_queue)
         await wait_for_status(second, OrderStatus.BACKORDERED)
+        # The workflow answers BACKORDERED as it starts writing the read model's row: wait for the row too.
+        deadline = time.monotonic() + 10
+        while stock.backordered_orders(engine, SCARCE) != [older, younger]:
+            assert time.monotonic() < deadline, stock.backordered_orders(engine, SCARCE)
+            await asyncio.sleep(0.05)
 
         [requisition] = requisitions(engine)
         # Ship-to 华东: the Shanghai warehouse asks; the shortfall of the bigger order (12 - 10) plus the
