@@ -26,9 +26,8 @@ from sqlmodel import Session, col, select
 
 from domain.bank_matching import OpenBook, OpenItem, reference_tokens
 from domain.billing import CENTS, ZERO
-from models.sqltypes import MoneyCents
 from models.tables import BankLine, Customer, Invoice, LedgerEntry, SalesOrder
-from services.billing.payments import SETTLING, payment_key, record_payment
+from services.billing.payments import payment_key, record_payment, settled
 from services.errors import CommandError, NotFound
 
 REQUIRED = ("date", "amount", "payer", "reference")
@@ -190,15 +189,9 @@ def _candidates(
         for chunk in _chunks(values):
             for invoice in session.exec(select(Invoice).where(Invoice.kind == "invoice", col(column).in_(chunk))):
                 found[invoice.invoice_no] = invoice
-    settled: dict[str, Decimal] = {}
+    paid: dict[str, Decimal] = {}
     for chunk in _chunks(sorted(found)):
-        for number, amount in session.exec(
-            select(LedgerEntry.invoice_no, func.sum(col(LedgerEntry.amount), type_=MoneyCents()))
-            .where(col(LedgerEntry.invoice_no).in_(chunk), col(LedgerEntry.kind).in_(SETTLING))
-            .group_by(col(LedgerEntry.invoice_no))
-        ).all():
-            if number is not None:
-                settled[number] = amount
+        paid.update(settled(session, chunk))
     names: dict[str, str] = {}
     for chunk in _chunks(sorted({invoice.customer_id for invoice in found.values()})):
         names.update(
@@ -206,7 +199,7 @@ def _candidates(
         )
     items: dict[str, OpenItem] = {}
     for number, invoice in found.items():
-        left = invoice.total + (settled.get(number) or ZERO)
+        left = invoice.total + paid.get(number, ZERO)
         if left > 0:
             items[number] = OpenItem(number, invoice.order_no, names.get(invoice.customer_id, ""), left)
     owners = {number: (invoice.customer_id, invoice.currency) for number, invoice in found.items()}

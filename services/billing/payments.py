@@ -6,6 +6,7 @@ the same reference for a different order or amount is refused.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -41,25 +42,31 @@ class PaymentBooked:
     again: bool = False  # this payment had been recorded before: nothing was booked now
 
 
+def settled(session: Session, invoice_nos: Collection[str]) -> dict[str, Decimal]:
+    """What payments and credit notes took off each of these invoices (negative sums; absent: nothing), read
+    through the ledger's invoice_no index — never a scan of the whole ledger. One definition for every reader."""
+    found: dict[str, Decimal] = {}
+    if not invoice_nos:
+        return found
+    for number, amount in session.exec(
+        select(LedgerEntry.invoice_no, func.sum(col(LedgerEntry.amount), type_=MoneyCents()))
+        .where(col(LedgerEntry.invoice_no).in_(list(invoice_nos)), col(LedgerEntry.kind).in_(SETTLING))
+        .group_by(col(LedgerEntry.invoice_no))
+    ).all():
+        if number is not None and amount is not None:
+            found[number] = amount
+    return found
+
+
 def open_invoices(session: Session, order_no: str) -> list[OpenInvoice]:
     """The order's invoices with something left to pay, oldest due first."""
-    settled = (
-        select(LedgerEntry.invoice_no, func.sum(col(LedgerEntry.amount), type_=MoneyCents()).label("settled"))
-        .where(
-            LedgerEntry.order_no == order_no,  # the order's entries only (indexed): no scan of the whole ledger
-            col(LedgerEntry.kind).in_(SETTLING),
-            col(LedgerEntry.invoice_no).is_not(None),
-        )
-        .group_by(col(LedgerEntry.invoice_no))
-        .subquery()
-    )
-    rows = session.exec(
-        select(Invoice, settled.c.settled)
-        .outerjoin(settled, settled.c.invoice_no == Invoice.invoice_no)
+    invoices = session.exec(
+        select(Invoice)
         .where(Invoice.order_no == order_no, Invoice.kind == "invoice")
         .order_by(col(Invoice.due_at), col(Invoice.seq))
     ).all()
-    found = [OpenInvoice(i.invoice_no, i.due_at, i.total, i.total + (paid or ZERO)) for i, paid in rows]
+    paid = settled(session, [i.invoice_no for i in invoices])
+    found = [OpenInvoice(i.invoice_no, i.due_at, i.total, i.total + paid.get(i.invoice_no, ZERO)) for i in invoices]
     return [invoice for invoice in found if invoice.open > 0]
 
 
