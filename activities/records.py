@@ -12,7 +12,9 @@ from models.status import AWAITING_DECISION, OrderStatus
 from models.tables import ApprovalRecord, Customer, OrderEvent, SalesOrder
 from rules.automation import EventKind
 from services.automation.events import record_event
+from services.billing.invoices import InvoicePolicy
 from services.billing.ledger import book_prepayment
+from services.billing.triggers import on_approved
 from services.links import void_approval_links
 from workflows.contract import order_workflow_id
 from workflows.steps import RecordSteps
@@ -98,6 +100,7 @@ class RecordActivities(DbActivities, RecordSteps):
                 customer = session.get(Customer, order.customer_id)
                 if customer is not None and customer.first_order:
                     customer.first_order = False
+                on_approved(session, order, InvoicePolicy.of(self.settings), inp.at)  # an approval/order policy
             session.add(order)
         self.log.info("status", status=inp.status.value, seq=inp.seq)
 

@@ -22,7 +22,8 @@ from models.contracts import DispatchRecord
 from models.tables import PickList, Reservation, ReservationState, SalesOrder, Shipment, StockLot, utcnow
 from rules.automation import EventKind
 from services.automation.events import record_event
-from services.billing.invoices import Billed, InvoicePolicy, issue_invoice, parcel_key
+from services.billing.invoices import Billed, InvoicePolicy
+from services.billing.triggers import on_dispatched
 from workflows.contract import ErrorType
 from workflows.steps import ShippingSteps
 
@@ -75,20 +76,13 @@ class ShippingActivities(DbActivities, ShippingSteps):
             )
             _insert_shipment_once(session, self.engine, inp)
             _refuse_another_orders_parcel(session, inp)  # the number may have been taken while we worked
-            if shipped:  # the parcel's invoice, with the stock it consumed: both or neither (an attempt behind finds
-                # the reservations consumed and bills nothing; the invoice's key would refuse a second one anyway)
-                order = session.get(SalesOrder, inp.order_no)
-                if order is None:
-                    raise RuntimeError(f"order {inp.order_no} is not registered")
-                issue_invoice(
-                    session,
-                    key=parcel_key(inp.order_no, inp.carrier, inp.tracking_no),
-                    order=order,
-                    billed=[Billed(line_no, qty) for line_no, qty in sorted(shipped.items())],
-                    policy=InvoicePolicy.of(self.settings),
-                    now=inp.at,
-                    tracking_no=inp.tracking_no,
-                )
+            # The parcel's invoice (by the order's invoice policy), with the stock it consumed: both or neither (an
+            # attempt behind finds the reservations consumed and bills nothing; the key would refuse a second one).
+            order = session.get(SalesOrder, inp.order_no)
+            if order is None:
+                raise RuntimeError(f"order {inp.order_no} is not registered")
+            billed = [Billed(line_no, qty) for line_no, qty in sorted(shipped.items())]
+            on_dispatched(session, order, billed, inp.carrier, inp.tracking_no, InvoicePolicy.of(self.settings), inp.at)
             if inp.announce:  # with the shipment, once (keyed): automations hear of this parcel
                 data = {"tracking_no": inp.tracking_no, "carrier": inp.carrier, "warehouse": inp.warehouse}
                 key = f"dispatched:{inp.order_no}:{inp.carrier}:{inp.tracking_no}"

@@ -34,8 +34,10 @@ from models.contracts import (
     SweepOutcome,
 )
 from models.status import TrackingStatus
-from models.tables import Shipment, TrackingEvent
+from models.tables import Shipment, TrackingEvent, utcnow
 from models.tracking import TrackingSnapshot
+from services.billing.invoices import InvoicePolicy
+from services.billing.triggers import UNDELIVERED, on_parcel_end
 from services.tracking import record_snapshot
 from workflows import contract
 from workflows.contract import ErrorType, Signal, poller_workflow_id, tracking_workflow_id
@@ -112,7 +114,7 @@ class TrackingActivities(TrackingSteps):
                         raise
                     # Its tracking has not started yet (or has ended): not recorded, so the next sweep tells it.
                     continue
-                await asyncio.to_thread(record_snapshot, self.engine, snapshot)
+                await asyncio.to_thread(record_snapshot, self.engine, snapshot, InvoicePolicy.of(self.settings))
                 news += 1
             activity.heartbeat(start + len(chunk))
         return SweepOutcome(parcels=len(numbers), calls=calls, news=news, failed_calls=failed, retry_after=retry_after)
@@ -145,6 +147,8 @@ class TrackingActivities(TrackingSteps):
             if shipment is not None and TrackingStatus(shipment.status) not in FINAL_TRACKING_STATUSES:
                 shipment.status = inp.status
                 session.add(shipment)
+                if inp.status in UNDELIVERED:  # given up on: what it billed is credited
+                    on_parcel_end(session, shipment, inp.status, InvoicePolicy.of(self.settings), utcnow())
 
     def _news(self, carrier: str, snapshots: list[TrackingSnapshot]) -> list[TrackingSnapshot]:
         """The snapshots that say something the database does not know yet (a newer status or a new event)."""
@@ -208,5 +212,5 @@ class TrackingActivities(TrackingSteps):
                 type=ErrorType.NO_NEW_TRACKING_EVENTS,
                 category=ApplicationErrorCategory.BENIGN,
             )
-        await asyncio.to_thread(record_snapshot, self.engine, snapshot)
+        await asyncio.to_thread(record_snapshot, self.engine, snapshot, InvoicePolicy.of(self.settings))
         return snapshot

@@ -1,7 +1,7 @@
 """The settings, one object read from the environment (and `.env` when present), split by concern.
 
-Each concern is its own model below (Temporal, database, embedded stack, carriers, notices, secrets, policy);
-`Settings` is all of them, so a setting is `settings.<name>` and its environment variable is `ORDERFLOW_<NAME>`
+Each concern is its own model below (Temporal, database, embedded stack, carriers, notices, payments, secrets,
+policy); `Settings` is all of them, so a setting is `settings.<name>` and its environment variable is `ORDERFLOW_<NAME>`
 (docs/contract.md's public names — TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, DATABASE_URL, ORDERFLOW_API — without the
 prefix). Building Settings reads the environment only: the embedded stack's secrets file is created or read by an
 explicit start-up step (core/secrets.py `with_local_secrets`), never as a side effect of importing or building.
@@ -14,15 +14,19 @@ from datetime import timedelta
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AliasChoices, BaseModel, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, Field, StringConstraints, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from models.allocation import LotOrder
 from models.contracts import Policy
+
+# An invoice policy as settings write it (domain/billing.py InvoiceTiming reads it): dispatch/parcel,
+# dispatch/order, delivery/parcel, delivery/order or approval/order.
+InvoicePolicyText = Annotated[str, StringConstraints(pattern=r"^((dispatch|delivery)/(parcel|order)|approval/order)$")]
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 # A source checkout keeps its state beside the code; an installed package in the directory it is run from.
@@ -30,14 +34,16 @@ _DEFAULT_STATE_DIR = (
     PROJECT_ROOT / ".orderflow" if (PROJECT_ROOT / "pyproject.toml").is_file() else Path.cwd() / ".orderflow"
 )
 
-# Credentials that only the carrier simulator and its SMS gateway accept: public knowledge, so refused for an
-# endpoint the simulator does not play (Settings validates it: the embedded stack and the tests talk to loopback).
+# Credentials that only the carrier simulator (its carriers, SMS gateway and payment provider) accept: public
+# knowledge, so refused for an endpoint the simulator does not play (Settings validates it: the embedded stack and
+# the tests talk to loopback).
 SIMULATOR_CREDENTIAL_PREFIX = "sim-"
 _CREDENTIALS_BY_ENDPOINT = {
     "carrier_kuaidi100_url": ("carrier_kuaidi100_key", "carrier_kuaidi100_salt"),
     "carrier_17track_url": ("carrier_17track_key",),
     "carrier_aftership_url": ("carrier_aftership_key", "carrier_aftership_webhook_secret"),
     "sms_gateway_url": ("sms_gateway_key",),
+    "payment_provider_url": ("payment_provider_key",),
 }
 _LOOPBACK_HOSTS = frozenset({"localhost", "::1"})
 
@@ -129,6 +135,15 @@ class NotifySettings(BaseModel):
     expected_transit: timedelta = timedelta(days=3)
 
 
+class PaymentSettings(BaseModel):
+    """Refunds (integrations/payments): asked of a payment provider with a Stripe-shaped API (the carrier simulator
+    serves one under /pay)."""
+
+    # Empty: the carrier simulator's, {carrier_sim_url}/pay (http://127.0.0.1:SIMULATOR_PORT/pay unless that is set).
+    payment_provider_url: str = ""
+    payment_provider_key: str = "sim-pay-key"  # sent as `Authorization: Bearer <key>`; the default is the simulator's
+
+
 class AutomationSettings(BaseModel):
     """Automations (rules/automation.py, services/automation): the rule set is in the database, versioned; the
     file seeds the rules that are not there yet when the worker starts (and `orderflow automations load`).
@@ -159,6 +174,10 @@ class AutomationSettings(BaseModel):
     tax_rates: dict[str, Decimal] = Field(
         default_factory=lambda: {"standard": Decimal("0.13"), "reduced": Decimal("0.09"), "zero": Decimal("0")}
     )
+    # When invoices are issued and what each bills (domain/billing.py InvoiceTiming, `point/per`): the business's
+    # default, then per channel; a customer's own (customers.invoice_policy) comes first.
+    invoice_policy: InvoicePolicyText = "dispatch/parcel"
+    invoice_policy_by_channel: dict[str, InvoicePolicyText] = Field(default_factory=dict)
 
     @field_validator("tax_rates")
     @classmethod
@@ -280,6 +299,7 @@ class Settings(
     StackSettings,
     CarrierSettings,
     NotifySettings,
+    PaymentSettings,
     SecretSettings,
     PolicySettings,
     AutomationSettings,
@@ -294,6 +314,7 @@ class Settings(
         # alone moves both the stack's API and where the CLI and the demo look for it).
         self.api_url = self.api_url or f"http://127.0.0.1:{self.api_port}"
         self.carrier_sim_url = self.carrier_sim_url or f"http://127.0.0.1:{self.simulator_port}"
+        self.payment_provider_url = self.payment_provider_url or f"{self.carrier_sim_url.rstrip('/')}/pay"
         wrong = [
             credential
             for url_setting, credentials in _CREDENTIALS_BY_ENDPOINT.items()

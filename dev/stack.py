@@ -196,6 +196,10 @@ def child_env(settings: Settings) -> dict[str, str]:
         "ORDERFLOW_SMS_GATEWAY_URL": os.environ.get(
             "ORDERFLOW_SMS_GATEWAY_URL", f"http://{LOOPBACK}:{settings.simulator_port}/sms"
         ),
+        # Refunds are asked of the simulator's payment provider (an explicit setting wins).
+        "ORDERFLOW_PAYMENT_PROVIDER_URL": os.environ.get(
+            "ORDERFLOW_PAYMENT_PROVIDER_URL", f"http://{LOOPBACK}:{settings.simulator_port}/pay"
+        ),
         "ORDERFLOW_NOTIFY_RELAY_INTERVAL": os.environ.get("ORDERFLOW_NOTIFY_RELAY_INTERVAL", "1"),
         # The Temporal UI (its origin, whichever host name the browser used) calls the API's codec endpoints,
         # without a token (the dev server's UI has no login); the API listens on loopback only.

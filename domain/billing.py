@@ -94,14 +94,65 @@ def ageing_bucket(due_at: datetime, as_of: datetime) -> str:
     return AGEING_BUCKETS[4]
 
 
-def settlement(total: Decimal, invoiced: Decimal, settled: Decimal, refunded: Decimal) -> str:
-    """The order's money in a word: `settled` = payments + credit notes against it, `refunded` = paid back."""
-    if refunded > 0:
+INVOICE_POINTS = ("dispatch", "delivery", "approval")  # when an order (or parcel) is invoiced
+INVOICE_UNITS = ("parcel", "order")  # one invoice per parcel, or one for the whole order
+
+
+@dataclass(frozen=True)
+class InvoiceTiming:
+    """When invoices are issued and what each bills, written `point/per` (e.g. `dispatch/parcel`, the default;
+    `delivery/order`; `approval/order`). An approved order has no parcels yet, so approval bills per order."""
+
+    point: str = "dispatch"
+    per: str = "parcel"
+
+    @classmethod
+    def parse(cls, text: str) -> InvoiceTiming:
+        point, _, per = text.strip().partition("/")
+        per = per or ("order" if point == "approval" else "parcel")
+        if point not in INVOICE_POINTS or per not in INVOICE_UNITS:
+            raise BillingError(
+                f"invoice policy {text!r}: write point/per, point one of {', '.join(INVOICE_POINTS)}, "
+                f"per one of {', '.join(INVOICE_UNITS)} (e.g. dispatch/parcel)"
+            )
+        if point == "approval" and per == "parcel":
+            raise BillingError("invoice policy approval/parcel: an order has no parcels when it is approved")
+        return cls(point, per)
+
+    def __str__(self) -> str:
+        return f"{self.point}/{self.per}"
+
+
+def invoice_timing(customer: str | None, channel: str, by_channel: dict[str, str], default: str) -> InvoiceTiming:
+    """The policy an order is invoiced by: its customer's, else its channel's, else the business's."""
+    return InvoiceTiming.parse(customer or by_channel.get(channel) or default)
+
+
+@dataclass(frozen=True)
+class Settled:
+    """What an order's ledger entries say of its money (payments, credit notes, write-offs as positive amounts)."""
+
+    invoiced: Decimal = ZERO
+    paid: Decimal = ZERO
+    credited: Decimal = ZERO
+    written_off: Decimal = ZERO
+    refunded: Decimal = ZERO
+
+
+def settlement(total: Decimal, money: Settled) -> str:
+    """The order's money in a word. Credit notes lower what the order is due (total − credited); a refund or a
+    write-off says so whatever else happened; an order credited in full and never paid is `credited`."""
+    if money.refunded > 0:
         return "refunded"
-    if total > 0 and settled >= total:
+    if money.written_off > 0:
+        return "written off"
+    due = total - money.credited
+    if money.invoiced > 0 and due <= 0:
+        return "credited"
+    if due > 0 and money.paid >= due:
         return "paid"
-    if settled > 0:
+    if money.paid > 0:
         return "partially paid"
-    if invoiced > 0:
+    if money.invoiced > 0:
         return "unpaid"
     return "not invoiced"

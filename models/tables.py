@@ -29,6 +29,8 @@ class Customer(SQLModel, table=True):
     phone: str = Field(default="", max_length=64)
     credit_limit: Decimal = Field(sa_type=MoneyCents)
     payment_terms_days: int = 30  # an invoice is due this many days after it is issued
+    # When this customer is invoiced (`point/per`, domain/billing.py InvoiceTiming); None: the channel's or default.
+    invoice_policy: str | None = Field(default=None, max_length=32)
     # True until the customer's first order has been accepted (first orders of new customers prepay).
     first_order: bool = True
 

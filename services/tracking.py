@@ -11,19 +11,22 @@ from sqlmodel import select
 from core.db import read_only, unit_of_work
 from domain.tracking import EXCEPTION_STATUSES, next_status
 from models.status import TrackingStatus
-from models.tables import Shipment, TrackingEvent
+from models.tables import Shipment, TrackingEvent, utcnow
 from models.text import strip_unstorable
 from models.tracking import TrackingSnapshot
 from rules.automation import EventKind
 from services.automation.events import record_event
+from services.billing.invoices import InvoicePolicy
+from services.billing.triggers import UNDELIVERED, on_parcel_end
 
 
-def record_snapshot(engine: Engine, snapshot: TrackingSnapshot) -> int:
+def record_snapshot(engine: Engine, snapshot: TrackingSnapshot, policy: InvoicePolicy) -> int:
     """Store the events not yet stored and move the shipment forward only; returns how many events were new.
 
     The shipment row is locked first (Postgres; SQLite's BEGIN IMMEDIATE serialises writers anyway), so a push and
     a sweep with the same news take turns: the second sees the first's events and adds nothing. News about a
-    parcel we do not ship is not kept."""
+    parcel we do not ship is not kept. A parcel signed for, refused or returned tells billing in the same
+    transaction (services/billing/triggers.py: a delivery invoice, a COD collection, a credit note)."""
     with unit_of_work(engine) as session:
         shipment = session.exec(
             select(Shipment)
@@ -77,6 +80,8 @@ def record_snapshot(engine: Engine, snapshot: TrackingSnapshot) -> int:
                 shipment.signed_by = strip_unstorable(snapshot.signed_by)[:200] if snapshot.signed_by else None
                 shipment.signed_at = snapshot.signed_at
             session.add(shipment)
+            if moved == TrackingStatus.DELIVERED or moved in UNDELIVERED:
+                on_parcel_end(session, shipment, moved, policy, utcnow())  # booked when we learn of it
     return added
 
 

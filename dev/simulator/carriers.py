@@ -45,7 +45,8 @@ only a DELIVERED parcel has a signer. Give repeated steps their own description:
 same time and text.
 
 It also plays the peers customer notices go through: an SMS gateway under /sms (dev/simulator/
-sms_gateway.py) and, with --smtp-port, a loopback mail server whose catch is listed at GET /mail/messages.
+sms_gateway.py) and, with --smtp-port, a loopback mail server whose catch is listed at GET /mail/messages; and
+the payment provider refunds are asked of, under /pay (dev/simulator/payment_provider.py).
 
     python -m dev.simulator.carriers --port 8081 --step-seconds 5 --advance time --smtp-port 8025
 """
@@ -72,6 +73,7 @@ from fastapi import FastAPI, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from dev.simulator.payment_provider import payment_provider_router
 from dev.simulator.sms_gateway import sms_gateway_router
 from dev.simulator.smtp_sink import SmtpSink
 from integrations.carriers import kuaidi100, track17
@@ -748,6 +750,7 @@ def create_app(
     subscriptions: dict[str, _Subscription] = {}  # kuaidi100 number → where its pushes go
     app = FastAPI(title="orderflow carrier simulator", version="1")
     app.include_router(sms_gateway_router())  # the SMS gateway customers' texts go through: /sms/messages
+    app.include_router(payment_provider_router())  # the payment provider refunds are asked of: /pay/refunds
     app.state.book = book
     app.state.faults = faults
     app.state.subscriptions = subscriptions

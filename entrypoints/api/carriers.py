@@ -16,6 +16,7 @@ from entrypoints.api.deps import problems, settings_of, temporal_client
 from integrations.carriers.base import CarrierError
 from integrations.carriers.push import PushRefused, acknowledgement, read_push
 from integrations.carriers.registry import UnknownCarrierCode
+from services.billing.invoices import InvoicePolicy
 from services.tracking import record_snapshot, shipment_status
 from workflows.contract import Signal, tracking_workflow_id
 
@@ -53,7 +54,7 @@ def carriers_router() -> APIRouter:
             # nothing is recorded and the carrier re-sends, so the news reaches the workflow.
             detail = "tracking not started yet" if exc.status == RPCStatusCode.NOT_FOUND else f"Temporal: {exc}"
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, f"try again later ({detail})") from None
-        await run_in_threadpool(record_snapshot, engine, snapshot)
+        await run_in_threadpool(record_snapshot, engine, snapshot, InvoicePolicy.of(settings_of(request)))
         return answer
 
     return router

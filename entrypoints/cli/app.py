@@ -8,6 +8,7 @@ Every command calls the application layer (services/) like the HTTP API does. Re
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import inspect
 import json
 import os
@@ -34,7 +35,7 @@ from entrypoints.cli.output import emit, fail, force_json, wants_json
 from models.contracts import OrderState
 from models.order import Order
 from models.status import Role
-from models.tables import SalesOrder, User
+from models.tables import Invoice, SalesOrder, User
 from rules.automation import AutomationError
 from services import order_commands, stock
 from services.accounts import hash_password, new_password, set_disabled, set_password
@@ -43,6 +44,7 @@ from services.automation import store as automation_store
 from services.automation.dry_run import dry_run
 from services.automation.facts import SubjectGone
 from services.billing.bank import Imported, import_statement, match_by_hand, to_match
+from services.billing.credit_notes import issue_credit_note, write_off
 from services.billing.invoices import InvoicePolicy, backfill
 from services.billing.reconciliation import reconcile as reconcile_period
 from services.errors import CommandError, OrderNotFound
@@ -460,6 +462,64 @@ def invoices_backfill() -> None:
             for i in issued
         ]
     emit(rows, ["invoice_no", "order_no", "tracking_no", "total"], "Invoices issued")
+
+
+@invoices_app.command("credit")
+@command
+async def invoices_credit(
+    invoice_no: Annotated[str, typer.Argument(help="The invoice to correct.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (printed on the credit note).")],
+    lines: Annotated[
+        list[str] | None, typer.Option("--line", help="POSITION=UNITS of the invoice's lines (from 0); none: all.")
+    ] = None,
+    by: Annotated[str, typer.Option("--as", help="Who issues it (finance).")] = "cli",
+) -> None:
+    """Issue a credit note for an invoice, in full or some units of some lines (the same one asked twice: once)."""
+    try:
+        wanted = {int(p): int(q) for p, _, q in (item.partition("=") for item in lines)} if lines else None
+    except ValueError:
+        raise CliError("--line is POSITION=UNITS, e.g. --line 0=2") from None
+    db = engine()
+    policy = InvoicePolicy.of(settings())
+
+    def issue() -> tuple[dict[str, Any], str]:
+        with unit_of_work(db) as session:
+            digest = hashlib.sha256(f"{sorted((wanted or {}).items())}:{reason.strip()}".encode()).hexdigest()[:16]
+            note = issue_credit_note(
+                session, key=f"manual:{invoice_no}:{digest}", invoice_no=invoice_no, reason=reason, by=by,
+                now=datetime.now(UTC), lines=wanted, zone=policy.zone,
+            )  # fmt: skip
+            if note is None:
+                raise CliError(f"this credit note of {invoice_no} was issued before")
+            return (
+                {"invoice_no": note.invoice_no, "corrects": note.corrects, "total": str(note.total),
+                 "order_no": note.order_no},
+                note.customer_id,
+            )  # fmt: skip
+
+    answer, customer_id = await asyncio.to_thread(issue)
+    emit({**answer, "credit_holds_told": await _tell_credit_holds(db, [customer_id])})
+
+
+@invoices_app.command("write-off")
+@command
+async def invoices_write_off(
+    invoice_no: Annotated[str, typer.Argument(help="The invoice whose open amount will not be paid.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (kept with the ledger entry).")],
+    by: Annotated[str, typer.Option("--as", help="Who writes it off (finance).")] = "cli",
+) -> None:
+    """Write off what an invoice leaves open (once per invoice)."""
+    db = engine()
+
+    def book() -> tuple[dict[str, Any], str]:
+        with unit_of_work(db) as session:
+            amount = write_off(session, invoice_no, reason=reason, by=by, now=datetime.now(UTC))
+            invoice = session.get(Invoice, invoice_no)
+            assert invoice is not None  # write_off found it
+            return {"invoice_no": invoice_no, "written_off": str(amount)}, invoice.customer_id
+
+    answer, customer_id = await asyncio.to_thread(book)
+    emit({**answer, "credit_holds_told": await _tell_credit_holds(db, [customer_id])})
 
 
 @app.command()

@@ -8,7 +8,7 @@ number is spent twice and none is skipped: a number is taken only in the transac
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 
@@ -17,7 +17,17 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
 
 from core.config import Settings
-from domain.billing import ZERO, BillingError, LineAmounts, due_date, invoice_number, line_amounts, totals
+from domain.billing import (
+    ZERO,
+    BillingError,
+    InvoiceTiming,
+    LineAmounts,
+    due_date,
+    invoice_number,
+    invoice_timing,
+    line_amounts,
+    totals,
+)
 from models.sqltypes import MoneyCents
 from models.status import NEVER_BILLED
 from models.tables import (
@@ -50,10 +60,21 @@ class InvoicePolicy:
     entity: str  # the legal entity whose series numbers the invoice
     tax_rates: Mapping[str, Decimal]  # tax class → rate
     zone: tzinfo = UTC  # the business's time zone: an invoice's year is the one it was issued in there
+    timing: str = "dispatch/parcel"  # when invoices are issued, unless the channel or the customer says otherwise
+    timing_by_channel: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def of(cls, settings: Settings) -> InvoicePolicy:
-        return cls(settings.legal_entity, dict(settings.tax_rates), settings.business_zone)
+        return cls(
+            settings.legal_entity, dict(settings.tax_rates), settings.business_zone, settings.invoice_policy,
+            dict(settings.invoice_policy_by_channel),
+        )  # fmt: skip
+
+    def timing_of(self, session: Session, order: SalesOrder) -> InvoiceTiming:
+        """The order's: its customer's policy, else its channel's, else the business's."""
+        customer = session.get(Customer, order.customer_id)
+        own = customer.invoice_policy if customer is not None else None
+        return invoice_timing(own, order.channel, dict(self.timing_by_channel), self.timing)
 
 
 def next_number(session: Session, entity: str, year: int) -> int:
@@ -204,5 +225,10 @@ def backfill(session: Session, policy: InvoicePolicy, now: datetime) -> list[Inv
 
 
 def parcel_key(order_no: str, carrier: str, tracking_no: str) -> str:
-    """What a parcel's invoice is keyed on (record_dispatch, backfill)."""
+    """What a parcel's invoice is keyed on (billing triggers, backfill)."""
     return f"parcel:{order_no}:{carrier}:{tracking_no}"
+
+
+def order_key(order_no: str) -> str:
+    """What the invoice of a whole order (an `…/order` invoice policy) is keyed on."""
+    return f"order:{order_no}"

@@ -21,7 +21,7 @@ from services.billing.ledger import book
 from services.errors import CommandError, OrderNotFound, Refused
 from workflows.contract import ErrorType
 
-SETTLING = ("payment", "credit_note")  # entries that lower what an invoice leaves open
+SETTLING = ("payment", "credit_note", "write_off")  # entries that lower what an invoice leaves open
 REFERENCE_MAX = 150  # so that `payment:REF:INVOICE` fits the ledger's 200-character key
 
 

@@ -1,10 +1,10 @@
 """The reconciliation report for a period [start, end): what the receivables ledger did, and that it adds up.
 
-open at start + invoiced − paid − credited + refunded + opening balances booked = open at end, where each figure is
-the sum of the ledger's entries of that kind dated in the period (payments and credit notes are negative entries;
-the report shows them as positive amounts). Because the ledger is only ever added to, the same period always gives
-the same report; the check is computed, not assumed, and the report says whether it holds. Bank lines imported in
-the period are counted matched / to match beside it.
+open at start + invoiced − paid − credited − written off + refunded + opening balances booked = open at end, where
+each figure is the sum of the ledger's entries of that kind dated in the period (payments, credit notes and
+write-offs are negative entries; the report shows them as positive amounts). Because the ledger is only ever added
+to, the same period always gives the same report; the check is computed, not assumed, and the report says whether
+it holds. Bank lines imported in the period are counted matched / to match beside it.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from models.sqltypes import MoneyCents
 from models.tables import BankLine, Invoice, LedgerEntry
 from services.errors import CommandError
 
-KINDS = ("opening", "invoice", "payment", "credit_note", "refund")
+KINDS = ("opening", "invoice", "payment", "credit_note", "write_off", "refund")
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,7 @@ class Reconciliation:
             (f"invoiced ({self.invoices_issued} invoices)", str(self.moved["invoice"])),
             ("paid", str(-self.moved["payment"])),
             ("credited", str(-self.moved["credit_note"])),
+            ("written off", str(-self.moved["write_off"])),
             ("refunded", str(self.moved["refund"])),
             ("open receivables at end", str(self.open_at_end)),
             ("adds up", "yes" if self.balances else "NO"),

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
-from domain.billing import settlement
+from domain.billing import Settled, settlement
 from models.tables import (
     ApprovalRecord,
     Invoice,
@@ -123,7 +123,14 @@ def _settlement(total: Decimal, entries: Sequence[LedgerEntry]) -> str:
     def of(*kinds: str) -> Decimal:
         return sum((entry.amount for entry in entries if entry.kind in kinds), Decimal("0.00"))
 
-    return settlement(total, of("invoice"), -of("payment", "credit_note"), of("refund"))
+    money = Settled(
+        invoiced=of("invoice"),
+        paid=-of("payment"),
+        credited=-of("credit_note"),
+        written_off=-of("write_off"),
+        refunded=of("refund"),
+    )
+    return settlement(total, money)
 
 
 def _shipment_view(session: Session, shipment: Shipment) -> dict[str, Any]:

@@ -336,8 +336,19 @@ def test_finance_imports_a_statement_and_matches_the_rest_from_the_cli(sqlite_en
     assert json.loads(matched.stdout)["credit_holds_told"] == []  # C-1003 has no order on hold: nobody to tell
     with Session(engine) as session:
         assert [i.open for i in open_invoices(session, no)] == [D("5.00")]
+    off = orderflow("invoices", "write-off", issued.invoice_no, "--reason", "short-paid, not worth chasing")
+    assert off.returncode == 0 and json.loads(off.stdout)["written_off"] == "5.00", off.stderr
+    again = orderflow("invoices", "write-off", issued.invoice_no, "--reason", "again")
+    assert again.returncode != 0 and "nothing open" in again.stderr
+    credit = orderflow("invoices", "credit", issued.invoice_no, "--reason", "one unit damaged", "--line", "0=1")
+    assert credit.returncode == 0, credit.stderr
+    note = json.loads(credit.stdout)
+    assert (note["corrects"], note["total"]) == (issued.invoice_no, "-10.00")
+    twice = orderflow("invoices", "credit", issued.invoice_no, "--reason", "one unit damaged", "--line", "0=1")
+    assert twice.returncode != 0 and "issued before" in twice.stderr
     whole = json.loads(orderflow("reconcile", "--from", "2000-01-01", "--to", "2100-01-01").stdout)
     assert whole["balances"] is True and whole["open receivables at start"] == "0.00"
+    assert (whole["written off"], whole["credited"], whole["paid"]) == ("5.00", "10.00", "15.00")
     assert whole["bank lines to match (1)"] == "9.99" and whole["bank lines matched (1)"] == "15.00"
     sheet = orderflow("reconcile", "--from", "2000-01-01", "--to", "2100-01-01", "--csv").stdout.splitlines()
     assert sheet[0] == "period_start,period_end,line,amount" and sheet[-3].endswith(",adds up,yes")

@@ -25,6 +25,7 @@ from models.contracts import AllocateInput, DispatchRecord, PollInput
 from models.status import TrackingStatus
 from models.tables import Invoice, InvoiceLine, Reservation, ReservationState, Shipment, StockLot, TrackingEvent
 from models.tracking import TrackingEventIn, TrackingSnapshot
+from services.billing.invoices import InvoicePolicy
 from services.tracking import record_snapshot
 from tests.support.read_model import add_order
 from workflows.contract import STALL_ERRORS, ErrorType
@@ -106,7 +107,7 @@ def _shipment(engine: Engine, carrier: str, tracking_no: str) -> None:
         session.commit()
 
 
-def test_a_push_racing_a_sweep_records_the_news_once(engine: Engine) -> None:
+def test_a_push_racing_a_sweep_records_the_news_once(engine: Engine, settings: Settings) -> None:
     number = f"RACE{uuid.uuid4().hex[:8].upper()}"
     _shipment(engine, "17track", number)
     start = datetime(2026, 12, 1, 8, tzinfo=UTC)
@@ -123,7 +124,7 @@ def test_a_push_racing_a_sweep_records_the_news_once(engine: Engine) -> None:
 
     def record() -> None:
         try:
-            outcomes.append(record_snapshot(engine, news))
+            outcomes.append(record_snapshot(engine, news, InvoicePolicy.of(settings)))
         except Exception as exc:  # what the webhook would have answered 500 with
             outcomes.append(exc)
 

@@ -12,9 +12,12 @@ from hypothesis import strategies as st
 from domain.billing import (
     AGEING_BUCKETS,
     BillingError,
+    InvoiceTiming,
+    Settled,
     ageing_bucket,
     due_date,
     invoice_number,
+    invoice_timing,
     line_amounts,
     settlement,
     totals,
@@ -78,9 +81,33 @@ def test_numbers_due_dates_and_ageing() -> None:
 
 def test_the_orders_money_in_a_word() -> None:
     total = D("100.00")
-    assert settlement(total, D("0"), D("0"), D("0")) == "not invoiced"
-    assert settlement(total, D("60.00"), D("0"), D("0")) == "unpaid"  # one parcel of two invoiced
-    assert settlement(total, D("100.00"), D("40.00"), D("0")) == "partially paid"
-    assert settlement(total, D("100.00"), D("100.00"), D("0")) == "paid"
-    assert settlement(total, D("0"), D("100.00"), D("0")) == "paid"  # prepaid, not shipped yet
-    assert settlement(total, D("0"), D("100.00"), D("100.00")) == "refunded"
+
+    def word(**money: str) -> str:
+        return settlement(total, Settled(**{k: D(v) for k, v in money.items()}))
+
+    assert word() == "not invoiced"
+    assert word(invoiced="60.00") == "unpaid"  # one parcel of two invoiced
+    assert word(invoiced="100.00", paid="40.00") == "partially paid"
+    assert word(invoiced="100.00", paid="100.00") == "paid"
+    assert word(paid="100.00") == "paid"  # prepaid, not shipped yet
+    assert word(paid="100.00", refunded="100.00") == "refunded"
+    assert word(invoiced="100.00", credited="100.00") == "credited"  # a COD parcel refused at the door
+    assert word(invoiced="100.00", paid="100.00", credited="100.00") == "credited"  # paid, returned: refund due
+    assert word(invoiced="100.00", credited="40.00", paid="60.00") == "paid"  # one parcel lost, the other paid
+    assert word(invoiced="100.00", credited="40.00", paid="30.00") == "partially paid"
+    assert word(invoiced="100.00", paid="70.00", written_off="30.00") == "written off"
+
+
+def test_invoice_timing_is_point_and_unit_and_refuses_what_cannot_be() -> None:
+    assert InvoiceTiming.parse("dispatch/parcel") == InvoiceTiming("dispatch", "parcel")
+    assert InvoiceTiming.parse(" delivery/order ") == InvoiceTiming("delivery", "order")
+    assert InvoiceTiming.parse("approval") == InvoiceTiming("approval", "order")
+    assert InvoiceTiming.parse("delivery") == InvoiceTiming("delivery", "parcel")
+    for bad in ("approval/parcel", "shipping/parcel", "dispatch/box", ""):
+        with pytest.raises(BillingError):
+            InvoiceTiming.parse(bad)
+    assert str(invoice_timing(None, "shopify", {"shopify": "delivery/order"}, "dispatch/parcel")) == "delivery/order"
+    assert str(invoice_timing("approval/order", "shopify", {"shopify": "delivery/order"}, "dispatch/parcel")) == (
+        "approval/order"
+    )
+    assert str(invoice_timing(None, "api", {"shopify": "delivery/order"}, "dispatch/parcel")) == "dispatch/parcel"

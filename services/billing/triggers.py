@@ -1,0 +1,196 @@
+"""What billing does when an order moves, in the transaction that records the move: issue the invoices its policy
+(InvoicePolicy.timing_of) asks for at that point, collect cash on delivery, credit what never arrived.
+
+- approval (`approval/order`): the whole order, when it is approved;
+- dispatch (`dispatch/parcel`, the default): each parcel as it leaves, its lines what it carries; `dispatch/order`:
+  the whole order when its last parcel leaves;
+- delivery (`delivery/parcel`): each parcel when it is signed for; `delivery/order`: when the last one is.
+A cash-on-delivery parcel signed for is a payment of its goods (the carrier collected them; reference
+`COD-<carrier>-<tracking_no>`, the same one a remittance file names, so either books it once). A parcel refused at
+the door, returned or given up on gets a credit note for what its invoice billed of it.
+
+Everything is keyed (invoice keys, the payment's reference, credit note keys): a retried step books nothing twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from decimal import Decimal
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from domain.billing import CENTS, ZERO
+from models.order import PaymentMethod
+from models.status import TrackingStatus
+from models.tables import Invoice, InvoiceLine, Reservation, ReservationState, SalesOrder, Shipment
+from services.billing.credit_notes import issue_credit_note
+from services.billing.invoices import Billed, InvoicePolicy, issue_invoice, order_key, parcel_key
+from services.billing.ledger import book
+from services.billing.payments import open_invoices, record_payment
+from services.errors import CommandError
+
+# A parcel in one of these will not reach the customer: what it billed is credited.
+UNDELIVERED = frozenset({TrackingStatus.REFUSED, TrackingStatus.RETURNED, TrackingStatus.EXPIRED})
+
+
+def on_approved(session: Session, order: SalesOrder, policy: InvoicePolicy, now: datetime) -> Invoice | None:
+    if str(policy.timing_of(session, order)) != "approval/order":
+        return None
+    lines = order.payload.get("lines", [])
+    billed = [Billed(n, int(line["qty"])) for n, line in enumerate(lines, start=1)]
+    return issue_invoice(session, key=order_key(order.order_no), order=order, billed=billed, policy=policy, now=now)
+
+
+def on_dispatched(
+    session: Session,
+    order: SalesOrder,
+    shipped: Sequence[Billed],
+    carrier: str,
+    tracking_no: str,
+    policy: InvoicePolicy,
+    now: datetime,
+) -> Invoice | None:
+    """A parcel left with `shipped` (the stock it consumed)."""
+    timing = policy.timing_of(session, order)
+    if timing.point != "dispatch" or not shipped:
+        return None
+    if timing.per == "parcel":
+        key = parcel_key(order.order_no, carrier, tracking_no)
+        return issue_invoice(
+            session, key=key, order=order, billed=shipped, policy=policy, now=now, tracking_no=tracking_no
+        )
+    if _still_locked(session, order.order_no):
+        return None  # other warehouses' parcels are still to leave
+    return issue_invoice(
+        session, key=order_key(order.order_no), order=order, billed=_consumed(session, order.order_no), policy=policy,
+        now=now,
+    )  # fmt: skip
+
+
+def on_parcel_end(
+    session: Session, shipment: Shipment, status: TrackingStatus, policy: InvoicePolicy, now: datetime
+) -> None:
+    """The parcel reached `status` (delivered, or one of UNDELIVERED) — the shipment row is locked by the caller."""
+    order = session.get(SalesOrder, shipment.order_no)
+    if order is None:
+        return
+    if status == TrackingStatus.DELIVERED:
+        _delivered(session, order, shipment, policy, now)
+    elif status in UNDELIVERED:
+        _undelivered(session, order, shipment, status, policy, now)
+
+
+def cod_reference(carrier: str, tracking_no: str) -> str:
+    return f"COD-{carrier}-{tracking_no}"
+
+
+def collect_cod(
+    session: Session, order: SalesOrder, shipment: Shipment, amount: Decimal, *, by: str, now: datetime
+) -> Decimal:
+    """Book the carrier's collection of a COD parcel (`amount`) as the order's payment; money for an invoice not
+    issued yet is held unapplied and settles it when it is. Returns the amount booked now (0: booked before)."""
+    reference = cod_reference(shipment.carrier, shipment.tracking_no)
+    if open_invoices(session, order.order_no):
+        booked = record_payment(session, order.order_no, reference=reference, amount=amount, by=by, at=now)
+        return ZERO if booked.again else amount
+    newly = book(
+        session, key=f"payment:{reference}:unapplied", customer_id=order.customer_id, kind="payment", amount=-amount,
+        currency=order.currency, at=now, order_no=order.order_no, reference=reference, by=by,
+    )  # fmt: skip
+    return amount if newly else ZERO
+
+
+def parcel_value(session: Session, order: SalesOrder, warehouse: str) -> Decimal:
+    """What a parcel's goods were sold for (its consumed stock at the order's prices, tax included)."""
+    lines = order.payload.get("lines", [])
+    total = ZERO
+    for billed in _consumed(session, order.order_no, warehouse):
+        total += Decimal(str(lines[billed.line_no - 1]["unit_price"])) * billed.qty
+    return total.quantize(CENTS)
+
+
+def _delivered(session: Session, order: SalesOrder, shipment: Shipment, policy: InvoicePolicy, now: datetime) -> None:
+    timing = policy.timing_of(session, order)
+    if timing.point == "delivery":
+        if timing.per == "parcel":
+            billed = _consumed(session, order.order_no, shipment.warehouse)
+            key = parcel_key(order.order_no, shipment.carrier, shipment.tracking_no)
+            if billed:
+                issue_invoice(session, key=key, order=order, billed=billed, policy=policy, now=now,
+                              tracking_no=shipment.tracking_no)  # fmt: skip
+        elif _all_delivered(session, order.order_no, shipment):
+            billed = _consumed(session, order.order_no)
+            issue_invoice(session, key=order_key(order.order_no), order=order, billed=billed, policy=policy, now=now)
+    if order.payment_method == PaymentMethod.COD.value:
+        value = parcel_value(session, order, shipment.warehouse)
+        if value > 0:
+            try:
+                collect_cod(session, order, shipment, value, by=f"carrier:{shipment.carrier}", now=now)
+            except CommandError:  # a remittance line booked this collection already, for another amount: it stands
+                pass
+
+
+def _undelivered(
+    session: Session,
+    order: SalesOrder,
+    shipment: Shipment,
+    status: TrackingStatus,
+    policy: InvoicePolicy,
+    now: datetime,
+) -> None:
+    """Credit what the parcel's invoice billed of it: the parcel's own invoice in full, or — the order billed as a
+    whole — the order invoice's lines this parcel carried."""
+    reason = f"parcel {shipment.carrier} {shipment.tracking_no} {status.value.lower().replace('_', ' ')}"
+    key = f"credit:{parcel_key(order.order_no, shipment.carrier, shipment.tracking_no)}"
+    own = session.exec(
+        select(Invoice).where(Invoice.key == parcel_key(order.order_no, shipment.carrier, shipment.tracking_no))
+    ).first()
+    if own is not None:
+        issue_credit_note(session, key=key, invoice_no=own.invoice_no, reason=reason, now=now, zone=policy.zone)
+        return
+    whole = session.exec(select(Invoice).where(Invoice.key == order_key(order.order_no))).first()
+    if whole is None:
+        return  # nothing billed yet: nothing to credit (an undelivered order is never billed: NEVER_BILLED)
+    carried = {order.payload["lines"][b.line_no - 1]["sku"]: b.qty for b in _consumed(
+        session, order.order_no, shipment.warehouse
+    )}  # fmt: skip
+    positions: dict[int, int] = {}
+    for line in session.exec(select(InvoiceLine).where(InvoiceLine.invoice_no == whole.invoice_no)):
+        take = min(carried.get(line.sku, 0), line.qty)
+        if take:
+            positions[line.position] = take
+            carried[line.sku] -= take
+    if positions:
+        issue_credit_note(
+            session, key=key, invoice_no=whole.invoice_no, reason=reason, now=now, lines=positions, zone=policy.zone
+        )
+
+
+def _consumed(session: Session, order_no: str, warehouse: str | None = None) -> list[Billed]:
+    """The order's shipped stock by order line (of one warehouse's parcel, or all)."""
+    query = (
+        select(Reservation.line_no, func.sum(col(Reservation.qty)))
+        .where(Reservation.order_no == order_no, Reservation.state == ReservationState.CONSUMED)
+        .group_by(col(Reservation.line_no))
+    )
+    if warehouse is not None:
+        query = query.where(Reservation.warehouse == warehouse)
+    return [Billed(int(line_no), int(qty)) for line_no, qty in sorted(session.exec(query).all())]
+
+
+def _still_locked(session: Session, order_no: str) -> bool:
+    return (
+        session.exec(
+            select(Reservation.id).where(Reservation.order_no == order_no, Reservation.state == ReservationState.LOCKED)
+        ).first()
+        is not None
+    )
+
+
+def _all_delivered(session: Session, order_no: str, this: Shipment) -> bool:
+    """Every parcel of the order signed for (this one is, in the caller's transaction) and none still to leave."""
+    statuses = session.exec(select(Shipment.id, Shipment.status).where(Shipment.order_no == order_no)).all()
+    others = [status for shipment_id, status in statuses if shipment_id != this.id]
+    return all(status == TrackingStatus.DELIVERED for status in others) and not _still_locked(session, order_no)
