@@ -8,6 +8,11 @@ ENV PYTHONUNBUFFERED=1 \
     PATH=/app/.venv/bin:$PATH \
     ORDERFLOW_STATE_DIR=/var/lib/orderflow
 
+# The invoice PDFs' font (Chinese glyphs; services/billing/invoice_document.py): the slim image has no fonts.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends fonts-wqy-microhei \
+    && rm -rf /var/lib/apt/lists/*
+
 RUN pip install --no-cache-dir uv \
     && useradd --system --uid 10001 --home-dir /var/lib/orderflow --create-home orderflow
 

@@ -36,6 +36,7 @@ from activities.inventory import InventoryActivities
 from activities.notify import NotifyActivities
 from activities.picking import PickingActivities
 from activities.records import RecordActivities
+from activities.refunds import RefundActivities
 from activities.restock import RestockActivities
 from activities.review import ReviewActivities
 from activities.shipping import ShippingActivities
@@ -56,6 +57,7 @@ from workflows.automation import AutomationRunWorkflow, AutomationScheduleWorkfl
 from workflows.carrier_poller import CarrierPoller
 from workflows.decision_guard import DecisionGuard
 from workflows.order import OrderFulfillment
+from workflows.refund import RefundPayment
 from workflows.restock import RestockWakeUp
 from workflows.tracking import ShipmentTracking
 
@@ -66,6 +68,7 @@ WORKFLOWS = [
     RestockWakeUp,
     AutomationRunWorkflow,
     AutomationScheduleWorkflow,
+    RefundPayment,
 ]
 
 
@@ -76,6 +79,7 @@ def activity_functions(engine: Engine, settings: Settings, http: httpx.AsyncClie
     tracking = TrackingActivities(engine, settings, http)
     notices = NoticeWriter.load(settings)  # the templates, loaded and checked once: a broken file stops the worker
     automation = AutomationActivities(engine, settings, http, notices)
+    refunds = RefundActivities(engine, settings, http, notices)
     return [
         records.register_order,
         records.record_transition,
@@ -99,6 +103,11 @@ def activity_functions(engine: Engine, settings: Settings, http: httpx.AsyncClie
         automation.perform_action,
         automation.record_step,
         automation.fire_schedule,
+        refunds.open_refund,
+        refunds.record_refund_decision,
+        refunds.pay_out_refund,
+        refunds.complete_refund,
+        refunds.fail_refund,
     ]
 
 

@@ -170,6 +170,12 @@ class AutomationSettings(BaseModel):
     # --- money (services/billing) ---
     # The legal entity whose gap-free series numbers the invoices (one series per entity and year).
     legal_entity: str = Field("OF", min_length=1, max_length=8, pattern=r"^[A-Z0-9]+$")
+    # The seller as the invoice PDFs print it (services/billing/invoice_document.py), for legal_entity's invoices.
+    legal_entity_name: str = "Orderflow Trading Co., Ltd."
+    legal_entity_address: str = ""  # printed as given; "\n" breaks lines
+    legal_entity_tax_id: str = ""  # empty: no tax id line
+    # The invoice PDFs' font file (TTF/OTF/TTC, with Chinese glyphs); empty: the first of a few known system fonts.
+    pdf_font: str = ""
     # VAT rate per product tax class (products.tax_class); prices include tax (domain/billing.py).
     tax_rates: dict[str, Decimal] = Field(
         default_factory=lambda: {"standard": Decimal("0.13"), "reduced": Decimal("0.09"), "zero": Decimal("0")}
@@ -178,6 +184,8 @@ class AutomationSettings(BaseModel):
     # default, then per channel; a customer's own (customers.invoice_policy) comes first.
     invoice_policy: InvoicePolicyText = "dispatch/parcel"
     invoice_policy_by_channel: dict[str, InvoicePolicyText] = Field(default_factory=dict)
+    # A refund above this amount waits for a signed finance decision before it is paid out (services/refunds.py).
+    refund_approval_over: Decimal = Field(Decimal("5000.00"), ge=0, decimal_places=2)
 
     @field_validator("tax_rates")
     @classmethod

@@ -156,3 +156,8 @@ def settlement(total: Decimal, money: Settled) -> str:
     if money.invoiced > 0:
         return "unpaid"
     return "not invoiced"
+
+
+def refund_needs_approval(amount: Decimal, approval_over: Decimal) -> bool:
+    """A refund above the policy amount waits for a signed finance decision; at or under it, it is paid out."""
+    return amount > approval_over

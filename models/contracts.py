@@ -378,3 +378,67 @@ class ScheduleFire(Contract):
 
     rule: str
     version: int
+
+
+# --- refunds (workflows/refund.py) ---------------------------------------------------------------
+
+
+class RefundInput(Contract):
+    """A paid order stopped (cancelled, rejected, failed): pay back what of theirs we hold for it."""
+
+    order_no: str
+    reason: str = ""
+
+
+class RefundOpened(Contract):
+    """What open_refund found: the refund's state now, and what it is for."""
+
+    state: str  # models.tables.RefundState
+    amount: Decimal = Decimal("0.00")  # what we hold of the customer's for the order (0: nothing to refund)
+    currency: str = ""
+    payment_reference: str = ""  # the payment it pays back (the provider refunds against it)
+    needs_approval: bool = False  # over the approval amount: a signed finance decision first
+
+
+class RefundDecision(Contract):
+    """A finance decision on a refund, as the refund workflow took it (recorded by record_refund_decision)."""
+
+    order_no: str
+    decision: Literal["approve", "reject"]
+    by: str
+    role: str
+    comment: str = ""
+
+
+class RefundPayout(Contract):
+    order_no: str
+    amount: Decimal
+    currency: str
+    payment_reference: str
+    reason: str = ""
+
+
+class RefundPaid(Contract):
+    """The provider's answer: its refund id and when it was made."""
+
+    order_no: str
+    provider_ref: str
+    amount: Decimal
+    currency: str
+    made_at: AwareDatetime
+
+
+class RefundFailure(Contract):
+    order_no: str
+    why: str
+
+
+class RefundView(Contract):
+    """The refund workflow's `state` query: where it is, and the amount."""
+
+    order_no: str
+    state: str
+    amount: Decimal = Decimal("0.00")
+    currency: str = ""
+    needs_approval: bool = False
+    decided_by: str = ""

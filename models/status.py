@@ -81,9 +81,19 @@ class NoticeKind(StrEnum):
     APPROVAL_ESCALATED = "approval_escalated"  # the role above it, with the reminder
     BACKORDERED = "backordered"  # ops
     REFUND = "refund"  # finance: a paid order was cancelled or rejected
+    REFUNDED = "refunded"  # customer: their money was paid back
+    REFUND_APPROVAL = "refund_approval"  # finance: a refund over the approval amount awaits a decision
     CANCELLED = "cancelled"  # customer
     REJECTED = "rejected"  # customer
     DISPATCHED = "dispatched"  # customer, once per parcel
     OUT_FOR_DELIVERY = "out_for_delivery"  # customer
     DELIVERY_EXCEPTION = "delivery_exception"  # customer and ops
     DELIVERED = "delivered"  # customer
+
+
+class RefundState(StrEnum):
+    AWAITING_APPROVAL = "awaiting_approval"  # over ORDERFLOW_REFUND_APPROVAL_OVER: a signed finance decision first
+    APPROVED = "approved"  # being paid out through the payment provider
+    DECLINED = "declined"  # finance said no (with why)
+    MADE = "made"  # paid back: the provider's reference, or a reference finance recorded by hand
+    FAILED = "failed"  # the provider refused it: finance makes it by hand (the finance page)

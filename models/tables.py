@@ -11,6 +11,7 @@ from sqlalchemy import JSON, Index, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from models.sqltypes import MoneyCents, UTCDateTime
+from models.status import RefundState
 
 
 def utcnow() -> datetime:
@@ -199,15 +200,23 @@ class LoginFailure(SQLModel, table=True):
 
 
 class Refund(SQLModel, table=True):
-    """A refund finance made for a paid order that was cancelled or rejected: its to-do ends with this row."""
+    """The refund of a paid order that was cancelled, rejected or failed: requested by its RefundPayment workflow
+    (or, for runs older than it, recorded by finance by hand), made through the payment provider. One per order."""
 
     __tablename__ = "refunds"
     order_no: str = Field(primary_key=True, max_length=64)
     amount: Decimal = Field(sa_type=MoneyCents)
     currency: str = Field(max_length=3)
-    reference: str = Field(max_length=200)  # the bank transfer's or payment provider's reference
-    made_by: str = Field(max_length=64)
-    made_at: datetime = Field(sa_type=UTCDateTime)
+    state: str = Field(default=RefundState.MADE, index=True, max_length=24)
+    method: str = Field(default="manual", max_length=16)  # provider | manual
+    reason: str = Field(default="", max_length=500)  # why the order stopped
+    requested_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    decided_by: str | None = Field(default=None, max_length=64)  # the finance approver (over the approval amount)
+    decided_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    why: str = Field(default="", max_length=500)  # a decline's comment, the provider's refusal
+    reference: str = Field(default="", max_length=200)  # the provider's refund id or the bank transfer's reference
+    made_by: str | None = Field(default=None, max_length=64)
+    made_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
 
 
 class ApprovalLink(SQLModel, table=True):

@@ -39,6 +39,7 @@ from models.contracts import (
     FulfillmentResult,
     OrderState,
     PaymentInput,
+    RefundView,
     RestockInput,
     WakeBackorderedInput,
 )
@@ -51,7 +52,15 @@ from services.errors import CommandError, OrderConflict, OrderNotFound, Refused
 from services.substitutes import acting_role
 from services.users import user_role
 from workflows import contract
-from workflows.contract import ErrorType, Query, Signal, Update, order_workflow_id, restock_workflow_id
+from workflows.contract import (
+    ErrorType,
+    Query,
+    Signal,
+    Update,
+    order_workflow_id,
+    refund_workflow_id,
+    restock_workflow_id,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -364,3 +373,38 @@ async def wake_backordered(
             id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
         )
     return workflow_id
+
+
+async def decide_refund(
+    client: Client, order_no: str, *, user: str, role: str, decision: str, comment: str, secret: str
+) -> RefundView:
+    """Finance's decision on a refund over the approval amount, signed for the order's RefundPayment (level 1)
+    like an approval, so the worker's DecisionGuard refuses anything the API did not sign."""
+    workflow_id = refund_workflow_id(order_no)
+    signature = sign_decision(
+        secret,
+        workflow_id=workflow_id,
+        level=contract.REFUND_DECISION_LEVEL,
+        decision=decision,
+        by=user,
+        role=role,
+        comment=comment,
+    )
+    arg = DecisionInput.model_validate(
+        {"decision": decision, "by": user, "role": role, "comment": comment, "level": contract.REFUND_DECISION_LEVEL,
+         "signature": signature}
+    )  # fmt: skip
+    refund = client.get_workflow_handle(workflow_id)
+    try:
+        result: RefundView = await refund.execute_update(Update.DECIDE, arg, result_type=RefundView)
+        return result
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        kind = getattr(cause, "type", None) or ErrorType.NOT_AWAITING
+        raise Refused(str(getattr(cause, "message", None) or cause or exc), kind) from None
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            if await _is_closed(refund):
+                raise Refused(f"the refund of order {order_no} is settled", ErrorType.CLOSED) from None
+            raise OrderNotFound(f"order {order_no} has no refund") from None
+        raise

@@ -24,6 +24,7 @@ POLLER_WORKFLOW: Final = "CarrierPoller"
 RESTOCK_WORKFLOW: Final = "RestockWakeUp"
 AUTOMATION_WORKFLOW: Final = "AutomationRun"
 AUTOMATION_SCHEDULE_WORKFLOW: Final = "AutomationSchedule"  # what a scheduled rule's Temporal Schedule starts
+REFUND_WORKFLOW: Final = "RefundPayment"
 # The automation actions that only write to our database (one transaction each, effect and run-log step together).
 AUTOMATION_DATABASE_ACTIONS: Final = frozenset({"notify", "set", "todo", "requisition"})
 
@@ -32,6 +33,7 @@ _TRACKING_PREFIX: Final = "track-"
 _POLLER_PREFIX: Final = "carrier-poller-"
 _RESTOCK_PREFIX: Final = "restock-"
 _AUTOMATION_PREFIX: Final = "auto-"
+_REFUND_PREFIX: Final = "refund-"
 
 
 def order_workflow_id(order_no: str) -> str:
@@ -44,6 +46,14 @@ def order_no_of(workflow_id: str) -> str | None:
     if not workflow_id.startswith(_ORDER_PREFIX) or len(workflow_id) == len(_ORDER_PREFIX):
         return None
     return workflow_id[len(_ORDER_PREFIX) :]
+
+
+REFUND_DECISION_LEVEL: Final = 1  # the one level a refund's finance decision is signed for
+
+
+def refund_workflow_id(order_no: str) -> str:
+    """One refund per order, for good (a stopped order is refunded once)."""
+    return f"{_REFUND_PREFIX}{order_no}"
 
 
 def tracking_workflow_id(carrier: str, tracking_no: str) -> str:
@@ -76,7 +86,8 @@ def automation_retry_id(run_id: str, attempt: int) -> str:
 
 
 class Update(StrEnum):
-    """Updates of OrderFulfillment: each answers the order's state once the workflow has acted on it."""
+    """Updates of OrderFulfillment: each answers the order's state once the workflow has acted on it. RefundPayment
+    takes `decide` too (finance's signed decision on a refund over the approval amount)."""
 
     DECIDE = "decide"
     PAYMENT_RECEIVED = "payment_received"
@@ -93,7 +104,9 @@ class Signal(StrEnum):
 
 
 class Query(StrEnum):
-    STATE = "state"  # OrderFulfillment: what it knows right now (models.contracts.OrderState)
+    STATE = (
+        "state"  # OrderFulfillment: what it knows right now (models.contracts.OrderState); RefundPayment: RefundView
+    )
 
 
 # --- refusals and failures -----------------------------------------------------------------------------------------
@@ -119,6 +132,7 @@ class ErrorType(StrEnum):
     NO_NEW_TRACKING_EVENTS = "NoNewTrackingEvents"  # a poll with nothing new (the infrequent-poll pattern)
     CARRIER_UNAVAILABLE = "CarrierUnavailable"  # the carrier could not answer; retried at the poll interval
     CARRIER_UNREADABLE = "CarrierUnreadable"  # its answer could not be read (an adapter's bug): retried the same way
+    REFUND_REFUSED = "RefundRefused"  # the payment provider refused the refund for good: finance makes it by hand
 
 
 # Poll failures that mean "no news from the carrier" (as opposed to a broken set-up, e.g. an unknown carrier).

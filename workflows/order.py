@@ -5,7 +5,8 @@ allocate (backorder until restocked) → pick lists → dispatch and parcels (di
 state is one dataclass (order_state.py); every status change goes through `OrderMoves.transition` (read model row
 and event, search attribute). Human input arrives as Updates whose validators refuse what the order cannot take
 right now and whose handlers answer once the workflow has acted on it. A cancel is checked after every step;
-compensation runs in reverse (void pick lists, release stock, refund notice).
+compensation runs in reverse (void pick lists, release stock, refund notice); a paid order that stops starts its
+RefundPayment (refund.py).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.workflow import ParentClosePolicy
 
-from workflows import approval, contract, dispatch
+from workflows import approval, contract, dispatch, refund
 from workflows.contract import ErrorType, NoticeKind, Query, Signal, Update
 from workflows.order_state import FulfillmentState, Level, Stop
 from workflows.order_steps import OrderMoves, run_step
@@ -46,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
         OrderState,
         PaymentInput,
         PickListsInput,
+        RefundInput,
         RegisterOrderInput,
         RestockInput,
         ReviewInput,
@@ -179,6 +182,15 @@ class OrderFulfillment:
             await moves.notify(NoticeKind.REFUND, "role", role=Role.FINANCE, reason=stop.reason)
         state.reasons.extend(stop.reasons)
         await moves.transition(stop.status, stop.reason, reasons=state.reasons)
+        if paid and stop.status in refund.REFUNDED_ENDS and workflow.patched(refund.REFUND_THROUGH_PROVIDER):
+            # The customer's money goes back by its own workflow, which outlives this one (finance may take days
+            # to approve a large refund; the provider may be down for a while).
+            await workflow.start_child_workflow(
+                refund.RefundPayment.run,
+                RefundInput(order_no=state.order.order_no, reason=stop.reason),
+                id=contract.refund_workflow_id(state.order.order_no),
+                parent_close_policy=ParentClosePolicy.ABANDON,
+            )
         if by_rule:
             return
         if stop.status in (OrderStatus.CANCELLED, OrderStatus.REJECTED):

@@ -35,6 +35,12 @@ from models.contracts import (
     OrderRef,
     PickListsInput,
     PollInput,
+    RefundDecision,
+    RefundFailure,
+    RefundInput,
+    RefundOpened,
+    RefundPaid,
+    RefundPayout,
     RegisterOrderInput,
     ReviewInput,
     ReviewOutcome,
@@ -70,6 +76,11 @@ NOTIFYING = Stage(timedelta(seconds=30))  # one outbox row per recipient; the re
 WAKING = Stage(timedelta(hours=1))
 WAKING_HEARTBEAT = timedelta(seconds=30)
 AUTOMATING = Stage(timedelta(seconds=30))  # an automation's database action, its facts, its run log
+# A refund asked of the payment provider: while it is unreachable (5xx, timeouts) asked again with the same
+# idempotency key, backing off to every 5 minutes, for as long as it takes; a refusal (4xx) is final.
+PAYING_OUT = Stage(
+    timedelta(seconds=30), RetryPolicy(initial_interval=timedelta(seconds=2), maximum_interval=timedelta(minutes=5))
+)
 # An automation's outgoing webhook: the far end may be down, so a few tries with backoff (2, 4, 8, 16 s), then
 # the step shows failed (a retry of the run from that step tries again).
 WEBHOOK_CALLING = Stage(
@@ -207,3 +218,27 @@ INTERFACES: tuple[type, ...] = (
     RestockSteps,
     AutomationSteps,
 )
+
+
+class RefundSteps(ABC):
+    """A stopped paid order's refund (activities/refunds.py): the record, finance's decision, the provider."""
+
+    @activity.defn
+    @abstractmethod
+    def open_refund(self, inp: RefundInput) -> RefundOpened: ...
+
+    @activity.defn
+    @abstractmethod
+    def record_refund_decision(self, inp: RefundDecision) -> None: ...
+
+    @activity.defn
+    @abstractmethod
+    async def pay_out_refund(self, inp: RefundPayout) -> RefundPaid: ...
+
+    @activity.defn
+    @abstractmethod
+    def complete_refund(self, inp: RefundPaid) -> None: ...
+
+    @activity.defn
+    @abstractmethod
+    def fail_refund(self, inp: RefundFailure) -> None: ...

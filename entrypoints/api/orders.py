@@ -49,6 +49,12 @@ class Decision(BaseModel):
     on_behalf_of: Annotated[str, Field(max_length=64, pattern=r"^([A-Za-z0-9][A-Za-z0-9._-]*)?$")] = ""
 
 
+class RefundDecisionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    decision: Literal["approve", "reject"]
+    comment: Note = ""  # required to decline
+
+
 class PaymentBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     reference: Annotated[Note, Field(max_length=200)] = ""
@@ -182,6 +188,22 @@ def orders_router() -> APIRouter:
             on_behalf_of=body.on_behalf_of,
         )
         return await view_after(engine, state)
+
+    @router.post("/orders/{order_no}/refund/decision", responses=problems(401, 403, 404, 409, 422, 503))
+    async def decide_refund(
+        order_no: OrderNo,
+        body: RefundDecisionBody,
+        user: Annotated[User, Depends(requires(*FINANCE))],
+        client: ClientDep,
+        settings: SettingsDep,
+    ) -> dict[str, Any]:
+        """Finance's decision on a refund over the approval amount (signed, like an approval); 200 with the refund
+        as its workflow sees it once the decision is taken."""
+        refund = await order_commands.decide_refund(
+            client, order_no, user=user.name, role=user.role, decision=body.decision, comment=body.comment,
+            secret=settings.decision_secret,
+        )  # fmt: skip
+        return refund.model_dump(mode="json")
 
     @router.post("/orders/{order_no}/payment", responses=problems(401, 403, 404, 409, 422, 503))
     async def pay(

@@ -37,6 +37,7 @@ SAMPLE_VARIABLES: dict[str, str] = {
     "tracking_no": "SF1234567890123",
     "status": "DELIVERY_EXCEPTION",
     "signed_by": "Zhang San",
+    "amount": "1299.00",  # a refund's amount (what is paid back; may be less than the order's total)
     # Links (services/links.py): in an approval request mailed to someone who may decide it, and in every
     # notice to a customer (their order's tracking page).
     "approve_url": "https://orderflow.example/console/approve/{approval_token}",

@@ -1,20 +1,21 @@
 """Finance's work list (the console's /console/finance and its inbox card): payments to confirm, credit holds,
-refunds to make — each oldest first, with what it takes to act on it."""
+refunds to approve (over the approval amount) and to make by hand (the provider refused them, or the order stopped
+before refunds went through the provider) — each oldest first, with what it takes to act on it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
 from sqlalchemy import ColumnElement
 from sqlmodel import Session, col, func, select
 
-from models.status import OrderStatus
+from models.status import OrderStatus, RefundState
 from models.tables import Customer, OrderEvent, Refund, SalesOrder
+from services.refunds import REFUNDABLE
 
 LIST_LIMIT = 200
-REFUNDABLE = (OrderStatus.CANCELLED.value, OrderStatus.REJECTED.value)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,7 @@ def credit_holds(session: Session) -> list[MoneyTodo]:
 
 
 def refunds_due(session: Session) -> list[MoneyTodo]:
+    """Refunds finance makes by hand: the refund's amount, and why (the order's end, the provider's refusal)."""
     orders = session.exec(
         select(SalesOrder)
         .where(*_refund_conditions())
@@ -82,14 +84,37 @@ def refunds_due(session: Session) -> list[MoneyTodo]:
         .where(col(OrderEvent.order_no).in_([o.order_no for o in orders]), col(OrderEvent.status).in_(REFUNDABLE))
         .order_by(col(OrderEvent.seq))
     ).all()
-    return _todos(session, list(orders), {event.order_no: event.detail for event in ends})
+    details = {event.order_no: event.detail for event in ends}
+    refunds = {r.order_no: r for r in session.exec(select(Refund).where(col(Refund.order_no).in_(details)))}
+    todos = _todos(session, list(orders), details)
+    return [_as_refund(todo, refunds[todo.order_no]) if todo.order_no in refunds else todo for todo in todos]
+
+
+def refunds_to_approve(session: Session) -> list[MoneyTodo]:
+    """Refunds over the approval amount, waiting for a finance decision (the refund's amount and reason)."""
+    refunds = session.exec(
+        select(Refund)
+        .where(Refund.state == RefundState.AWAITING_APPROVAL)
+        .order_by(col(Refund.requested_at), col(Refund.order_no))
+        .limit(LIST_LIMIT)
+    ).all()
+    by_order = {r.order_no: r for r in refunds}
+    orders = session.exec(select(SalesOrder).where(col(SalesOrder.order_no).in_(by_order))).all()
+    todos = {t.order_no: t for t in _todos(session, list(orders), {})}
+    return [_as_refund(todos[r.order_no], r) for r in refunds if r.order_no in todos]
+
+
+def _as_refund(todo: MoneyTodo, refund: Refund) -> MoneyTodo:
+    detail = "; ".join(part for part in (refund.reason, refund.why) if part) or todo.detail
+    return replace(todo, total=refund.amount, since=refund.requested_at or todo.since, detail=detail)
 
 
 def _refund_conditions() -> tuple[ColumnElement[bool], ...]:
+    made_or_under_way = select(Refund.order_no).where(Refund.state != RefundState.FAILED)
     return (
         col(SalesOrder.status).in_(REFUNDABLE),
         col(SalesOrder.paid).is_(True),
-        col(SalesOrder.order_no).not_in(select(Refund.order_no)),
+        col(SalesOrder.order_no).not_in(made_or_under_way),
     )
 
 
@@ -97,7 +122,7 @@ def _refund_conditions() -> tuple[ColumnElement[bool], ...]:
 class FinanceCounts:
     payments: int
     credit_holds: int
-    refunds: int
+    refunds: int  # to make by hand, and to approve
 
     @property
     def total(self) -> int:
@@ -111,5 +136,6 @@ def finance_counts(session: Session) -> FinanceCounts:
     return FinanceCounts(
         payments=count(col(SalesOrder.status) == OrderStatus.AWAITING_PAYMENT.value, col(SalesOrder.paid).is_(False)),
         credit_holds=count(col(SalesOrder.status) == OrderStatus.CREDIT_HOLD.value),
-        refunds=count(*_refund_conditions()),
+        refunds=count(*_refund_conditions())
+        + int(session.exec(select(func.count()).where(Refund.state == RefundState.AWAITING_APPROVAL)).one()),
     )

@@ -15,6 +15,7 @@ from models.tables import (
     Invoice,
     LedgerEntry,
     OrderEvent,
+    Refund,
     Reservation,
     ReservationState,
     SalesOrder,
@@ -115,7 +116,25 @@ def order_view(session: Session, order_no: str) -> dict[str, Any]:
             }
             for e in entries
         ],  # fmt: skip
+        "refund": _refund_view(session.get(Refund, order_no)),
         "timeline": [{"status": e.status, "at": _iso(e.at), "detail": e.detail} for e in events],
+    }
+
+
+def _refund_view(refund: Refund | None) -> dict[str, Any] | None:
+    if refund is None:
+        return None
+    return {
+        "state": refund.state,
+        "amount": str(refund.amount),
+        "currency": refund.currency,
+        "method": refund.method,
+        "reference": refund.reference,
+        "reason": refund.reason,
+        "decided_by": refund.decided_by,
+        "why": refund.why,
+        "made_by": refund.made_by,
+        "made_at": _iso(refund.made_at),
     }
 
 

@@ -42,7 +42,7 @@ from tests.support.simulator import running_simulator
 from tests.support.waiting import wait_for_status
 from worker import running_worker
 from workflows import contract
-from workflows.contract import order_workflow_id, poller_workflow_id
+from workflows.contract import order_workflow_id, poller_workflow_id, refund_workflow_id
 
 HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 TASK_QUEUE = "record-histories"
@@ -77,6 +77,17 @@ async def cancelled(client: Client, engine: Engine, order: Order) -> None:
     await wait_for_status(handle, OrderStatus.PICKING)
     await order_commands.cancel(client, order.order_no, reason="customer changed their mind")
     await handle.result()
+
+
+async def paid_cancelled_refunded(client: Client, engine: Engine, order: Order) -> None:
+    """Prepaid, paid, cancelled in picking: its RefundPayment pays the money back through the simulated provider."""
+    handle = await order_commands.start(client, order, TASK_QUEUE)
+    await wait_for_status(handle, OrderStatus.AWAITING_PAYMENT)
+    await order_commands.pay(client, order.order_no, reference=f"BANK-{order.order_no}", by="fiona")
+    await wait_for_status(handle, OrderStatus.PICKING)
+    await order_commands.cancel(client, order.order_no, reason="customer changed their mind")
+    await handle.result()
+    await client.get_workflow_handle(refund_workflow_id(order.order_no)).result()
 
 
 async def troubled_delivery(client: Client, engine: Engine, order: Order) -> None:
@@ -260,6 +271,12 @@ SCENARIOS: list[tuple[str, Order, Callable[[Client, Engine, Order], Awaitable[No
         "credit_released_by_payment",
         make_order("H-CREDIT-PAID", [("SKU-1001", 10, "199.00")], customer_id="C-1005"),
         credit_released_by_payment,
+    ),
+    # Recorded after the refund-through-provider patch (issue 13): the paid order's refund is a child workflow.
+    (
+        "paid_cancelled_refunded",
+        make_order("H-REFUNDED", payment={"method": "prepaid", "paid": False}),
+        paid_cancelled_refunded,
     ),
 ]
 # Workflows a scenario started besides its order and the order's children (e.g. a receipt's RestockWakeUp).

@@ -12,6 +12,7 @@ from core.config import (
     CarrierSettings,
     DatabaseSettings,
     NotifySettings,
+    PaymentSettings,
     PolicySettings,
     SecretSettings,
     Settings,
@@ -27,6 +28,7 @@ CONCERNS: tuple[type[BaseModel], ...] = (
     StackSettings,
     CarrierSettings,
     NotifySettings,
+    PaymentSettings,
     SecretSettings,
     PolicySettings,
 )
