@@ -29,6 +29,7 @@ from entrypoints.console.away_routes import away_router
 from entrypoints.console.finance_routes import FINANCE_ROLES, finance_router
 from entrypoints.console.i18n import LANGUAGE_COOKIE, LANGUAGES, language_of, translator
 from entrypoints.console.mail_links import mail_link_router
+from entrypoints.console.money_routes import money_router
 from entrypoints.console.ops_routes import OPS_ROLES, ops_router
 from entrypoints.console.order_routes import SUBMITTER_ROLES, order_router
 from entrypoints.console.web import (
@@ -474,6 +475,7 @@ def mount_console(app: FastAPI) -> None:
     """The console's pages, its static files (vendored, no CDN) and what its refusals look like."""
     app.include_router(order_router())  # first: /console/orders/new is not an order number
     app.include_router(finance_router())
+    app.include_router(money_router())
     app.include_router(ops_router())
     app.include_router(admin_router())
     app.include_router(automation_router())

@@ -21,6 +21,7 @@ from entrypoints.console.account_routes import account_router
 from entrypoints.console.admin_routes import admin_router
 from entrypoints.console.away_routes import away_router
 from entrypoints.console.finance_routes import finance_router
+from entrypoints.console.money_routes import money_router
 from entrypoints.console.ops_routes import ops_router
 from entrypoints.console.order_routes import order_router
 from entrypoints.console.routes import console_router
@@ -69,6 +70,7 @@ def staff_routes() -> list[APIRoute]:
         console_router(),
         order_router(),
         finance_router(),
+        money_router(),
         ops_router(),
         admin_router(),
         away_router(),
@@ -92,6 +94,7 @@ async def test_every_console_page_sends_a_stranger_to_the_sign_in(web: httpx.Asy
         path = route.path.replace("{order_no}", "SO-1").replace("{notice_id}", "1").replace("{name}", "fay")
         path = path.replace("{task_id}", "1").replace("{run_id}", "r1")
         path = path.replace("{pick_list_id}", "1").replace("{requisition_id}", "1")
+        path = path.replace("{invoice_no}", "OF-2026-000001").replace("{line_id}", "1")
         for method in route.methods or ():
             answer = await web.request(method, path, data={"csrf": "x"})
             assert answer.status_code == 303, (method, path, answer.status_code)
@@ -131,7 +134,7 @@ async def test_forms_without_their_csrf_token_change_nothing(web: httpx.AsyncCli
     assert len(posts) >= 5
     for path in posts:  # every form, not only one
         concrete = path.replace("{order_no}", "SO-1").replace("{notice_id}", "1").replace("{pick_list_id}", "1")
-        concrete = concrete.replace("{task_id}", "1").replace("{run_id}", "r1")
+        concrete = concrete.replace("{task_id}", "1").replace("{run_id}", "r1").replace("{line_id}", "1")
         concrete = concrete.replace("{requisition_id}", "1").replace("{name}", "fay").replace("{substitution_id}", "1")
         for data in ({}, {"csrf": "guess"}, {"csrf": "gueß"}):  # non-ASCII too: refused, not a 500
             assert (await web.post(concrete, data=data)).status_code == 403, (path, data)
