@@ -43,7 +43,10 @@ from services.automation import runs as automation_runs
 from services.automation import store as automation_store
 from services.automation.dry_run import dry_run
 from services.automation.facts import SubjectGone
+from services.billing.ageing import COLUMNS as AGEING_COLUMNS
+from services.billing.ageing import ageing as ageing_report
 from services.billing.bank import Imported, import_statement, match_by_hand, to_match
+from services.billing.cod import RemittanceImported, import_remittance, parse_remittance
 from services.billing.credit_notes import issue_credit_note, write_off
 from services.billing.invoices import InvoicePolicy, backfill
 from services.billing.reconciliation import reconcile as reconcile_period
@@ -65,7 +68,9 @@ automations_app = typer.Typer(
     help="IF-THEN automations: the rules in force, checks, dry runs, the run log.", no_args_is_help=True
 )
 app.add_typer(automations_app, name="automations")
-payments_app = typer.Typer(help="Bank statements: import, match, and the lines left to match.", no_args_is_help=True)
+payments_app = typer.Typer(
+    help="Bank statements (import, match, the lines left to match) and carriers' COD remittances.", no_args_is_help=True
+)
 app.add_typer(payments_app, name="payments")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON even on a terminal.")]
@@ -386,6 +391,34 @@ async def payments_import(
     })  # fmt: skip
 
 
+@payments_app.command("cod-remittance")
+@command
+async def payments_cod_remittance(
+    file: Annotated[str, typer.Argument(help="The carrier's remittance: CSV with carrier,tracking_no,amount.")],
+    by: Annotated[str, typer.Option("--as", help="Who imports it (finance).")] = "cli",
+) -> None:
+    """Import a carrier's cash-on-delivery remittance: each parcel's collection booked once, the rest listed."""
+    path = Path(file)
+    try:
+        text = path.read_text(encoding="utf-8")  # noqa: ASYNC240 (CLI, one file)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {file}: {exc}") from None
+    lines = parse_remittance(text)
+    db = engine()
+
+    def book() -> RemittanceImported:
+        with unit_of_work(db) as session:
+            return import_remittance(session, lines, by=by, now=datetime.now(UTC))
+
+    done = await asyncio.to_thread(book)
+    emit({
+        "file": path.name, "lines": done.lines, "booked": done.booked, "booked_amount": str(done.booked_amount),
+        "already_booked": done.already_booked,
+        "problems": [{"line": p.line, "tracking_no": p.tracking_no, "why": p.why} for p in done.problems],
+        "credit_holds_told": await _tell_credit_holds(db, sorted(done.paid_by)),
+    })  # fmt: skip
+
+
 @payments_app.command("to-match")
 @command
 def payments_to_match() -> None:
@@ -537,6 +570,23 @@ def reconcile(
         sys.stdout.write(report.csv())
         return
     emit({"from": start, "to": end, "balances": report.balances, **dict(report.rows())})
+
+
+@app.command()
+@command
+def ageing(
+    as_of: Annotated[str | None, typer.Option("--as-of", help="The day to age at (YYYY-MM-DD, UTC; today).")] = None,
+    customer: Annotated[list[str] | None, typer.Option("--customer", help="Only this customer (repeatable).")] = None,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV (for a spreadsheet).")] = False,
+) -> None:
+    """Open receivables by customer and days overdue, the unallocated rest, and the balance they add up to."""
+    day = _day(as_of, "--as-of") if as_of is not None else datetime.now(UTC)
+    with read_only(engine()) as session:
+        report = ageing_report(session, day, customer or None)
+    if as_csv:
+        sys.stdout.write(report.csv())
+        return
+    emit(report.rows(), list(AGEING_COLUMNS), f"Receivables ageing at {day.date().isoformat()}")
 
 
 def _day(text: str, option: str) -> datetime:
