@@ -24,7 +24,7 @@ def add_dev_commands(cli: typer.Typer) -> None:
     @cli.command(name="demo")
     @command
     async def demo(
-        orders: Annotated[int, typer.Option(help="How many sample orders (at least 20).")] = 22,
+        orders: Annotated[int, typer.Option(help="How many sample orders (at least 20).")] = 23,
         follow: Annotated[
             bool, typer.Option(help="Then wait for you to approve the order left for you, and take it to delivery.")
         ] = False,

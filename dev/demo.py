@@ -23,6 +23,7 @@ from temporalio.client import Client
 from core.config import Settings
 from core.db import read_only, unit_of_work
 from dev.demo_intake import DEMO_INTEGRATION_USER, integration_token, send
+from dev.demo_money import settle_money
 from dev.seed import DEMO_USERS, reset_demo_passwords, seed, seeded_stock
 from models.contracts import OrderState
 from models.order import Order
@@ -99,6 +100,10 @@ SCENARIOS: list[Scenario] = [
     ),
     Scenario(
         "cash on delivery", "C-1003", "华南", [("SKU-1020", 1, "899.00")], payment={"method": "cod", "paid": False}
+    ),
+    Scenario(
+        "prepaid, cancelled: refunded", "C-1004", "华中", [("SKU-1009", 1, "2999.00")],
+        payment={"method": "prepaid", "paid": True}, expected=OrderStatus.CANCELLED, cancel_when_picking=True,
     ),
     Scenario(
         "17TRACK, batch-polled", "C-1001", "华东", [("SKU-1004", 2, "359.00"), ("SKU-1015", 10, "89.00")],
@@ -336,7 +341,8 @@ async def run_demo(
     if tokens:  # a fresh database: these API tokens are shown once
         console.print("API tokens of the demo users: " + ", ".join(f"{u}={t}" for u, t in tokens.items()))
     passwords = reset_demo_passwords(engine)  # printed at the end, with the console's address
-    run_tag = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    started = datetime.now(UTC)
+    run_tag = started.strftime("%Y%m%d-%H%M%S")
     if restocked := restock_to_seeded_levels(engine, run_tag):
         console.print(f"Goods received to bring the stock back to the seeded levels: {restocked} receipts")
     items = build_orders(max(count, 1), run_tag)
@@ -369,6 +375,8 @@ async def run_demo(
             await asyncio.sleep(0.5)
     console.print(summary_table(engine, items))
     console.print(await notices_line(engine, [item.order.order_no for item in items]))
+    money = await settle_money(engine, settings.state_dir, [item.order.order_no for item in items], started)
+    console.print(money.table())
     ui = f"http://127.0.0.1:{settings.temporal_ui_port}/namespaces/{settings.temporal_namespace}/workflows"
     console.print(f"Temporal UI: {ui}")
     console.print(f"API: http://127.0.0.1:{settings.api_port}/docs")
@@ -383,10 +391,12 @@ async def run_demo(
         + ", ".join(f"{name} ({role.value}) {passwords[name]}" for name, role in DEMO_USERS)
     )
     missed = [item for item in items if item.status != item.scenario.expected]
+    if not money.report.balances:
+        console.print("[red]the reconciliation of the demo's period does not add up[/]")
     if missed:
         console.print(f"[red]{len(missed)} order(s) did not reach their expected end state[/]")
     else:
         console.print(f"[green]all {len(items)} orders reached their expected end state[/]")
     if follow and not missed:
         await follow_your_order(client, engine, settings, items)
-    return not missed
+    return not missed and money.report.balances

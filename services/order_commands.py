@@ -47,7 +47,7 @@ from models.order import Order
 from models.status import OrderStatus
 from models.tables import SalesOrder
 from services.audit import audit_refused_decision
-from services.billing.payments import PaymentBooked, record_payment
+from services.billing.payments import PaymentBooked, paid_in_full, record_payment
 from services.errors import CommandError, OrderConflict, OrderNotFound, Refused
 from services.substitutes import acting_role
 from services.users import user_role
@@ -260,6 +260,32 @@ async def receive_payment(
         except RPCError:  # the payment stands; `orderflow payments recheck CUSTOMER` tells them later
             log.warning("credit holds not told of a payment", customer_id=order.customer_id, exc_info=True)
     return PaymentAnswer(booked=booked)
+
+
+async def channel_paid(client: Client, engine: Engine, order_no: str, *, reference: str, by: str) -> str:
+    """A sales platform says the order is paid: the prepayment it awaits (to its workflow), or — taken earlier, on
+    credit or cash on delivery — what its total is still short of, in the ledger (payments.paid_in_full). Says
+    what was done, for the webhook's answer."""
+    order = await asyncio.to_thread(_order_row, engine, order_no)
+    if order is not None and order.status == OrderStatus.AWAITING_PAYMENT.value:
+        await pay(client, order_no, reference=reference, by=by)
+        return "order already taken; its payment is recorded now"
+
+    def book() -> PaymentBooked | None:
+        with unit_of_work(engine) as session:
+            return paid_in_full(session, order_no, reference=reference, by=by, at=datetime.now(UTC))
+
+    booked = await asyncio.to_thread(book)
+    if booked is None:
+        return "order already taken and paid in full: nothing booked"
+    if booked.again:
+        return f"order already taken; this payment ({booked.amount}) was booked before"
+    if order is not None:
+        try:
+            await recheck_credit_holds(client, engine, [order.customer_id])
+        except RPCError:  # the payment stands; `orderflow payments recheck CUSTOMER` tells them later
+            log.warning("credit holds not told of a payment", customer_id=order.customer_id, exc_info=True)
+    return f"order already taken; {booked.amount} booked against its invoices ({booked.unapplied} held for later)"
 
 
 async def recheck_credit_holds(client: Client, engine: Engine, customer_ids: list[str]) -> list[str]:

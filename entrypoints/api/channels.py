@@ -1,6 +1,7 @@
 """POST /webhooks/channels/{channel}: a sales platform's own order webhook (Shopify orders/create, Taobao and JD
 trade pushes). Signature first (401, nothing parsed, nothing changes), then the mapper (422 listing every problem),
-then intake, idempotent on the platform's own order id (it is the order number: SHOPIFY-<id>, TAOBAO-<tid>…)."""
+then intake, idempotent on the platform's own order id (it is the order number: SHOPIFY-<id>, TAOBAO-<tid>…). A
+later "paid" event of a known order is its payment (services/order_commands.py channel_paid)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,6 @@ from integrations.channels import (
     read_channel_order,
 )
 from models.order import Order, Payment
-from models.status import OrderStatus
 from models.tables import SalesOrder
 from services import order_commands
 from services.errors import CommandError, OrderConflict
@@ -94,8 +94,9 @@ def channels_router() -> APIRouter:
             response.status_code = status.HTTP_200_OK
             if await run_in_threadpool(_differs_only_in_payment, engine, order):
                 note = await _payment_news(
-                    client, order.order_no, paid=order.payment.paid, reference=found.channel_order_id
-                )
+                    client, engine, order.order_no, paid=order.payment.paid, reference=found.channel_order_id,
+                    by=f"channel:{channel}",
+                )  # fmt: skip
             else:
                 note = "order already taken with other content: this change is not applied (logged for ops)"
                 log.warning("channel order changed after intake", channel=channel, order_no=order.order_no)
@@ -122,15 +123,12 @@ def _differs_only_in_payment(engine: Engine, order: Order) -> bool:
     return as_taken.content_hash() == taken.content_hash
 
 
-async def _payment_news(client: Client, order_no: str, *, paid: bool, reference: str) -> str:
-    """A later event for a known order: if it says the order is paid and the order waits for that, record it."""
+async def _payment_news(client: Client, engine: Engine, order_no: str, *, paid: bool, reference: str, by: str) -> str:
+    """A later event for a known order: if it says the order is paid, record it — the prepayment it awaits, or
+    what its total is still short of in the ledger (a cash-on-delivery or credit order the merchant marked paid)."""
     if not paid:
         return "order already taken; this event changes nothing"
     try:
-        state = await order_commands.live_state(client, order_no)
-        if state.status != OrderStatus.AWAITING_PAYMENT:
-            return f"order already taken (status {state.status.value}); payment noted by the platform only"
-        await order_commands.pay(client, order_no, reference=reference, by="channel")
-        return "order already taken; its payment is recorded now"
+        return await order_commands.channel_paid(client, engine, order_no, reference=reference, by=by)
     except (CommandError, RPCError) as exc:
         return f"order already taken; payment not recorded: {exc}"

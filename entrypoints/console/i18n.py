@@ -137,6 +137,14 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "refund_state_made": ("refunded", "已退款"),
     "refund_state_failed": ("refused by the payment provider: finance refunds by hand", "支付机构拒绝，需财务手工退款"),
     "approved_by": ("approved by", "审批人"),
+    "ageing": ("Receivables by age", "应收账龄"),
+    "unallocated": ("Not on an invoice", "未对应发票"),
+    "balance": ("Balance", "余额"),
+    "ageing_explained": (
+        'What each customer\'s open invoices leave open, by days overdue; "not on an invoice" is the rest of the'
+        " balance (opening balances, money received before its invoice, credits to refund: negative is theirs).",
+        "各客户未结发票按逾期天数分列；“未对应发票”为余额的其余部分（期初余额、先于发票收到的款项、待退的贷项：负数为客户的钱）。",
+    ),
     "kind_invoice": ("Invoice", "发票"),
     "kind_credit_note": ("Credit note", "贷项通知单"),
     "corrects": ("Corrects", "冲销"),

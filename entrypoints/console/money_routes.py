@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import col, select
 
 from core.db import read_only, unit_of_work
+from domain.billing import AGEING_BUCKETS
 from entrypoints.api.deps import settings_of
 from entrypoints.console.finance_routes import FINANCE_ROLES
 from entrypoints.console.i18n import language_of, translator
@@ -35,6 +36,7 @@ from entrypoints.console.web import (
 from models.tables import BankLine, Invoice, SalesOrder
 from services import order_commands
 from services.accounts import SignedIn
+from services.billing.ageing import ageing
 from services.billing.bank import import_statement, match_by_hand, to_match
 from services.billing.invoice_document import invoice_pdf, load_document, money, rate
 from services.billing.reconciliation import reconcile
@@ -86,7 +88,9 @@ def money_router() -> APIRouter:
         chosen: InvoiceState = state
         with read_only(engine) as session:
             rows = invoice_rows(session, as_of=now(), state=chosen, customer_id=customer.strip() or None)
-        context = {"me": me, "rows": rows, "state": state, "customer": customer}
+            report = ageing(session, now())
+        context = {"me": me, "rows": rows, "state": state, "customer": customer, "ageing": report,
+                   "buckets": AGEING_BUCKETS}  # fmt: skip
         return page(request, "finance_invoices.html", context)
 
     @router.get("/finance/bank", response_class=HTMLResponse)

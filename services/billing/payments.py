@@ -91,7 +91,7 @@ def record_payment(
     order = session.get(SalesOrder, order_no)
     if order is None:
         raise OrderNotFound(f"unknown order {order_no}")
-    earlier = _booked(session, reference)
+    earlier = payment_parts(session, reference)
     if earlier:
         return _same_payment(order_no, reference, amount, earlier)
     invoices = [invoice for invoice in open_invoices(session, order_no) if only in (None, invoice.invoice_no)]
@@ -128,7 +128,7 @@ def payment_key(reference: str, invoice_no: str | None) -> str:
     return f"payment:{reference}:{invoice_no or 'unapplied'}"
 
 
-def _booked(session: Session, reference: str) -> list[LedgerEntry]:
+def payment_parts(session: Session, reference: str) -> list[LedgerEntry]:
     """The entries of the payment with this reference (the indexed reference column, compared exactly; the keys
     say which of them are this payment's parts — a prepayment with the same bank reference is not one)."""
     prefix = f"payment:{reference}:"  # payment_key's form
@@ -143,3 +143,37 @@ def _same_payment(order_no: str, reference: str, amount: Decimal | None, earlier
     applied = [(e.invoice_no, -e.amount) for e in earlier if e.invoice_no]
     unapplied = -sum((e.amount for e in earlier if not e.invoice_no), ZERO)
     return PaymentBooked(reference, total, applied, unapplied, again=True)
+
+
+def paid_in_full(session: Session, order_no: str, *, reference: str, by: str, at: datetime) -> PaymentBooked | None:
+    """A platform says the whole order is paid (a channel's "paid" event after intake: a cash-on-delivery order the
+    merchant marked paid): book what the order's total is still short of — against its open invoices, the rest
+    held unapplied for invoices to come. None when nothing is short (its prepayment, a carrier's collection or a
+    bank transfer booked it already): the same money is never booked from two sources. Idempotent on `reference`."""
+    order = session.get(SalesOrder, order_no)
+    if order is None:
+        raise OrderNotFound(f"unknown order {order_no}")
+    earlier = payment_parts(session, reference.strip())
+    if earlier:
+        return _same_payment(order_no, reference.strip(), None, earlier)
+    short = short_of(session, order)
+    if short <= 0:
+        return None
+    if open_invoices(session, order_no):
+        return record_payment(session, order_no, reference=reference, amount=short, by=by, at=at)
+    book(
+        session, key=payment_key(reference.strip(), None), customer_id=order.customer_id, kind="payment",
+        amount=-short, currency=order.currency, at=at, order_no=order_no, reference=reference.strip(), by=by,
+    )  # fmt: skip
+    return PaymentBooked(reference.strip(), short, unapplied=short)
+
+
+def short_of(session: Session, order: SalesOrder) -> Decimal:
+    """What the order's total is still short of in payments booked for it (a prepayment, transfers, a carrier's
+    collection, a platform's paid event): 0 or less when it is paid in full."""
+    booked = session.exec(
+        select(func.sum(col(LedgerEntry.amount), type_=MoneyCents())).where(
+            LedgerEntry.order_no == order.order_no, LedgerEntry.kind == "payment"
+        )
+    ).one()
+    return order.total + (booked or ZERO)

@@ -28,7 +28,7 @@ from models.tables import Invoice, InvoiceLine, Reservation, ReservationState, S
 from services.billing.credit_notes import issue_credit_note
 from services.billing.invoices import Billed, InvoicePolicy, issue_invoice, order_key, parcel_key
 from services.billing.ledger import book
-from services.billing.payments import open_invoices, record_payment
+from services.billing.payments import open_invoices, payment_parts, record_payment, short_of
 from services.errors import CommandError
 
 # A parcel in one of these will not reach the customer: what it billed is credited.
@@ -90,8 +90,14 @@ def collect_cod(
     session: Session, order: SalesOrder, shipment: Shipment, amount: Decimal, *, by: str, now: datetime
 ) -> Decimal:
     """Book the carrier's collection of a COD parcel (`amount`) as the order's payment; money for an invoice not
-    issued yet is held unapplied and settles it when it is. Returns the amount booked now (0: booked before)."""
+    issued yet is held unapplied and settles it when it is. Never more than the order is still short of: a platform
+    that said the order is paid (payments.paid_in_full) booked that money already. Returns the amount booked now
+    (0: booked before, or nothing short)."""
     reference = cod_reference(shipment.carrier, shipment.tracking_no)
+    if not payment_parts(session, reference):
+        amount = min(amount, short_of(session, order))
+        if amount <= 0:
+            return ZERO
     if open_invoices(session, order.order_no):
         booked = record_payment(session, order.order_no, reference=reference, amount=amount, by=by, at=now)
         return ZERO if booked.again else amount

@@ -99,6 +99,11 @@ def test_a_newcomer_approves_the_demos_order_on_a_phone_and_the_demo_takes_it_to
         url, order_no, password = output.wait_for(LEFT_FOR_YOU, timeout=240).groups()
         users = output.wait_for(re.compile(r"Demo users \(console passwords, new each demo run\): (.+?) Waiting"), 10)
         assert re.search(r"all \d+ orders reached their expected end state", output.text())
+        money = output.text()  # the money table: a matched and an unmatched bank line, a reconciliation that adds up
+        assert re.search(r"matched and booked │ 1 \([\d.]+\) — pays OF-\d{4}-\d{6}", money), money[-3000:]
+        assert re.search(r"left to match \(console: Finance → Bank lines\) │ 1 ", money)
+        assert re.search(r"reconciliation: adds up │ yes", money) and re.search(r"credit notes [^│]*│ [1-9]", money)
+        assert re.search(r"refunds paid back through the provider │ 1 ", money)
         for name in ("fiona (finance)", "derek (finance_director)", "wang (warehouse)", "olga (ops)", "root (admin)"):
             assert name in users[1]
 

@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import json
 import uuid
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import Engine
+from sqlmodel import Session, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.config import Settings
 from integrations.channels import sign
 from models.status import OrderStatus
+from models.tables import LedgerEntry, SalesOrder
 from services import order_commands
+from services.billing.payments import open_invoices
 from tests.support.waiting import wait_for_status
 from worker import running_worker
 from workflows.contract import order_workflow_id
@@ -131,3 +135,38 @@ async def test_taobao_trades_become_orders_when_paid(
         assert taken.status_code == 202, taken.text
         assert taken.json()["order_no"] == f"TAOBAO-{tid}"
         await cancel_in_the_warehouse(client, f"TAOBAO-{tid}")
+
+
+async def test_a_cash_on_delivery_shopify_order_marked_paid_is_paid_once_whoever_tells_first(
+    api: httpx.AsyncClient, client: Client, engine: Engine, settings: Settings, task_queue: str
+) -> None:
+    """orders/paid of a COD order after dispatch pays its invoice; the carrier's collection at delivery is the same
+    money: whichever is booked first, the order's payments add up to its total once, and a re-sent event adds
+    nothing."""
+    cod = "Cash on Delivery (COD)"
+    data = shopify_order(financial_status="pending", gateway=cod, payment_gateway_names=[cod])
+    number = f"SHOPIFY-{data['id']}"
+    paid_event = {**data, "financial_status": "paid"}
+    async with running_worker(client, engine, settings, task_queue):
+        assert (await post(api, settings, "shopify", data)).status_code == 202
+        handle = client.get_workflow_handle(order_workflow_id(number))
+        picking = await wait_for_status(handle, OrderStatus.PICKING)
+        for index, warehouse in enumerate(picking.awaiting_dispatch):
+            await order_commands.dispatch(
+                client, number, warehouse=warehouse, carrier="sim", tracking_no=f"SIMCOD{data['id']}{index}"
+            )
+        paid = await post(api, settings, "shopify", paid_event, **{"X-Shopify-Topic": "orders/paid"})
+        assert paid.status_code == 200, paid.text
+        assert any(words in paid.json()["note"] for words in ("booked against its invoices", "paid in full")), paid.text
+        again = await post(api, settings, "shopify", paid_event, **{"X-Shopify-Topic": "orders/paid"})
+        assert again.status_code == 200
+        assert any(words in again.json()["note"] for words in ("booked before", "paid in full")), again.text
+        await wait_for_status(handle, OrderStatus.COMPLETED)
+    with Session(engine) as session:
+        order = session.get(SalesOrder, number)
+        assert order is not None
+        payments = session.exec(
+            select(LedgerEntry.amount).where(LedgerEntry.order_no == number, LedgerEntry.kind == "payment")
+        ).all()
+        assert sum(payments, Decimal("0")) == -order.total  # once, from one source or split between both
+        assert open_invoices(session, number) == []

@@ -70,6 +70,7 @@ async def test_finance_lists_open_invoices_with_their_ageing_and_only_they_see_t
     assert f'id="inv-{fresh.invoice_no}"' in text and f'id="inv-{late.invoice_no}"' in text
     assert text.index(late.invoice_no) < text.index(fresh.invoice_no)  # oldest due first
     assert "31–60 days overdue" in text and "not yet due" in text
+    assert 'id="ageing-C-1003"' in text and ">30.00<" in text.split('id="ageing-C-1003"')[1].split("</tr>")[0]
     overdue = await web.get("/console/finance/invoices", params={"state": "overdue", "customer": "C-1003"})
     assert late.invoice_no in overdue.text and fresh.invoice_no not in overdue.text
     with unit_of_work(engine) as session:  # paid in full: no longer open
