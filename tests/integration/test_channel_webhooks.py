@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -166,7 +166,7 @@ async def test_a_cash_on_delivery_shopify_order_marked_paid_is_paid_once_whoever
         order = session.get(SalesOrder, number)
         assert order is not None
         payments = session.exec(
-            select(LedgerEntry.amount).where(LedgerEntry.order_no == number, LedgerEntry.kind == "payment")
+            select(col(LedgerEntry.amount)).where(LedgerEntry.order_no == number, LedgerEntry.kind == "payment")
         ).all()
         assert sum(payments, Decimal("0")) == -order.total  # once, from one source or split between both
         assert open_invoices(session, number) == []
