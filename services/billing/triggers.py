@@ -4,7 +4,8 @@
 - approval (`approval/order`): the whole order, when it is approved;
 - dispatch (`dispatch/parcel`, the default): each parcel as it leaves, its lines what it carries; `dispatch/order`:
   the whole order when its last parcel leaves;
-- delivery (`delivery/parcel`): each parcel when it is signed for; `delivery/order`: when the last one is.
+- delivery (`delivery/parcel`): each parcel when it is signed for; `delivery/order`: once every parcel has ended,
+  for what the delivered ones carried.
 A cash-on-delivery parcel signed for is a payment of its goods (the carrier collected them; reference
 `COD-<carrier>-<tracking_no>`, the same one a remittance file names, so either books it once). A parcel refused at
 the door, returned or given up on gets a credit note for what its invoice billed of it.
@@ -80,6 +81,8 @@ def on_parcel_end(
         _delivered(session, order, shipment, policy, now)
     elif status in UNDELIVERED:
         _undelivered(session, order, shipment, status, policy, now)
+    if str(policy.timing_of(session, order)) == "delivery/order":
+        _bill_what_arrived(session, order, shipment, status, policy, now)
 
 
 def cod_reference(carrier: str, tracking_no: str) -> str:
@@ -126,9 +129,6 @@ def _delivered(session: Session, order: SalesOrder, shipment: Shipment, policy: 
             if billed:
                 issue_invoice(session, key=key, order=order, billed=billed, policy=policy, now=now,
                               tracking_no=shipment.tracking_no)  # fmt: skip
-        elif _all_delivered(session, order.order_no, shipment):
-            billed = _consumed(session, order.order_no)
-            issue_invoice(session, key=order_key(order.order_no), order=order, billed=billed, policy=policy, now=now)
     if order.payment_method == PaymentMethod.COD.value:
         value = parcel_value(session, order, shipment.warehouse)
         if value > 0:
@@ -195,8 +195,28 @@ def _still_locked(session: Session, order_no: str) -> bool:
     )
 
 
-def _all_delivered(session: Session, order_no: str, this: Shipment) -> bool:
-    """Every parcel of the order signed for (this one is, in the caller's transaction) and none still to leave."""
-    statuses = session.exec(select(Shipment.id, Shipment.status).where(Shipment.order_no == order_no)).all()
-    others = [status for shipment_id, status in statuses if shipment_id != this.id]
-    return all(status == TrackingStatus.DELIVERED for status in others) and not _still_locked(session, order_no)
+def _bill_what_arrived(
+    session: Session, order: SalesOrder, this: Shipment, status: TrackingStatus, policy: InvoicePolicy, now: datetime
+) -> None:
+    """`delivery/order`: once every parcel has ended (this one just did, in the caller's transaction) and none is
+    still to leave, one invoice for what the delivered parcels carried (none arrived: nothing to bill)."""
+    if _still_locked(session, order.order_no):
+        return
+    ended = {shipment_id: TrackingStatus(state) for shipment_id, state in session.exec(
+        select(Shipment.id, Shipment.status).where(Shipment.order_no == order.order_no)
+    ).all()}  # fmt: skip
+    ended[this.id] = status
+    if any(state != TrackingStatus.DELIVERED and state not in UNDELIVERED for state in ended.values()):
+        return  # a parcel is still on its way
+    arrived = session.exec(
+        select(Shipment.warehouse).where(Shipment.order_no == order.order_no, col(Shipment.id).in_(
+            [shipment_id for shipment_id, state in ended.items() if state == TrackingStatus.DELIVERED]
+        ))
+    ).all()  # fmt: skip
+    billed: dict[int, int] = {}
+    for warehouse in set(arrived):
+        for line in _consumed(session, order.order_no, warehouse):
+            billed[line.line_no] = billed.get(line.line_no, 0) + line.qty
+    if billed:
+        lines = [Billed(n, q) for n, q in sorted(billed.items())]
+        issue_invoice(session, key=order_key(order.order_no), order=order, billed=lines, policy=policy, now=now)

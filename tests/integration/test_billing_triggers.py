@@ -269,3 +269,17 @@ def test_a_written_off_invoice_leaves_nothing_open_and_says_so(engine: Engine) -
     with Session(engine) as session:
         assert open_invoices(session, no) == []
     assert settlement_of(engine, no) == "written off"
+
+
+def test_an_order_invoiced_on_delivery_bills_what_arrived_once_every_parcel_has_ended(engine: Engine) -> None:
+    billing = policy(shopify="delivery/order")
+    no = placed(engine, {"WH-SH": [("SKU-1001", 2, "10.00")], "WH-BJ": [("SKU-1006", 1, "129.00")]}, channel="shopify")
+    near = dispatch(engine, no, "WH-SH", billing)
+    far = dispatch(engine, no, "WH-BJ", billing)
+    carrier_says(engine, near, TrackingStatus.DELIVERED, billing)
+    assert invoices(engine, no) == []  # the other parcel is still on its way
+    carrier_says(engine, far, TrackingStatus.REFUSED, billing)
+    [invoice] = invoices(engine, no)  # what arrived, and only that: nothing to credit
+    assert (invoice.total, invoice.key, invoice.tracking_no) == (D("20.00"), f"order:{no}", None)
+    carrier_says(engine, far, TrackingStatus.RETURNED, billing)
+    assert len(invoices(engine, no)) == 1
