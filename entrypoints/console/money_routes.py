@@ -9,6 +9,7 @@ the lists, the import and the report are finance's (finance, finance_director); 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Annotated, Literal
 from urllib.parse import quote, urlencode
 
@@ -17,13 +18,14 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from sqlmodel import col, select
 
 from core.db import read_only, unit_of_work
-from domain.billing import AGEING_BUCKETS
+from domain.billing import AGEING_BUCKETS, ZERO
 from entrypoints.api.deps import settings_of
 from entrypoints.console.finance_routes import FINANCE_ROLES
 from entrypoints.console.i18n import language_of, translator
 from entrypoints.console.web import (
     ROW_ID_MAX,
     EngineDep,
+    FormText,
     Me,
     RowId,
     TemporalDown,
@@ -39,6 +41,7 @@ from services.accounts import SignedIn
 from services.billing.ageing import ageing
 from services.billing.bank import import_statement, match_by_hand, to_match
 from services.billing.invoice_document import invoice_pdf, load_document, money, rate
+from services.billing.payments import record_payment, settled
 from services.billing.reconciliation import reconcile
 from services.errors import CommandError
 from services.queries.invoices import InvoiceState, invoice_rows
@@ -52,14 +55,46 @@ def money_router() -> APIRouter:
     router = APIRouter(prefix="/console", include_in_schema=False)
 
     @router.get("/invoices/{invoice_no}", response_class=HTMLResponse)
-    def invoice_page(request: Request, invoice_no: str, me: Me, engine: EngineDep) -> HTMLResponse:
-        with read_only(engine) as session:
-            invoice = session.get(Invoice, invoice_no)
-            if invoice is None or not may_see(session, invoice.order_no, me.user.name, me.user.role):
-                return not_found(request, "not_yours")
-            doc = load_document(session, invoice_no, settings_of(request))
-            notes = session.exec(select(Invoice).where(Invoice.corrects == invoice_no).order_by(col(Invoice.seq))).all()
-        return page(request, "invoice.html", {"me": me, "doc": doc, "notes": notes, "money": money, "rate": rate})
+    def invoice_page(
+        request: Request, invoice_no: str, me: Me, engine: EngineDep, paid: Annotated[str, Query(max_length=20)] = ""
+    ) -> HTMLResponse:
+        t = translator(language_of(request))
+        flash = t("payment_booked").format(amount=paid) if paid else ""
+        return _invoice_page(request, engine, me, invoice_no, flash=flash)
+
+    @router.post("/invoices/{invoice_no}/payment", response_model=None)
+    async def invoice_payment(
+        request: Request,
+        invoice_no: str,
+        me: Me,
+        engine: EngineDep,
+        csrf: Annotated[str, Form()] = "",
+        reference: Annotated[FormText, Form(max_length=200)] = "",
+        amount: Annotated[str, Form(max_length=20)] = "",
+    ) -> Response:
+        check_csrf(me, csrf)
+        if me.user.role not in FINANCE_ROLES:
+            return not_found(request, "not_yours")
+        try:
+            wanted = Decimal(amount.strip()) if amount.strip() else None
+        except InvalidOperation:
+            wanted = Decimal("-1")  # refused below as not positive cents, with the other refusals
+        try:
+            with unit_of_work(engine) as session:
+                invoice = session.get(Invoice, invoice_no)
+                if invoice is None or invoice.kind != "invoice":
+                    return not_found(request, "not_yours")
+                booked = record_payment(
+                    session, invoice.order_no, reference=reference, amount=wanted, by=me.user.name, at=now(),
+                    only=invoice_no,
+                )  # fmt: skip
+                customer_id = invoice.customer_id
+        except CommandError as exc:
+            return _invoice_page(request, engine, me, invoice_no, error=str(exc), code=status.HTTP_409_CONFLICT)
+        await _tell_holds(request, engine, [customer_id])
+        return RedirectResponse(
+            f"/console/invoices/{quote(invoice_no)}?paid={booked.amount}", status.HTTP_303_SEE_OTHER
+        )
 
     @router.get("/invoices/{invoice_no}/pdf", response_model=None)
     def invoice_download(request: Request, invoice_no: str, me: Me, engine: EngineDep) -> Response:
@@ -224,6 +259,32 @@ def money_router() -> APIRouter:
         )  # fmt: skip
 
     return router
+
+
+def _invoice_page(
+    request: Request,
+    engine: EngineDep,
+    me: SignedIn,
+    invoice_no: str,
+    *,
+    flash: str = "",
+    error: str = "",
+    code: int = status.HTTP_200_OK,
+) -> HTMLResponse:
+    with read_only(engine) as session:
+        invoice = session.get(Invoice, invoice_no)
+        if invoice is None or not may_see(session, invoice.order_no, me.user.name, me.user.role):
+            return not_found(request, "not_yours")
+        doc = load_document(session, invoice_no, settings_of(request))
+        notes = session.exec(select(Invoice).where(Invoice.corrects == invoice_no).order_by(col(Invoice.seq))).all()
+        left = (
+            invoice.total + settled(session, [invoice_no]).get(invoice_no, ZERO) if invoice.kind == "invoice" else ZERO
+        )
+    context = {
+        "me": me, "doc": doc, "notes": notes, "money": money, "rate": rate, "open": max(left, ZERO),
+        "may_book": me.user.role in FINANCE_ROLES, "flash": flash, "error": error,
+    }  # fmt: skip
+    return page(request, "invoice.html", context, code)
 
 
 def _bank_page(

@@ -164,3 +164,34 @@ async def test_the_reconciliation_page_adds_up_and_downloads_as_csv(web: httpx.A
     assert backwards.status_code == 422 and "must end after it starts" in backwards.text
     default = await web.get("/console/finance/reconciliation")  # the month so far
     assert default.status_code == 200 and "adds up" in default.text
+
+
+async def test_finance_books_a_payment_on_the_invoice_page_once(web: httpx.AsyncClient, engine: Engine) -> None:
+    invoice = invoiced(engine, rep="alice", qty=6, days_ago=2)  # 60.00
+    make_user(engine, "fay", Role.FINANCE)
+    make_user(engine, "sue3", Role.SALES)
+    await sign_in(web, "fay")
+    shown = await web.get(f"/console/invoices/{invoice.invoice_no}")
+    assert 'id="pay-reference"' in shown.text and "CNY 60.00" in shown.text
+    token = csrf_of(shown)
+    path = f"/console/invoices/{invoice.invoice_no}/payment"
+    bad = await web.post(path, data={"csrf": token, "reference": "CHQ-1", "amount": "ten"})
+    assert bad.status_code == 409 and 'id="pay-error"' in bad.text
+    part = await web.post(path, data={"csrf": token, "reference": "CHQ-1", "amount": "25.00"})
+    assert part.status_code == 303
+    after = await web.get(part.headers["location"])
+    assert "25.00 booked against this invoice." in after.text and "CNY 35.00" in after.text
+    again = await web.post(path, data={"csrf": token, "reference": "CHQ-1", "amount": "25.00"})
+    assert again.status_code == 303  # the same payment again books nothing
+    with Session(engine) as session:
+        [still] = open_invoices(session, invoice.order_no)
+    assert still.open == D("35.00")
+    rest = await web.post(path, data={"csrf": token, "reference": "CHQ-2"})  # no amount: what is open
+    assert rest.status_code == 303
+    paid = await web.get(rest.headers["location"])
+    assert 'id="pay-reference"' not in paid.text  # nothing open: no form
+    home = await web.get("/console")
+    await web.post("/console/sign-out", data={"csrf": csrf_of(home)})
+    await sign_in(web, "sue3")
+    page = await web.get("/console")
+    assert (await web.post(path, data={"csrf": csrf_of(page), "reference": "X"})).status_code == 404  # not finance

@@ -458,6 +458,46 @@ async def test_a_payment_that_brings_the_exposure_under_the_limit_releases_the_c
     assert "credit hold released: exposure 49490.00 within limit 50000.00" in audit.comment
 
 
+async def test_a_dispatched_credit_order_paid_by_a_bank_line_releases_the_customers_held_order(
+    client: Client, engine: Engine, settings: Settings, task_queue: str
+) -> None:
+    """The journey: C-1005 (47,500.00 owed of 50,000.00) orders 1,990.00 on credit — dispatched, invoiced. A second
+    order of 1,990.00 would take it to 51,480.00: credit hold. The bank's statement pays the first invoice by its
+    number: exposure falls to 49,490.00 and the held order goes on by itself."""
+    first = make_order(f"T-JOURNEY-{uuid.uuid4().hex[:6]}", [("SKU-1001", 10, "199.00")], customer_id="C-1005")
+    second = make_order(f"T-JOURNEY-{uuid.uuid4().hex[:6]}", [("SKU-1001", 10, "199.00")], customer_id="C-1005")
+    async with running_worker(client, engine, settings, task_queue):
+        shipped = await order_commands.start(client, first, task_queue)
+        picking = await wait_for_status(shipped, OrderStatus.PICKING)
+        for index, warehouse in enumerate(picking.awaiting_dispatch):
+            await order_commands.dispatch(
+                client,
+                first.order_no,
+                warehouse=warehouse,
+                carrier="sim",
+                tracking_no=f"SIMJ{first.order_no[-6:]}{index}",
+            )
+        await wait_for_status(shipped, OrderStatus.DISPATCHED, OrderStatus.IN_TRANSIT, OrderStatus.DELIVERED)
+        with Session(engine) as session:
+            [invoice] = session.exec(select(Invoice).where(Invoice.order_no == first.order_no)).all()
+        before = position(engine, "C-1005")
+        held = await order_commands.start(client, second, task_queue)
+        await wait_for_status(held, OrderStatus.CREDIT_HOLD)
+        with unit_of_work(engine) as session:
+            done = import_statement(
+                session, statement(f"2026-12-04,1990.00,成都天府商贸,payment {invoice.invoice_no}"), file="cmb.csv",
+                by="fiona", now=datetime.now(UTC),
+            )  # fmt: skip
+        assert (done.matched, done.paid_by) == (1, {"C-1005"})
+        assert position(engine, "C-1005").receivables == before.receivables - D("1990.00")
+        assert await order_commands.recheck_credit_holds(client, engine, sorted(done.paid_by)) == [second.order_no]
+        await wait_for_status(held, OrderStatus.PICKING)
+        await order_commands.cancel(client, second.order_no, reason="test over")
+    with Session(engine) as session:
+        [audit] = session.exec(select(ApprovalRecord).where(ApprovalRecord.order_no == second.order_no)).all()
+    assert audit.by == "system:credit" and "within limit 50000.00" in audit.comment
+
+
 def test_a_prepaid_orders_invoice_is_settled_by_the_money_already_in_hand(engine: Engine) -> None:
     """The prepayment booked before the parcel left settles its invoice (a pair of entries: unapplied → the
     invoice): nothing shows open, the balance does not move, and paying "what is open" is refused."""
