@@ -9,8 +9,13 @@
    transaction → seconds for the file, lines matched. The reference: the same M payments booked with one bulk
    INSERT (the floor of writing them at all).
 
+3. **pdf**: a 20-line invoice rendered as its PDF (services/billing/invoice_document.py: header, parties, the lines
+   table, tax summary, footer) → ms per PDF and its size; the reference, in the same run: fpdf2 with the same font
+   writing the same 20 lines as plain text cells (the floor of any PDF with this font: loading and subsetting it).
+
 Both on SQLite and on PostgreSQL (a throwaway cluster from the machine's binaries, tests.support.postgres).
-Goals: ≥ 100 invoices/s on Postgres with 16 issuers and no gap; a 10,000-line file imported and matched in < 30 s.
+Goals: ≥ 100 invoices/s on Postgres with 16 issuers and no gap; a 10,000-line file imported and matched in < 30 s;
+a PDF in < 1 s.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fpdf import FPDF
 from sqlalchemy import Engine, insert, text
 from sqlmodel import Session, select
 
@@ -38,6 +44,14 @@ from dev.seed import seed
 from models.status import OrderStatus
 from models.tables import Invoice, LedgerEntry, SalesOrder
 from services.billing.bank import import_statement
+from services.billing.invoice_document import (
+    DocumentLine,
+    InvoiceDocument,
+    Party,
+    find_font,
+    render_pdf,
+    tax_summary,
+)
 from services.billing.invoices import Billed, InvoicePolicy, issue_invoice
 from tests.support.orders import make_order
 from tests.support.postgres import TEMPLATE_DB, create_template, start_cluster
@@ -209,6 +223,7 @@ async def bench(args: argparse.Namespace, tmp: Path, log: Callable[[str], None])
             raise RuntimeError(str(exc)) from None
         create_template(cluster)
         engines["postgres"] = lambda: make_engine(cluster.url(TEMPLATE_DB), pool_size=ISSUERS + 4)
+    result["pdf"] = pdf_phase(args.pdfs, log)
     try:
         for name in args.backends:
             log(f"{name}:")
@@ -224,6 +239,50 @@ async def bench(args: argparse.Namespace, tmp: Path, log: Callable[[str], None])
         if cluster is not None:
             cluster.stop()
     return result
+
+
+def pdf_phase(count: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """Render a 20-line invoice `count` times, and the same text as plain cells with the same font (the floor)."""
+    font = find_font()
+    lines = tuple(
+        DocumentLine(position=n, sku=f"SKU-{1001 + n}", description=f"升降桌 standing desk {n}", qty=n + 1,
+                     unit_price=Decimal("2999.00"), tax_rate_bp=1300, net=Decimal("2654.00") * (n + 1),
+                     tax=Decimal("345.00") * (n + 1), gross=Decimal("2999.00") * (n + 1))
+        for n in range(20)
+    )  # fmt: skip
+    seller = Party("OF", "Orderflow Trading Co., Ltd.", ("上海市浦东新区世纪大道 100 号",), "91310000MA1FL0000X")
+    doc = InvoiceDocument(
+        invoice_no="OF-2026-000001", kind="invoice", corrects=None, order_no="SO-BENCH-1", tracking_no="SIM1",
+        seller=seller, buyer=Party("C-1001", "上海星辰科技"), ship_to=Party("", "张三", ("上海 浦东新区",)),
+        issued_at=NOW, issued_on=NOW.date(), due_on=NOW.date(), currency="CNY", lines=lines,
+        net=sum((line.net for line in lines), Decimal(0)), tax=sum((line.tax for line in lines), Decimal(0)),
+        total=sum((line.gross for line in lines), Decimal(0)), tax_summary=tax_summary(lines),
+    )  # fmt: skip
+    render_pdf(doc, font=font)  # warm: imports, the font file in the page cache
+
+    def reference() -> bytes:
+        pdf = FPDF()
+        pdf.add_font("f", "", str(font.path), collection_font_number=font.face)
+        pdf.set_font("f", size=9)
+        pdf.add_page()
+        for line in lines:
+            pdf.cell(0, 5, f"{line.sku} {line.description} {line.qty} {line.unit_price} {line.gross}", new_x="LMARGIN",
+                     new_y="NEXT")  # fmt: skip
+        return bytes(pdf.output())
+
+    started = time.perf_counter()
+    for _ in range(count):
+        size = len(render_pdf(doc, font=font))
+    ours = (time.perf_counter() - started) / count
+    started = time.perf_counter()
+    for _ in range(count):
+        reference()
+    floor = (time.perf_counter() - started) / count
+    log(f"  pdf: {ours * 1000:.0f} ms per 20-line invoice ({size / 1024:.1f} KiB); reference {floor * 1000:.0f} ms")
+    return {
+        "pdfs": count, "font": str(font.path), "ms_per_pdf": round(ours * 1000, 1), "kib": round(size / 1024, 1),
+        "reference_ms": round(floor * 1000, 1), "ratio_to_reference": round(ours / floor, 2),
+    }  # fmt: skip
 
 
 def render(result: dict[str, Any]) -> str:
@@ -242,7 +301,13 @@ def render(result: dict[str, Any]) -> str:
             f" {imported['to_match']} to match (reference: one bulk insert {imported['reference_bulk_insert_s']} s,"
             f" {imported['ratio_to_reference']}x)"
         )
-    lines.append("  goals: ≥ 100 invoices/s on Postgres with 16 issuers, no gap; 10,000 lines in < 30 s")
+    if "pdf" in result:
+        pdf = result["pdf"]
+        lines.append(
+            f"  pdf: {pdf['ms_per_pdf']} ms per 20-line invoice, {pdf['kib']} KiB (reference: the same font and text"
+            f" as plain cells {pdf['reference_ms']} ms, ratio {pdf['ratio_to_reference']})"
+        )
+    lines.append("  goals: ≥ 100 invoices/s on Postgres with 16 issuers, no gap; 10,000 lines in < 30 s; a PDF < 1 s")
     return "\n".join(lines)
 
 
@@ -250,12 +315,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.billing", description=__doc__.split("\n")[0])
     parser.add_argument("--invoices", type=int, default=2000, help="invoices issued by the 16 issuers")
     parser.add_argument("--lines", type=int, default=10000, help="lines of the bank statement")
+    parser.add_argument("--pdfs", type=int, default=20, help="invoice PDFs rendered (and as many references)")
     parser.add_argument("--backends", type=lambda s: s.split(","), default=["sqlite", "postgres"])
     parser.add_argument("--timeout", type=float, default=1200.0, help="seconds for the whole bench")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir")
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
     args = parser.parse_args(argv)
-    if args.invoices < 1 or args.lines < 1 or not set(args.backends) <= {"sqlite", "postgres"}:
+    if args.invoices < 1 or args.lines < 1 or args.pdfs < 1 or not set(args.backends) <= {"sqlite", "postgres"}:
         parser.error("--invoices and --lines must be >= 1; --backends of sqlite, postgres")
     return args
 
