@@ -534,6 +534,7 @@ class InvoiceLine(SQLModel, table=True):
     net: Decimal = Field(sa_type=MoneyCents)
     tax: Decimal = Field(sa_type=MoneyCents)
     gross: Decimal = Field(sa_type=MoneyCents)
+    corrects_line: int | None = None  # a credit note's line: the position of the invoice line it credits
 
 
 class LedgerEntry(SQLModel, table=True):

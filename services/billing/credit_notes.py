@@ -9,6 +9,7 @@ the first and books nothing. An invoice is never credited beyond its total, nor 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 
@@ -49,12 +50,13 @@ def issue_credit_note(
     billed = {
         line.position: line for line in session.exec(select(InvoiceLine).where(InvoiceLine.invoice_no == invoice_no))
     }
-    already = _credited_units(session, invoice_no)
+    taken = credited_lines(session, invoice_no)
+    already = {position: back.units for position, back in taken.items()}
     wanted = dict(lines) if lines is not None else {p: line.qty - already.get(p, 0) for p, line in billed.items()}
     wanted = {position: qty for position, qty in wanted.items() if qty != 0}
     if not wanted:
         raise CommandError(f"invoice {invoice_no} is credited in full already")
-    amounts: list[tuple[str, LineAmounts]] = []
+    amounts: list[tuple[InvoiceLine, LineAmounts]] = []
     for position, qty in sorted(wanted.items()):
         line = billed.get(position)
         if line is None:
@@ -62,15 +64,7 @@ def issue_credit_note(
         left = line.qty - already.get(position, 0)
         if not 0 < qty <= left:
             raise CommandError(f"invoice {invoice_no} line {position} ({line.sku}): {left} units left to credit")
-        if qty == line.qty:  # the whole line: its own amounts, so a full credit note nets the invoice to zero
-            a = LineAmounts(line.sku, qty, line.unit_price, Decimal(line.tax_rate_bp) / BASIS_POINTS, line.net,
-                            line.tax, line.gross)  # fmt: skip
-        else:
-            try:
-                a = line_amounts(line.sku, qty, line.unit_price, Decimal(line.tax_rate_bp) / BASIS_POINTS)
-            except BillingError as exc:
-                raise CommandError(str(exc)) from None
-        amounts.append((line.description, a))
+        amounts.append((line, _credit_amounts(line, qty, taken.get(position, Credited()))))
     net = sum((a.net for _, a in amounts), ZERO)
     tax = sum((a.tax for _, a in amounts), ZERO)
     gross = sum((a.gross for _, a in amounts), ZERO)
@@ -84,12 +78,12 @@ def issue_credit_note(
         reason=reason[:REASON_MAX],
     )  # fmt: skip
     session.add(note)
-    for index, (description, a) in enumerate(amounts):
+    for index, (line, a) in enumerate(amounts):
         session.add(
             InvoiceLine(
-                invoice_no=number, position=index, sku=a.sku, description=description, qty=-a.qty,
-                unit_price=a.unit_price, tax_rate_bp=int(a.tax_rate * BASIS_POINTS), net=-a.net, tax=-a.tax,
-                gross=-a.gross,
+                invoice_no=number, position=index, sku=a.sku, description=line.description, qty=-a.qty,
+                unit_price=a.unit_price, tax_rate_bp=line.tax_rate_bp, net=-a.net, tax=-a.tax, gross=-a.gross,
+                corrects_line=line.position,
             )
         )  # fmt: skip
     # Against the invoice it corrects: what the invoice leaves open falls by the credit (below zero when it had
@@ -121,18 +115,41 @@ def write_off(session: Session, invoice_no: str, *, reason: str, by: str, now: d
     return left
 
 
-def _credited_units(session: Session, invoice_no: str) -> dict[int, int]:
-    """Invoice line position → units its credit notes took back (matched by SKU and unit price, in order)."""
+@dataclass(frozen=True)
+class Credited:
+    """What credit notes took back of one invoice line so far (positive amounts)."""
+
+    units: int = 0
+    net: Decimal = ZERO
+    tax: Decimal = ZERO
+    gross: Decimal = ZERO
+
+
+def credited_lines(session: Session, invoice_no: str) -> dict[int, Credited]:
+    """Invoice line position → what its credit notes took back (each credit note line names its invoice line)."""
     notes = select(Invoice.invoice_no).where(Invoice.kind == "credit_note", Invoice.corrects == invoice_no)
-    back: dict[tuple[str, Decimal], int] = {}
+    back: dict[int, Credited] = {}
     for line in session.exec(select(InvoiceLine).where(col(InvoiceLine.invoice_no).in_(notes))):
-        back[(line.sku, line.unit_price)] = back.get((line.sku, line.unit_price), 0) - line.qty
-    units: dict[int, int] = {}
-    for line in session.exec(
-        select(InvoiceLine).where(InvoiceLine.invoice_no == invoice_no).order_by(col(InvoiceLine.position))
-    ):
-        take = min(back.get((line.sku, line.unit_price), 0), line.qty)
-        if take:
-            units[line.position] = take
-            back[(line.sku, line.unit_price)] -= take
-    return units
+        if line.corrects_line is None:
+            continue
+        was = back.get(line.corrects_line, Credited())
+        back[line.corrects_line] = Credited(
+            was.units - line.qty, was.net - line.net, was.tax - line.tax, was.gross - line.gross
+        )
+    return back
+
+
+def _credit_amounts(line: InvoiceLine, qty: int, taken: Credited) -> LineAmounts:
+    """`qty` units of `line` back. The tax rule of domain/billing.py per credit, held within what the line has left
+    to give back: a line credited in parts never returns more tax or net than it charged, and the part that
+    completes it returns exactly the rest (so the invoice and its credit notes net to zero, cent for cent)."""
+    rate = Decimal(line.tax_rate_bp) / BASIS_POINTS
+    tax_left, net_left = line.tax - taken.tax, line.net - taken.net
+    if qty == line.qty - taken.units:  # the rest of the line
+        return LineAmounts(line.sku, qty, line.unit_price, rate, net_left, tax_left, line.gross - taken.gross)
+    try:
+        a = line_amounts(line.sku, qty, line.unit_price, rate)
+    except BillingError as exc:
+        raise CommandError(str(exc)) from None
+    tax = max(min(a.tax, tax_left), a.gross - net_left)
+    return LineAmounts(line.sku, qty, line.unit_price, rate, a.gross - tax, tax, a.gross)

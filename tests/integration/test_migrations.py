@@ -11,12 +11,12 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, text
-from sqlmodel import Session, SQLModel, select
+from sqlmodel import Session, SQLModel, col, select
 
 import models.tables  # noqa: F401  (the tables' metadata)
 from core.db import make_engine
 from core.migrate import alembic_config, is_current, newest_revision, upgrade
-from models.tables import Customer, LedgerEntry, SalesOrder
+from models.tables import Customer, InvoiceLine, LedgerEntry, SalesOrder
 from services.billing.ledger import balances
 
 
@@ -125,4 +125,48 @@ def test_what_customers_owed_moves_into_the_ledger_and_their_balances_stay(tmp_p
         ("refund:SO-REFUNDED", "refund", Decimal("398.00")),
     ]
     assert terms is not None and terms.payment_terms_days == 30
+    engine.dispose()
+
+
+def test_credit_note_lines_issued_before_0016_name_the_invoice_line_they_credit(tmp_path: Path) -> None:
+    """Migration 0016: a credit note's lines get the invoice line the old matching gave them (by SKU and price, the
+    first line with units left), so credits issued before keep counting where they did."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'old.db'}")
+    config = alembic_config(str(engine.url))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0015")
+    at = datetime(2026, 12, 4, 8, tzinfo=UTC)
+    with engine.begin() as connection:
+        for number, kind, seq, corrects in (("OF-2026-000001", "invoice", 1, None), ("OF-2026-000002", "credit_note", 2,
+                                            "OF-2026-000001")):  # fmt: skip
+            connection.execute(
+                text(
+                    "INSERT INTO invoices (invoice_no, key, kind, entity, year, seq, order_no, customer_id, corrects,"
+                    " currency, net, tax, total, issued_at, due_at, reason) VALUES (:no, :no, :kind, 'OF', 2026,"
+                    " :seq, 'SO-1', 'C-1', :corrects, 'CNY', 0, 0, 0, :at, :at, '')"
+                ),
+                {"no": number, "kind": kind, "seq": seq, "corrects": corrects, "at": at},
+            )
+        for number, position, qty in (("OF-2026-000001", 0, 1), ("OF-2026-000001", 1, 3), ("OF-2026-000002", 0, -1),
+                                      ("OF-2026-000002", 1, -2)):  # fmt: skip
+            connection.execute(
+                text(
+                    "INSERT INTO invoice_lines (invoice_no, position, sku, description, qty, unit_price, tax_rate_bp,"
+                    " net, tax, gross) VALUES (:no, :pos, 'SKU-1', 'x', :qty, 1000, 1300, 0, 0, 0)"
+                ),
+                {"no": number, "pos": position, "qty": qty},
+            )
+    upgrade(engine)
+    with Session(engine) as session:
+        found = session.exec(
+            select(InvoiceLine.invoice_no, InvoiceLine.position, InvoiceLine.corrects_line).order_by(
+                col(InvoiceLine.invoice_no), col(InvoiceLine.position)
+            )
+        ).all()
+    assert found == [
+        ("OF-2026-000001", 0, None), ("OF-2026-000001", 1, None),
+        ("OF-2026-000002", 0, 0),  # one unit: the first line with a unit left
+        ("OF-2026-000002", 1, 1),  # two units: line 0 has none left, line 1 has three
+    ]  # fmt: skip
     engine.dispose()
