@@ -8,13 +8,13 @@ from temporalio import activity
 
 from activities.base import DbActivities
 from models.contracts import ApprovalAudit, RegisterOrderInput, TransitionInput
-from models.status import AWAITING_DECISION, OrderStatus
+from models.status import AWAITING_DECISION, NEVER_BILLED, OrderStatus
 from models.tables import ApprovalRecord, Customer, OrderEvent, SalesOrder
 from rules.automation import EventKind
 from services.automation.events import record_event
 from services.billing.invoices import InvoicePolicy
 from services.billing.ledger import book_prepayment
-from services.billing.triggers import on_approved
+from services.billing.triggers import on_approved, on_stopped
 from services.links import void_approval_links
 from workflows.contract import order_workflow_id
 from workflows.steps import RecordSteps
@@ -45,6 +45,9 @@ class RecordActivities(DbActivities, RecordSteps):
                     content_hash=order.content_hash(),
                     created_at=inp.received_at,
                     updated_at=inp.received_at,
+                    invoice_policy=str(
+                        InvoicePolicy.of(self.settings).timing_for(session, order.customer_id, order.channel)
+                    ),
                 )
             )
             session.add(OrderEvent(order_no=order.order_no, seq=1, status=OrderStatus.RECEIVED, at=inp.received_at))
@@ -101,6 +104,8 @@ class RecordActivities(DbActivities, RecordSteps):
                 if customer is not None and customer.first_order:
                     customer.first_order = False
                 on_approved(session, order, InvoicePolicy.of(self.settings), inp.at)  # an approval/order policy
+            if inp.status in NEVER_BILLED:  # what it was billed for goods it never got is credited
+                on_stopped(session, order, InvoicePolicy.of(self.settings), inp.at)
             session.add(order)
         self.log.info("status", status=inp.status.value, seq=inp.seq)
 

@@ -267,6 +267,9 @@ class SalesOrder(SQLModel, table=True):
     tags: list[str] = Field(default_factory=list, sa_type=JSON, sa_column_kwargs={"server_default": "[]"})
     priority: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
     assignee: str = Field(default="", max_length=64, sa_column_kwargs={"server_default": ""})
+    # The invoice policy it is billed by (`point/per`), fixed when it is registered: a policy changed later applies
+    # to later orders, never half to one in flight. None: registered before it was kept (read live).
+    invoice_policy: str | None = Field(default=None, max_length=32)
 
 
 class OrderEvent(SQLModel, table=True):

@@ -20,7 +20,7 @@ from sqlmodel import select
 from core.db import unit_of_work
 from models.tables import ApprovalRecord, SalesOrder, utcnow
 from models.text import strip_unstorable
-from workflows.contract import order_no_of
+from workflows.contract import order_no_of, refund_order_no_of
 from workflows.decision_guard import Refusal
 
 log = structlog.get_logger("audit")
@@ -70,10 +70,12 @@ def audit_refused_decision(
 def audit_refusal(engine: Engine, refusal: Refusal) -> int:
     """A refusal of the worker's DecisionGuard (a decision sent around the API), keyed on its update id."""
     decision = refusal.decision
-    order_no = order_no_of(refusal.workflow_id)
+    refund_of = refund_order_no_of(refusal.workflow_id)  # a decision on an order's refund, audited on the order
+    order_no = order_no_of(refusal.workflow_id) or refund_of
     log.warning("decision refused", order_no=order_no, by=decision.by, role=decision.role, reason=refusal.reason)
     if order_no is None:
         return 0
+    why = f"refund decision: {refusal.reason}" if refund_of else refusal.reason
     return audit_refused_decision(
         engine,
         order_no,
@@ -82,7 +84,7 @@ def audit_refusal(engine: Engine, refusal: Refusal) -> int:
         by=decision.by,
         decision=decision.decision,
         comment=decision.comment,
-        why=refusal.reason,
+        why=why,
         key=f"refused:{refusal.workflow_id}:{refusal.update_id}",
         on_behalf_of=decision.on_behalf_of,
     )

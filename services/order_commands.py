@@ -43,7 +43,7 @@ from models.contracts import (
     RestockInput,
     WakeBackorderedInput,
 )
-from models.order import Order
+from models.order import Order, PaymentMethod
 from models.status import OrderStatus
 from models.tables import SalesOrder
 from services.audit import audit_refused_decision
@@ -262,18 +262,29 @@ async def receive_payment(
     return PaymentAnswer(booked=booked)
 
 
+class PaymentTooEarly(CommandError):
+    """A platform's paid event for an order that cannot take it yet (not registered, or not yet awaiting its
+    prepayment): the webhook answers 409, so the platform sends it again."""
+
+
 async def channel_paid(client: Client, engine: Engine, order_no: str, *, reference: str, by: str) -> str:
     """A sales platform says the order is paid: the prepayment it awaits (to its workflow), or — taken earlier, on
     credit or cash on delivery — what its total is still short of, in the ledger (payments.paid_in_full). Says
     what was done, for the webhook's answer."""
     order = await asyncio.to_thread(_order_row, engine, order_no)
-    if order is not None and order.status == OrderStatus.AWAITING_PAYMENT.value:
+    if order is None:
+        raise PaymentTooEarly(f"order {order_no} is not registered yet: send the event again")
+    if order.payment_method == PaymentMethod.PREPAID.value:  # its prepayment goes to its workflow, never the ledger
+        if order.paid:
+            return "order already taken and paid: nothing booked"
+        if order.status != OrderStatus.AWAITING_PAYMENT.value:
+            raise PaymentTooEarly(f"order {order_no} is not awaiting its prepayment yet: send the event again")
         await pay(client, order_no, reference=reference, by=by)
         return "order already taken; its payment is recorded now"
 
-    def book() -> PaymentBooked | None:
+    def book() -> PaymentBooked | None:  # keyed on the order too: platforms' ids (and bank references) may collide
         with unit_of_work(engine) as session:
-            return paid_in_full(session, order_no, reference=reference, by=by, at=datetime.now(UTC))
+            return paid_in_full(session, order_no, reference=f"{order_no}:{reference}", by=by, at=datetime.now(UTC))
 
     booked = await asyncio.to_thread(book)
     if booked is None:
@@ -402,7 +413,7 @@ async def wake_backordered(
 
 
 async def decide_refund(
-    client: Client, order_no: str, *, user: str, role: str, decision: str, comment: str, secret: str
+    client: Client, engine: Engine, order_no: str, *, user: str, role: str, decision: str, comment: str, secret: str
 ) -> RefundView:
     """Finance's decision on a refund over the approval amount, signed for the order's RefundPayment (level 1)
     like an approval, so the worker's DecisionGuard refuses anything the API did not sign."""
@@ -427,7 +438,13 @@ async def decide_refund(
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         kind = getattr(cause, "type", None) or ErrorType.NOT_AWAITING
-        raise Refused(str(getattr(cause, "message", None) or cause or exc), kind) from None
+        why = str(getattr(cause, "message", None) or cause or exc)
+        if kind != ErrorType.UNSIGNED_DECISION:  # the worker's DecisionGuard audits those itself
+            await asyncio.to_thread(
+                audit_refused_decision, engine, order_no, level=contract.REFUND_DECISION_LEVEL, role=role, by=user,
+                decision=decision, comment=comment, why=f"refund decision: {why}",
+            )  # fmt: skip
+        raise Refused(why, kind) from None
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             if await _is_closed(refund):

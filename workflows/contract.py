@@ -56,6 +56,13 @@ def refund_workflow_id(order_no: str) -> str:
     return f"{_REFUND_PREFIX}{order_no}"
 
 
+def refund_order_no_of(workflow_id: str) -> str | None:
+    """The order number inside a refund workflow's id; None for any other workflow."""
+    if not workflow_id.startswith(_REFUND_PREFIX) or len(workflow_id) == len(_REFUND_PREFIX):
+        return None
+    return workflow_id[len(_REFUND_PREFIX) :]
+
+
 def tracking_workflow_id(carrier: str, tracking_no: str) -> str:
     return f"{_TRACKING_PREFIX}{carrier}-{tracking_no}"
 

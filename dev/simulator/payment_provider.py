@@ -5,7 +5,7 @@ Mounted on the carrier simulator under /pay, so `ORDERFLOW_PAYMENT_PROVIDER_URL=
     POST   /pay/refunds    refund: {payment, amount, currency, reason}, `Authorization: Bearer <key>` (401
                            otherwise) and `Idempotency-Key` (400 without). 201 with the refund; the same key with
                            the same body answers 200 with the first refund and refunds nothing new, with another
-                           body 409; a body it cannot read 400; a refused payment 402
+                           body 400 (Stripe's idempotency_error); a body it cannot read 400; a refused payment 402
     GET    /pay/refunds    what was refunded, oldest first, each with how many times it was asked for
     DELETE /pay/refunds    forget everything (refunds, faults and refusals)
     POST   /pay/faults     {"times": N, "status": 503}: the next N refunds answer that status and store nothing
@@ -88,7 +88,7 @@ class _Provider:
             if seen is not None:
                 if seen.asked != asked:
                     return _error(
-                        409,
+                        400,
                         "idempotency_error",
                         f"Keys for idempotent requests can only be used with the same parameters they were first "
                         f"used with: {key!r} was used for a refund of {seen.asked.amount} {seen.asked.currency} of "

@@ -54,7 +54,7 @@ def channels_router() -> APIRouter:
         response_model=ChannelAnswer,
         responses={
             200: {"model": ChannelAnswer, "description": "already taken, or not a new order: nothing started"},
-            **problems(401, 404, 422, 503),
+            **problems(401, 404, 409, 422, 503),
         },
         openapi_extra={
             "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}}
@@ -94,9 +94,13 @@ def channels_router() -> APIRouter:
             response.status_code = status.HTTP_200_OK
             if await run_in_threadpool(_differs_only_in_payment, engine, order):
                 note = await _payment_news(
-                    client, engine, order.order_no, paid=order.payment.paid, reference=found.channel_order_id,
+                    client,
+                    engine,
+                    order.order_no,
+                    paid=order.payment.paid,
+                    reference=found.channel_order_id,
                     by=f"channel:{channel}",
-                )  # fmt: skip
+                )  # fmt: skip  (a 409 when it comes too early: the platform sends it again)
             else:
                 note = "order already taken with other content: this change is not applied (logged for ops)"
                 log.warning("channel order changed after intake", channel=channel, order_no=order.order_no)
@@ -130,5 +134,7 @@ async def _payment_news(client: Client, engine: Engine, order_no: str, *, paid: 
         return "order already taken; this event changes nothing"
     try:
         return await order_commands.channel_paid(client, engine, order_no, reference=reference, by=by)
+    except order_commands.PaymentTooEarly as exc:  # 409: the platform sends it again (Shopify retries for 48 h)
+        raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
     except (CommandError, RPCError) as exc:
         return f"order already taken; payment not recorded: {exc}"

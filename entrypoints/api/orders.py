@@ -194,13 +194,14 @@ def orders_router() -> APIRouter:
         order_no: OrderNo,
         body: RefundDecisionBody,
         user: Annotated[User, Depends(requires(*FINANCE))],
+        engine: EngineDep,
         client: ClientDep,
         settings: SettingsDep,
     ) -> dict[str, Any]:
         """Finance's decision on a refund over the approval amount (signed, like an approval); 200 with the refund
-        as its workflow sees it once the decision is taken."""
+        as its workflow sees it once the decision is taken; a refusal is audited on the order."""
         refund = await order_commands.decide_refund(
-            client, order_no, user=user.name, role=user.role, decision=body.decision, comment=body.comment,
+            client, engine, order_no, user=user.name, role=user.role, decision=body.decision, comment=body.comment,
             secret=settings.decision_secret,
         )  # fmt: skip
         return refund.model_dump(mode="json")

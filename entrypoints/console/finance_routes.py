@@ -113,8 +113,8 @@ def finance_router() -> APIRouter:
         try:
             client = await workflow_client(request)
             await order_commands.decide_refund(
-                client, order_no, user=me.user.name, role=me.user.role, decision=decision, comment=comment.strip(),
-                secret=settings_of(request).decision_secret,
+                client, engine, order_no, user=me.user.name, role=me.user.role, decision=decision,
+                comment=comment.strip(), secret=settings_of(request).decision_secret,
             )  # fmt: skip
         except CommandError as exc:
             errors = {f"refund-decision-{order_no}": str(exc)}

@@ -149,6 +149,10 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "amount_paid": ("Amount (empty: what is open)", "金额（留空：未结金额）"),
     "book_payment": ("Book the payment", "入账"),
     "payment_booked": ("{amount} booked against this invoice.", "已入账 {amount}。"),
+    "too_large": (
+        "That is more than a form here takes (at most 5 MB): nothing was changed.",
+        "超出表单上限（最多 5 MB），未做任何更改。",
+    ),
     "kind_invoice": ("Invoice", "发票"),
     "kind_credit_note": ("Credit note", "贷项通知单"),
     "corrects": ("Corrects", "冲销"),

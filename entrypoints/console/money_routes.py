@@ -56,10 +56,14 @@ def money_router() -> APIRouter:
 
     @router.get("/invoices/{invoice_no}", response_class=HTMLResponse)
     def invoice_page(
-        request: Request, invoice_no: str, me: Me, engine: EngineDep, paid: Annotated[str, Query(max_length=20)] = ""
+        request: Request,
+        invoice_no: str,
+        me: Me,
+        engine: EngineDep,
+        paid: Annotated[Decimal | None, Query(gt=0, lt=10**12, decimal_places=2)] = None,
     ) -> HTMLResponse:
         t = translator(language_of(request))
-        flash = t("payment_booked").format(amount=paid) if paid else ""
+        flash = t("payment_booked").format(amount=paid) if paid is not None else ""
         return _invoice_page(request, engine, me, invoice_no, flash=flash)
 
     @router.post("/invoices/{invoice_no}/payment", response_model=None)

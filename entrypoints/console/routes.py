@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date
 from typing import Annotated, Any
@@ -471,6 +472,9 @@ def console_router() -> APIRouter:
     return router
 
 
+FORM_MAX_BYTES = 6_000_000  # the largest console form: a 5 MB statement and its multipart framing
+
+
 def mount_console(app: FastAPI) -> None:
     """The console's pages, its static files (vendored, no CDN) and what its refusals look like."""
     app.include_router(order_router())  # first: /console/orders/new is not an order number
@@ -484,6 +488,16 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(console_router())
     app.include_router(mail_link_router())
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")
+
+    @app.middleware("http")
+    async def cap_form_bodies(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        """A console form is refused before it is read when it is larger than any form needs (a bank statement is
+        at most 5 MB): the body is never spooled, whoever sends it, signed in or not. Browsers state its length."""
+        if request.method == "POST" and request.url.path.startswith("/console"):
+            length = request.headers.get("content-length", "")
+            if not length.isdigit() or int(length) > FORM_MAX_BYTES:
+                return page(request, "refused.html", {"message_key": "too_large"}, status.HTTP_413_CONTENT_TOO_LARGE)
+        return await call_next(request)
 
     @app.exception_handler(NotSignedIn)
     async def not_signed_in(request: Request, exc: NotSignedIn) -> Response:

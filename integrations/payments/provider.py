@@ -12,10 +12,12 @@
 Money is Decimal end to end: `amount` travels as a decimal string (never a JSON number, so never a float), with at
 most two decimals. What the answers mean to us:
 
-    200, 201                 the refund (checked against what was asked: payment, amount, currency)
-    408, 425, 429, 5xx       RefundUnavailable: ask again later with the same key
+    200, 201                 the refund (checked against what was asked: payment, amount, currency); one still
+                             `pending` is RefundUnavailable (asked again, the key reads it once it is decided)
+    408, 409, 425, 429, 5xx  RefundUnavailable: ask again later with the same key (409: a request with this key
+                             is still being processed)
     other 4xx                RefundRejected with the provider's message (401 a wrong key, 402 a payment that
-                             cannot be refunded, 409 the key already used for another refund, 400 a bad request)
+                             cannot be refunded, 400 a bad request or the key already used for another refund)
     a transport error        RefundUnavailable (connection refused, timeout)
     an answer we cannot read RefundUnavailable
 
@@ -47,7 +49,9 @@ from integrations.payments.base import RefundRejected, RefundRequest, RefundResu
 REFUNDS_PATH: Final = "/refunds"
 IDEMPOTENCY_HEADER: Final = "Idempotency-Key"
 # 4xx answers that are about now, not about the request: try again later.
-_TRANSIENT_CLIENT_ERRORS: Final = frozenset({408, 425, 429})
+# 409 is Stripe's "a request with this idempotency key is still being processed": asked again, the same key finds
+# that refund once it is done (a key reused with other parameters is 400 there: final).
+_TRANSIENT_CLIENT_ERRORS: Final = frozenset({408, 409, 425, 429})
 _DECIMAL_STRING: Final = re.compile(r"^[0-9]+(\.[0-9]+)?$")
 
 
@@ -162,6 +166,8 @@ class HttpRefundProvider:
             )
         if refund.status in ("failed", "canceled"):
             raise RefundRejected(f"payment provider's refund {refund.id} for {request.key} is {refund.status}")
+        if refund.status != "succeeded":  # pending: not made yet; asking again with the key reads it when it is
+            raise RefundUnavailable(f"payment provider's refund {refund.id} for {request.key} is {refund.status}")
         return RefundResult(
             provider_ref=refund.id,
             status=refund.status,

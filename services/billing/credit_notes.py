@@ -13,10 +13,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from domain.billing import ZERO, BillingError, LineAmounts, invoice_number, line_amounts
-from models.tables import Invoice, InvoiceLine
+from models.sqltypes import MoneyCents
+from models.tables import Invoice, InvoiceLine, LedgerEntry
 from services.billing.invoices import BASIS_POINTS, next_number
 from services.billing.ledger import book
 from services.billing.payments import settled
@@ -92,6 +94,22 @@ def issue_credit_note(
         session, key=f"credit_note:{number}", customer_id=invoice.customer_id, kind="credit_note", amount=-gross,
         currency=invoice.currency, at=now, order_no=invoice.order_no, invoice_no=invoice_no, reference=number, by=by,
     )  # fmt: skip
+    # What was written off of it is no longer lost but credited: that part of the write-off is reversed (so a
+    # credit note after a write-off does not leave the customer money they never paid).
+    written_off = -(
+        session.exec(
+            select(func.sum(col(LedgerEntry.amount), type_=MoneyCents())).where(
+                LedgerEntry.invoice_no == invoice_no, LedgerEntry.kind == "write_off"
+            )
+        ).one()
+        or ZERO
+    )
+    if written_off > 0:
+        book(
+            session, key=f"write_off:{invoice_no}:reversed:{number}", customer_id=invoice.customer_id,
+            kind="write_off", amount=min(written_off, gross), currency=invoice.currency, at=now,
+            order_no=invoice.order_no, invoice_no=invoice_no, reference=f"reversed by {number}", by=by,
+        )  # fmt: skip
     return note
 
 

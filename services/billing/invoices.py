@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 from decimal import Decimal
 
+import structlog
 from sqlalchemy import func, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel import Session, col, select
@@ -45,6 +46,7 @@ from models.tables import (
 from services.billing.ledger import book
 
 BASIS_POINTS = Decimal(10000)
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,10 +73,21 @@ class InvoicePolicy:
         )  # fmt: skip
 
     def timing_of(self, session: Session, order: SalesOrder) -> InvoiceTiming:
-        """The order's: its customer's policy, else its channel's, else the business's."""
-        customer = session.get(Customer, order.customer_id)
+        """The order's: the one fixed when it was registered, else (older orders) as for a new one."""
+        if order.invoice_policy:
+            return InvoiceTiming.parse(order.invoice_policy)
+        return self.timing_for(session, order.customer_id, order.channel)
+
+    def timing_for(self, session: Session, customer_id: str, channel: str) -> InvoiceTiming:
+        """A new order's: its customer's policy, else its channel's, else the business's. A customer's policy that
+        does not read (the column is free text) is passed over, with a warning, rather than stopping the order."""
+        customer = session.get(Customer, customer_id)
         own = customer.invoice_policy if customer is not None else None
-        return invoice_timing(own, order.channel, dict(self.timing_by_channel), self.timing)
+        try:
+            return invoice_timing(own, channel, dict(self.timing_by_channel), self.timing)
+        except BillingError as exc:
+            log.warning("customer invoice policy ignored", customer_id=customer_id, why=str(exc))
+            return invoice_timing(None, channel, dict(self.timing_by_channel), self.timing)
 
 
 def next_number(session: Session, entity: str, year: int) -> int:

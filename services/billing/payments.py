@@ -88,9 +88,12 @@ def record_payment(
         raise Refused("give the payment's reference (the bank's or the payment provider's)", ErrorType.INVALID)
     if len(reference) > REFERENCE_MAX:
         raise Refused(f"a payment reference has at most {REFERENCE_MAX} characters", ErrorType.INVALID)
+    if amount is not None and not amount.is_finite():
+        raise Refused(f"a payment is a positive amount in cents, not {amount}", ErrorType.INVALID)
     order = session.get(SalesOrder, order_no)
     if order is None:
         raise OrderNotFound(f"unknown order {order_no}")
+    lock_order(session, order_no)  # two payments of one invoice at once: the second sees what the first took
     earlier = payment_parts(session, reference)
     if earlier:
         return _same_payment(order_no, reference, amount, earlier)
@@ -153,6 +156,7 @@ def paid_in_full(session: Session, order_no: str, *, reference: str, by: str, at
     order = session.get(SalesOrder, order_no)
     if order is None:
         raise OrderNotFound(f"unknown order {order_no}")
+    lock_order(session, order_no)
     earlier = payment_parts(session, reference.strip())
     if earlier:
         return _same_payment(order_no, reference.strip(), None, earlier)
@@ -177,3 +181,10 @@ def short_of(session: Session, order: SalesOrder) -> Decimal:
         )
     ).one()
     return order.total + (booked or ZERO)
+
+
+def lock_order(session: Session, order_no: str) -> None:
+    """Hold the order's row until the caller's transaction ends (Postgres; SQLite's write lock serialises writers
+    anyway): two sources booking the order's money at once (a platform's paid event, a carrier's collection, a
+    transfer) take turns, so the second sees what the first booked."""
+    session.exec(select(SalesOrder.order_no).where(SalesOrder.order_no == order_no).with_for_update()).first()

@@ -29,7 +29,7 @@ from models.tables import Invoice, InvoiceLine, Reservation, ReservationState, S
 from services.billing.credit_notes import issue_credit_note
 from services.billing.invoices import Billed, InvoicePolicy, issue_invoice, order_key, parcel_key
 from services.billing.ledger import book
-from services.billing.payments import open_invoices, payment_parts, record_payment, short_of
+from services.billing.payments import lock_order, open_invoices, payment_parts, record_payment, short_of
 from services.errors import CommandError
 
 # A parcel in one of these will not reach the customer: what it billed is credited.
@@ -85,6 +85,25 @@ def on_parcel_end(
         _bill_what_arrived(session, order, shipment, status, policy, now)
 
 
+def on_stopped(session: Session, order: SalesOrder, policy: InvoicePolicy, now: datetime) -> None:
+    """The order ended cancelled, rejected or failed. If nothing of it left a warehouse, whatever it was billed
+    (an `approval/order` invoice) is credited in full, paid or not: it owes nothing for goods it never got (a
+    prepayment then stands as money to refund). Parcels that did leave are credited as they fail (on_parcel_end)."""
+    if session.exec(select(Shipment.id).where(Shipment.order_no == order.order_no)).first() is not None:
+        return
+    for invoice in session.exec(
+        select(Invoice).where(Invoice.order_no == order.order_no, Invoice.kind == "invoice").order_by(col(Invoice.seq))
+    ).all():
+        try:
+            issue_credit_note(
+                session, key=f"credit:stopped:{invoice.invoice_no}", invoice_no=invoice.invoice_no,
+                reason=f"order {order.order_no} {order.status.lower()} before anything was shipped", now=now,
+                zone=policy.zone,
+            )  # fmt: skip
+        except CommandError:  # credited in full already
+            pass
+
+
 def cod_reference(carrier: str, tracking_no: str) -> str:
     return f"COD-{carrier}-{tracking_no}"
 
@@ -97,13 +116,19 @@ def collect_cod(
     that said the order is paid (payments.paid_in_full) booked that money already. Returns the amount booked now
     (0: booked before, or nothing short)."""
     reference = cod_reference(shipment.carrier, shipment.tracking_no)
-    if not payment_parts(session, reference):
-        amount = min(amount, short_of(session, order))
-        if amount <= 0:
-            return ZERO
+    lock_order(session, order.order_no)
+    earlier = payment_parts(session, reference)
+    if earlier:  # booked before (at delivery, or by a remittance line): never again, whatever is open now
+        booked_before = -sum((entry.amount for entry in earlier), ZERO)
+        if booked_before != amount:
+            raise CommandError(f"the collection {reference} was booked as {booked_before}, not {amount}")
+        return ZERO
+    amount = min(amount, short_of(session, order))
+    if amount <= 0:
+        return ZERO
     if open_invoices(session, order.order_no):
-        booked = record_payment(session, order.order_no, reference=reference, amount=amount, by=by, at=now)
-        return ZERO if booked.again else amount
+        record_payment(session, order.order_no, reference=reference, amount=amount, by=by, at=now)
+        return amount
     newly = book(
         session, key=f"payment:{reference}:unapplied", customer_id=order.customer_id, kind="payment", amount=-amount,
         currency=order.currency, at=now, order_no=order.order_no, reference=reference, by=by,

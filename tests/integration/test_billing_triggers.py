@@ -29,7 +29,7 @@ from services.billing.credit_notes import issue_credit_note, write_off
 from services.billing.invoices import Billed, InvoicePolicy
 from services.billing.ledger import balances
 from services.billing.payments import open_invoices
-from services.billing.triggers import cod_reference, on_approved, on_dispatched
+from services.billing.triggers import cod_reference, collect_cod, on_approved, on_dispatched, on_stopped
 from services.errors import CommandError
 from services.queries.order_view import order_view
 from services.tracking import record_snapshot
@@ -283,3 +283,94 @@ def test_an_order_invoiced_on_delivery_bills_what_arrived_once_every_parcel_has_
     assert (invoice.total, invoice.key, invoice.tracking_no) == (D("20.00"), f"order:{no}", None)
     carrier_says(engine, far, TrackingStatus.RETURNED, billing)
     assert len(invoices(engine, no)) == 1
+
+
+def test_a_cod_collection_remitted_before_delivery_is_not_booked_again_when_the_parcel_is_signed_for(
+    engine: Engine,
+) -> None:
+    billing = policy()
+    no = placed(engine, {"WH-SH": [("SKU-1001", 2, "50.00")]}, method="cod")
+    tracking_no = dispatch(engine, no, "WH-SH", billing)
+    with unit_of_work(engine) as session:  # the carrier's remittance file, while the parcel is still on its way
+        order = session.get(SalesOrder, no)
+        shipment = session.exec(select(Shipment).where(Shipment.tracking_no == tracking_no)).one()
+        assert order is not None and collect_cod(session, order, shipment, D("100.00"), by="cod file", now=NOW) == D(
+            "100.00"
+        )
+    carrier_says(engine, tracking_no, TrackingStatus.DELIVERED, billing)
+    with Session(engine) as session:
+        paid = session.exec(
+            select(col(LedgerEntry.amount)).where(LedgerEntry.order_no == no, LedgerEntry.kind == "payment")
+        ).all()
+    assert sum(paid, D("0")) == D("-100.00")  # once
+
+
+def test_a_credit_note_after_a_write_off_reverses_the_write_off_instead_of_owing_the_customer(engine: Engine) -> None:
+    billing = policy()
+    no = placed(engine, {"WH-SH": [("SKU-1001", 1, "100.00")]})
+    tracking_no = dispatch(engine, no, "WH-SH", billing)
+    [invoice] = invoices(engine, no)
+    with Session(engine) as session:
+        before = balances(session, ["C-1003"])["C-1003"]
+    with unit_of_work(engine) as session:
+        write_off(session, invoice.invoice_no, reason="gone quiet", by="fiona", now=NOW)
+    carrier_says(engine, tracking_no, TrackingStatus.EXPIRED, billing)  # … and the parcel never arrived: credited
+    with Session(engine) as session:
+        after = balances(session, ["C-1003"])["C-1003"]
+        kinds = session.exec(
+            select(LedgerEntry.kind, col(LedgerEntry.amount))
+            .where(LedgerEntry.order_no == no)
+            .order_by(col(LedgerEntry.id))
+        ).all()
+    assert after == before - D("100.00")  # the invoice, gone: not 100.00 of credit on top
+    assert [(k, a) for k, a in kinds] == [
+        ("invoice", D("100.00")), ("write_off", D("-100.00")),
+        ("credit_note", D("-100.00")), ("write_off", D("100.00")),
+    ]  # fmt: skip
+
+
+def test_an_order_billed_at_approval_and_then_cancelled_owes_nothing(engine: Engine) -> None:
+    billing = policy("approval/order")
+    no = placed(engine, {"WH-SH": [("SKU-1001", 3, "10.00")]})
+    with unit_of_work(engine) as session:
+        order = session.get(SalesOrder, no)
+        assert order is not None and on_approved(session, order, billing, NOW) is not None
+        order.status = "CANCELLED"
+        session.add(order)
+        on_stopped(session, order, billing, NOW)
+        on_stopped(session, order, billing, NOW)  # a retried step: credited once
+    invoice, note = invoices(engine, no)
+    assert (note.corrects, note.total) == (invoice.invoice_no, D("-30.00"))
+    with Session(engine) as session:
+        assert open_invoices(session, no) == []
+    assert settlement_of(engine, no) == "credited"
+
+
+def test_an_order_is_billed_by_the_policy_it_was_registered_under(engine: Engine) -> None:
+    """The business switched from approval/order to dispatch/parcel while the order was in flight: it is still
+    billed once, at approval, as it was registered — never once as an order and again per parcel."""
+    no = placed(engine, {"WH-SH": [("SKU-1001", 2, "10.00")]})
+    with unit_of_work(engine) as session:
+        order = session.get(SalesOrder, no)
+        assert order is not None
+        order.invoice_policy = "approval/order"
+        session.add(order)
+        assert on_approved(session, order, policy("dispatch/parcel"), NOW) is not None
+    dispatch(engine, no, "WH-SH", policy("dispatch/parcel"))
+    [invoice] = invoices(engine, no)
+    assert invoice.key == f"order:{no}"
+    with unit_of_work(engine) as session:
+        customer = session.get(Customer, "C-1003")
+        assert customer is not None
+        customer.invoice_policy = "whenever"  # free text that does not read: passed over, the order still billed
+        session.add(customer)
+    try:
+        later = placed(engine, {"WH-SH": [("SKU-1001", 1, "10.00")]})
+        dispatch(engine, later, "WH-SH", policy())
+        assert len(invoices(engine, later)) == 1
+    finally:
+        with unit_of_work(engine) as session:
+            customer = session.get(Customer, "C-1003")
+            assert customer is not None
+            customer.invoice_policy = None
+            session.add(customer)

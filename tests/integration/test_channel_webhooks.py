@@ -10,17 +10,20 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from core.config import Settings
+from core.db import unit_of_work
 from integrations.channels import sign
 from models.status import OrderStatus
 from models.tables import LedgerEntry, SalesOrder
 from services import order_commands
 from services.billing.payments import open_invoices
+from tests.support.read_model import add_order
 from tests.support.waiting import wait_for_status
 from worker import running_worker
 from workflows.contract import order_workflow_id
@@ -170,3 +173,23 @@ async def test_a_cash_on_delivery_shopify_order_marked_paid_is_paid_once_whoever
         ).all()
         assert sum(payments, Decimal("0")) == -order.total  # once, from one source or split between both
         assert open_invoices(session, number) == []
+
+
+async def test_a_paid_event_before_a_prepaid_order_awaits_its_payment_books_nothing_and_asks_for_a_resend(
+    client: Client, engine: Engine
+) -> None:
+    """The platform's paid event raced ahead of the order's review: booking it in the ledger would count the money
+    twice once the workflow asks for the prepayment. It is refused (the webhook answers 409: sent again later)."""
+    number = f"SHOPIFY-EARLY-{uuid.uuid4().hex[:6]}"
+    add_order(engine, number, rep="bob", sku="SKU-1001", customer="C-1001")
+    with unit_of_work(engine) as session:
+        row = session.get(SalesOrder, number)
+        assert row is not None
+        row.payment_method = "prepaid"
+        session.add(row)
+    with pytest.raises(order_commands.PaymentTooEarly, match="not awaiting its prepayment yet"):
+        await order_commands.channel_paid(client, engine, number, reference="123", by="channel:shopify")
+    with pytest.raises(order_commands.PaymentTooEarly, match="not registered yet"):
+        await order_commands.channel_paid(client, engine, "SHOPIFY-NEVER", reference="9", by="channel:shopify")
+    with Session(engine) as session:
+        assert session.exec(select(LedgerEntry).where(LedgerEntry.order_no == number)).all() == []

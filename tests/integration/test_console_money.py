@@ -195,3 +195,21 @@ async def test_finance_books_a_payment_on_the_invoice_page_once(web: httpx.Async
     await sign_in(web, "sue3")
     page = await web.get("/console")
     assert (await web.post(path, data={"csrf": csrf_of(page), "reference": "X"})).status_code == 404  # not finance
+
+
+async def test_a_form_larger_than_any_form_needs_is_refused_before_it_is_read(
+    web: httpx.AsyncClient, engine: Engine
+) -> None:
+    make_user(engine, "fay", Role.FINANCE)
+    await sign_in(web, "fay")
+    page = await web.get("/console/finance/bank")
+    huge = b"date,amount,payer,reference\n" + b"2026-12-01,1.00,A,x\n" * 400_000  # 8 MB
+    answer = await web.post(
+        "/console/finance/bank/import", data={"csrf": csrf_of(page)}, files={"statement": ("big.csv", huge, "text/csv")}
+    )
+    assert answer.status_code == 413 and "at most 5 MB" in answer.text
+    with Session(engine) as session:
+        assert session.exec(select(BankLine).where(BankLine.file == "big.csv")).all() == []
+    stranger = httpx.AsyncClient(transport=web._transport, base_url="http://web")  # not signed in: refused the same
+    async with stranger:
+        assert (await stranger.post("/console/finance/bank/import", content=huge)).status_code == 413

@@ -348,7 +348,11 @@ def test_finance_imports_a_statement_and_matches_the_rest_from_the_cli(sqlite_en
     assert twice.returncode != 0 and "issued before" in twice.stderr
     whole = json.loads(orderflow("reconcile", "--from", "2000-01-01", "--to", "2100-01-01").stdout)
     assert whole["balances"] is True and whole["open receivables at start"] == "0.00"
-    assert (whole["written off"], whole["credited"], whole["paid"]) == ("5.00", "10.00", "15.00")
+    # the credit note of 10.00 took back what the write-off had taken off (5.00 reversed): the customer, owed 10.00
+    # after the damage and 15.00 paid, is owed 5.00 — not 10.00
+    assert (whole["written off"], whole["credited"], whole["paid"]) == ("0.00", "10.00", "15.00")
+    with Session(engine) as session:
+        assert balances(session, ["C-1003"])["C-1003"] == D("-5.00")
     assert whole["bank lines to match (1)"] == "9.99" and whole["bank lines matched (1)"] == "15.00"
     sheet = orderflow("reconcile", "--from", "2000-01-01", "--to", "2100-01-01", "--csv").stdout.splitlines()
     assert sheet[0] == "period_start,period_end,line,amount" and sheet[-3].endswith(",adds up,yes")

@@ -170,9 +170,25 @@ class InvoiceModel:
     total: Decimal
     open: Decimal
     credited: list[int] = field(default_factory=list)  # units credited, per position
+    taken: list[tuple[Decimal, Decimal, Decimal]] = field(default_factory=list)  # net, tax, gross credited, per line
+    written_off: Decimal = ZERO  # what a write-off took off it, not yet reversed by a credit note
 
     def __post_init__(self) -> None:
         self.credited = [0] * len(self.lines)
+        self.taken = [(ZERO, ZERO, ZERO)] * len(self.lines)
+
+    def credit_amounts(self, position: int, units: int) -> tuple[Decimal, Decimal, Decimal]:
+        """What crediting `units` of a line takes back, by the documented rule: each part's own rounding held
+        within what the line has left to give back, the part that completes the line exactly the rest."""
+        _, qty, price, rate = self.lines[position]
+        line_net, line_tax, line_gross = amounts_of(qty, price, rate)
+        took_net, took_tax, took_gross = self.taken[position]
+        net_left, tax_left = line_net - took_net, line_tax - took_tax
+        if units == qty - self.credited[position]:
+            return net_left, tax_left, line_gross - took_gross
+        _, tax, gross = amounts_of(units, price, rate)
+        tax = max(min(tax, tax_left), gross - net_left)
+        return gross - tax, tax, gross
 
     def rest(self) -> dict[int, int]:
         return {p: line[1] - done for p, (line, done) in enumerate(zip(self.lines, self.credited, strict=True))}
@@ -534,8 +550,10 @@ class LedgerRun:
         expected: list[tuple[str, int, Decimal, int, Decimal, Decimal, Decimal]] = []
         for p, n in sorted(wanted.items()):
             sku, _, price, rate = invoice.lines[p]
-            net, tax, gross_of_line = amounts_of(n, price, rate)
+            net, tax, gross_of_line = invoice.credit_amounts(p, n)
             expected.append((sku, -n, price, int(rate * 10000), -net, -tax, -gross_of_line))
+            took = invoice.taken[p]
+            invoice.taken[p] = (took[0] + net, took[1] + tax, took[2] + gross_of_line)
             invoice.credited[p] += n
         gross = -sum((line[-1] for line in expected), ZERO)
         with Session(self.engine) as session:
@@ -555,6 +573,13 @@ class LedgerRun:
         self.model.orders[invoice.order].net -= gross
         self.customer_of(invoice).credited += gross
         self.model.notes[key] = number
+        reversed_ = min(invoice.written_off, gross)  # credited, so no longer written off: that much is reversed
+        if reversed_ > 0:
+            invoice.written_off -= reversed_
+            invoice.open += reversed_
+            self.model.orders[invoice.order].net += reversed_
+            self.customer_of(invoice).written_off -= reversed_
+            event("credit note after a write-off")
 
     def op_write_off(self) -> None:
         """Write off what an invoice leaves open (refused when nothing is, for a credit note, without a reason)."""
@@ -576,6 +601,7 @@ class LedgerRun:
         assert amount == invoice.open
         self.customer_of(invoice).written_off += amount
         self.model.orders[invoice.order].net -= amount
+        invoice.written_off += amount
         invoice.open = ZERO
         event("written off")
 

@@ -105,7 +105,7 @@ async def test_the_same_key_for_another_refund_is_rejected(
 ) -> None:
     request = refund_request("10.00")
     first = await provider.refund(request)
-    with pytest.raises(RefundRejected, match="409.*same parameters"):
+    with pytest.raises(RefundRejected, match="400.*same parameters"):
         await provider.refund(refund_request("20.00", key=request.key, payment_reference=request.payment_reference))
     [item] = await stored(http, pay_url, request.key)
     assert (item["id"], item["amount"], item["submissions"]) == (first.provider_ref, "10.00", 1)

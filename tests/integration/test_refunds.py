@@ -20,7 +20,7 @@ from core.config import Settings
 from core.db import read_only, unit_of_work
 from models.contracts import RefundView
 from models.status import OrderStatus, RefundState
-from models.tables import LedgerEntry, Notification, Refund
+from models.tables import ApprovalRecord, LedgerEntry, Notification, Refund
 from services import order_commands
 from services.errors import Refused
 from services.queries.finance import refunds_due, refunds_to_approve
@@ -120,17 +120,24 @@ async def test_a_refund_over_the_approval_amount_waits_for_a_signed_finance_deci
         assert not [r for r in await _provider_refunds(settings) if r["idempotency_key"] == f"refund:{number}"]
         with pytest.raises(Refused) as unsigned:  # signed with another secret: the worker's guard refuses it
             await order_commands.decide_refund(
-                client, number, user="fiona", role="finance", decision="approve", comment="", secret="not-the-secret"
+                client,
+                engine,
+                number,
+                user="fiona",
+                role="finance",
+                decision="approve",
+                comment="",
+                secret="not-the-secret",
             )
         assert unsigned.value.kind == ErrorType.UNSIGNED_DECISION
         with pytest.raises(Refused) as sales:
             await order_commands.decide_refund(
-                client, number, user="alice", role="sales", decision="approve", comment="",
+                client, engine, number, user="alice", role="sales", decision="approve", comment="",
                 secret=settings.decision_secret,
             )  # fmt: skip
         assert sales.value.kind == ErrorType.FORBIDDEN
         decided = await order_commands.decide_refund(
-            client, number, user="fiona", role="finance", decision="approve", comment="ok",
+            client, engine, number, user="fiona", role="finance", decision="approve", comment="ok",
             secret=settings.decision_secret,
         )  # fmt: skip
         assert decided.decided_by == "fiona"
@@ -139,6 +146,14 @@ async def test_a_refund_over_the_approval_amount_waits_for_a_signed_finance_deci
     with Session(engine) as session:
         refund = session.get(Refund, number)
         assert refund is not None and (refund.state, refund.decided_by) == (RefundState.MADE, "fiona")
+        refused = session.exec(
+            select(ApprovalRecord).where(ApprovalRecord.order_no == number, col(ApprovalRecord.accepted).is_(False))
+        ).all()
+    # both refusals audited on the order: the forged signature by the worker's guard, the sales rep's by the API path
+    assert {(r.by, r.refusal_reason.startswith("refund decision:")) for r in refused} == {
+        ("fiona", True),
+        ("alice", True),
+    }
     assert _ledger(engine, number)[-1] == ("refund", D("998.00"))
 
 
