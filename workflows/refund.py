@@ -59,6 +59,7 @@ class RefundPayment:
             await run_step(RECORDING, RefundSteps.record_refund_decision, taken)
             if decision.decision == "reject":
                 self._show(RefundState.DECLINED, decided_by=decision.by)
+                await workflow.wait_condition(workflow.all_handlers_finished)  # the decide update answers first
                 return self.view
             self._show(RefundState.APPROVED, decided_by=decision.by)
         payout = RefundPayout(

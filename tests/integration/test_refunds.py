@@ -185,3 +185,34 @@ async def test_a_refund_the_provider_refuses_is_left_for_finance_to_make_by_hand
             "fiona",
         )
     assert _ledger(engine, number) == [("payment", D("-998.00")), ("refund", D("998.00"))]
+
+
+async def test_a_refund_finance_declines_pays_nothing_and_says_why(
+    client: Client, engine: Engine, tmp_path: Path, simulator_url: str, task_queue: str
+) -> None:
+    settings = make_settings(tmp_path, simulator_url, task_queue=task_queue, refund_approval_over=D("500.00"))
+    number = _number("REFUND-DECLINED")
+    async with running_worker(client, engine, settings, task_queue):
+        await _paid_then_cancelled(client, number, task_queue, reference=f"BANK-{number}")
+        await _refund_state(client, number, RefundState.AWAITING_APPROVAL)
+        with pytest.raises(Refused) as silent:
+            await order_commands.decide_refund(
+                client, engine, number, user="fiona", role="finance", decision="reject", comment=" ",
+                secret=settings.decision_secret,
+            )  # fmt: skip
+        assert silent.value.kind == ErrorType.INVALID
+        declined = await order_commands.decide_refund(
+            client, engine, number, user="fiona", role="finance", decision="reject",
+            comment="paid back by the shop in cash", secret=settings.decision_secret,
+        )  # fmt: skip
+        assert (declined.state, declined.decided_by) == (RefundState.DECLINED, "fiona")
+        result = await client.get_workflow_handle(refund_workflow_id(number), result_type=RefundView).result()
+    assert result.state == RefundState.DECLINED
+    assert not [r for r in await _provider_refunds(settings) if r["idempotency_key"] == f"refund:{number}"]
+    with Session(engine) as session:
+        refund = session.get(Refund, number)
+        assert refund is not None and (refund.state, refund.why) == (
+            RefundState.DECLINED,
+            "paid back by the shop in cash",
+        )
+    assert _ledger(engine, number) == [("payment", D("-998.00"))]  # nothing paid back through us
