@@ -24,6 +24,7 @@ from models.tables import LedgerEntry, SalesOrder
 from services import order_commands
 from services.billing.payments import open_invoices
 from tests.support.read_model import add_order
+from tests.support.refunds import refund_finished
 from tests.support.waiting import wait_for_status
 from worker import running_worker
 from workflows.contract import order_workflow_id
@@ -66,6 +67,7 @@ async def cancel_in_the_warehouse(client: Client, order_no: str) -> None:
     await wait_for_status(handle, OrderStatus.PICKING)
     await order_commands.cancel(client, order_no, reason="test over")
     await handle.result()
+    await refund_finished(client, order_no)  # a paid order's refund, too
 
 
 async def test_a_shopify_order_is_taken_once_and_forgeries_change_nothing(

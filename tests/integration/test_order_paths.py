@@ -46,6 +46,7 @@ from services.users import add_user
 from tests.support.automations import dispatching, runs_of, worker_and_default_rules
 from tests.support.cleanup import StartedOrders
 from tests.support.orders import SHANGHAI, make_order
+from tests.support.refunds import refund_finished
 from tests.support.waiting import wait_for_status, wait_until_parked
 from tests.support.workers import running_worker_with
 from worker import running_worker
@@ -141,7 +142,9 @@ async def cancel_and_finish(
     """End an order that is parked waiting for people, so nothing is left running on the shared server."""
     state = await order_commands.cancel(client, number, reason="test over", by="olga")
     assert state.status == OrderStatus.CANCELLED
-    return await handle.result()
+    result = await handle.result()
+    await refund_finished(client, number)  # a paid order's refund, too
+    return result
 
 
 # --- approvals ------------------------------------------------------------------------------------
