@@ -21,9 +21,9 @@ from domain.billing import ZERO, refund_needs_approval
 from models.contracts import RefundDecision, RefundOpened, RefundPaid
 from models.sqltypes import MoneyCents
 from models.status import NoticeKind, OrderStatus, RefundState
-from models.tables import Invoice, LedgerEntry, Refund, SalesOrder
-from services.billing.credit_notes import issue_credit_note
+from models.tables import LedgerEntry, Refund, SalesOrder
 from services.billing.ledger import book
+from services.billing.triggers import credit_unshipped
 from services.errors import CommandError
 from services.notify.writer import NoticeWriter
 
@@ -52,7 +52,7 @@ def open_refund(
     if order is None:
         raise CommandError(f"unknown order {order_no}")
     if order.status in NOTHING_DELIVERED:
-        _credit_what_was_billed(session, order, now, zone)
+        credit_unshipped(session, order, now, zone)
     amount = held(session, order_no)
     if amount <= 0:
         return RefundOpened(state="none", currency=order.currency)
@@ -118,7 +118,7 @@ def record_refund(session: Session, order_no: str, *, reference: str, by: str, a
         raise CommandError(f"the refund of order {order_no} is {state}: its workflow pays it, not finance by hand")
     if refund is None:
         if order.status in NOTHING_DELIVERED:
-            _credit_what_was_billed(session, order, at, UTC)
+            credit_unshipped(session, order, at, UTC)
         refund = Refund(order_no=order_no, amount=held(session, order_no) or order.total, currency=order.currency,
                         requested_at=at)  # fmt: skip
     refund.state, refund.method, refund.reference = RefundState.MADE, "manual", reference[:200]
@@ -145,19 +145,6 @@ def _book_refund(session: Session, refund: Refund, *, by: str, at: datetime) -> 
         session, key=f"refund:{refund.order_no}", customer_id=order.customer_id, kind="refund", amount=amount,
         currency=refund.currency, at=at, order_no=refund.order_no, reference=refund.reference, by=by,
     )  # fmt: skip
-
-
-def _credit_what_was_billed(session: Session, order: SalesOrder, now: datetime, zone: tzinfo) -> None:
-    for invoice in session.exec(
-        select(Invoice).where(Invoice.order_no == order.order_no, Invoice.kind == "invoice").order_by(col(Invoice.seq))
-    ):
-        try:
-            issue_credit_note(
-                session, key=f"credit:stopped:{invoice.invoice_no}", invoice_no=invoice.invoice_no,
-                reason=f"order {order.order_no} {order.status.lower()}", now=now, zone=zone,
-            )  # fmt: skip
-        except CommandError:  # credited in full already
-            pass
 
 
 def _opened(session: Session, refund: Refund, approval_over: Decimal) -> RefundOpened:

@@ -365,6 +365,15 @@ def products() -> None:
         emit(products_view(session), ["sku", "name", "unit_price", "available"], "Products")
 
 
+def _read_text(file: str) -> tuple[Path, str]:
+    """A file finance hands the CLI (a statement, a remittance), as UTF-8 text; a clear error when it cannot be."""
+    path = Path(file)
+    try:
+        return path, path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {file}: {exc}") from None
+
+
 @payments_app.command("import")
 @command
 async def payments_import(
@@ -372,11 +381,7 @@ async def payments_import(
     by: Annotated[str, typer.Option("--as", help="Who imports it (finance).")] = "cli",
 ) -> None:
     """Import a bank statement: each new line matched to the invoices it pays and booked, the rest queued."""
-    path = Path(file)
-    try:
-        text = path.read_text(encoding="utf-8")  # noqa: ASYNC240 (CLI, one file)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"cannot read {file}: {exc}") from None
+    path, text = _read_text(file)
     db = engine()
 
     def book() -> Imported:
@@ -398,11 +403,7 @@ async def payments_cod_remittance(
     by: Annotated[str, typer.Option("--as", help="Who imports it (finance).")] = "cli",
 ) -> None:
     """Import a carrier's cash-on-delivery remittance: each parcel's collection booked once, the rest listed."""
-    path = Path(file)
-    try:
-        text = path.read_text(encoding="utf-8")  # noqa: ASYNC240 (CLI, one file)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CliError(f"cannot read {file}: {exc}") from None
+    path, text = _read_text(file)
     lines = parse_remittance(text)
     db = engine()
 

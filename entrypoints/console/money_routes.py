@@ -42,7 +42,7 @@ from services.billing.ageing import ageing
 from services.billing.bank import import_statement, match_by_hand, to_match
 from services.billing.invoice_document import invoice_pdf, load_document, money, rate
 from services.billing.payments import record_payment, settled
-from services.billing.reconciliation import reconcile
+from services.billing.reconciliation import Reconciliation, reconcile
 from services.errors import CommandError
 from services.queries.invoices import InvoiceState, invoice_rows
 from services.queries.order_list import may_see
@@ -228,8 +228,7 @@ def money_router() -> APIRouter:
             return not_found(request, "not_yours")
         first, last = _period(start, end)
         try:
-            with read_only(engine) as session:
-                report = reconcile(session, _midnight(first), _midnight(last))
+            report = _reconcile(engine, first, last)
         except CommandError as exc:
             return page(
                 request, "finance_reconciliation.html",
@@ -252,8 +251,7 @@ def money_router() -> APIRouter:
             return not_found(request, "not_yours")
         first, last = _period(start, end)
         try:
-            with read_only(engine) as session:
-                report = reconcile(session, _midnight(first), _midnight(last))
+            report = _reconcile(engine, first, last)
         except CommandError as exc:
             return Response(str(exc), status.HTTP_422_UNPROCESSABLE_CONTENT, media_type="text/plain")
         name = quote(f"reconciliation-{first.isoformat()}-{last.isoformat()}.csv")
@@ -323,6 +321,12 @@ def _period(start: date | None, end: date | None) -> tuple[date, date]:
     """The period shown: [from, to) in UTC days; by default the month so far (to tomorrow)."""
     last = end or now().date() + timedelta(days=1)
     return start or (last - timedelta(days=1)).replace(day=1), last
+
+
+def _reconcile(engine: EngineDep, first: date, last: date) -> Reconciliation:
+    """The report of [first, last) in UTC days (CommandError when the period ends before it starts)."""
+    with read_only(engine) as session:
+        return reconcile(session, _midnight(first), _midnight(last))
 
 
 def _midnight(day: date) -> datetime:

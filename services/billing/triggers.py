@@ -16,7 +16,7 @@ Everything is keyed (invoice keys, the payment's reference, credit note keys): a
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, tzinfo
 from decimal import Decimal
 
 from sqlalchemy import func
@@ -89,6 +89,12 @@ def on_stopped(session: Session, order: SalesOrder, policy: InvoicePolicy, now: 
     """The order ended cancelled, rejected or failed. If nothing of it left a warehouse, whatever it was billed
     (an `approval/order` invoice) is credited in full, paid or not: it owes nothing for goods it never got (a
     prepayment then stands as money to refund). Parcels that did leave are credited as they fail (on_parcel_end)."""
+    credit_unshipped(session, order, now, policy.zone)
+
+
+def credit_unshipped(session: Session, order: SalesOrder, now: datetime, zone: tzinfo) -> None:
+    """Credit in full the invoices of an order nothing of which was shipped (once each, whoever asks: the stop's
+    record, or a refund opened for a run that stopped before this was done at the stop)."""
     if session.exec(select(Shipment.id).where(Shipment.order_no == order.order_no)).first() is not None:
         return
     for invoice in session.exec(
@@ -98,7 +104,7 @@ def on_stopped(session: Session, order: SalesOrder, policy: InvoicePolicy, now: 
             issue_credit_note(
                 session, key=f"credit:stopped:{invoice.invoice_no}", invoice_no=invoice.invoice_no,
                 reason=f"order {order.order_no} {order.status.lower()} before anything was shipped", now=now,
-                zone=policy.zone,
+                zone=zone,
             )  # fmt: skip
         except CommandError:  # credited in full already
             pass
