@@ -48,6 +48,7 @@ from core.logging import configure_logging
 from core.migrate import upgrade
 from core.secrets import runtime_settings
 from core.temporal import connect
+from services import order_facts
 from services.audit import auditing
 from services.automation.dispatcher import running_dispatcher
 from services.automation.store import load_file
@@ -191,6 +192,9 @@ async def main() -> None:
     log = structlog.get_logger("worker")
     engine = make_engine(settings.effective_database_url, pool_size=settings.worker_activity_threads + 4)
     upgrade(engine)
+    # Orders registered before the KPI read model existed (migration 0018) get their facts once.
+    if rebuilt := order_facts.rebuild(engine, settings.business_zone, only_missing=True):
+        log.info("order facts derived", orders=rebuilt)
     # The default automations the database does not have yet (an edited rule is never overridden).
     load_file(engine, settings.automations_file, by="worker", now=datetime.now(UTC), only_new=True)
     apart = settings.outbox_process == "child"

@@ -33,6 +33,7 @@ from models.tables import (
 )
 from rules.automation import EventKind
 from services.automation.events import record_event
+from services.order_facts import record_first_allocation
 from services.queries.availability import levels_of, lots_of
 from services.replenishment import request_stock
 from workflows.steps import InventorySteps
@@ -93,6 +94,7 @@ class InventoryActivities(DbActivities, InventorySteps):
             if not plan.complete:
                 self.log.info("short", shortages=plan.shortages)
                 self._request(session, backorder_needs(plan.shortages, rank[0], levels), inp.order_no)
+                record_first_allocation(session, inp.order_no, plan.shortages)
                 return AllocateOutcome(allocations=[], shortages=plan.shortages)
             for alloc in plan.allocations:
                 session.add(
@@ -116,6 +118,7 @@ class InventoryActivities(DbActivities, InventorySteps):
             touched = {(alloc.sku, alloc.warehouse) for alloc in plan.allocations}
             self._announce_levels(session, inp.order_no, left, plan.allocations, levels, now)
             self._request(session, reorder_needs({k: v for k, v in left.items() if k in touched}, levels), inp.order_no)
+            record_first_allocation(session, inp.order_no, {})
             session.flush()
             result = list(plan.allocations)
         self.log.info("locked", reservations=len(result))

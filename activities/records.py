@@ -11,11 +11,13 @@ from models.contracts import ApprovalAudit, RegisterOrderInput, TransitionInput
 from models.status import AWAITING_DECISION, NEVER_BILLED, OrderStatus
 from models.tables import ApprovalRecord, Customer, OrderEvent, SalesOrder
 from rules.automation import EventKind
+from services import order_facts
 from services.automation.events import record_event
 from services.billing.invoices import InvoicePolicy
 from services.billing.ledger import book_prepayment
 from services.billing.triggers import on_approved, on_stopped
 from services.links import void_approval_links
+from services.order_facts import add_lines, dispatch_promise
 from workflows.contract import order_workflow_id
 from workflows.steps import RecordSteps
 
@@ -48,15 +50,18 @@ class RecordActivities(DbActivities, RecordSteps):
                     invoice_policy=str(
                         InvoicePolicy.of(self.settings).timing_for(session, order.customer_id, order.channel)
                     ),
+                    dispatch_by=dispatch_promise(inp.received_at, self.settings.dispatch_promise),
                 )
             )
             session.add(OrderEvent(order_no=order.order_no, seq=1, status=OrderStatus.RECEIVED, at=inp.received_at))
+            add_lines(session, order)
             if order.payment.paid:  # paid at the channel before it reached us: the customer's money is in hand
                 book_prepayment(session, order.order_no, order.customer_id, order.total, order.currency,
                                 at=inp.received_at, reference=f"{order.channel} payment", by=order.channel)  # fmt: skip
             record_event(
                 session, EventKind.ORDER_CREATED, order.order_no, f"created:{order.order_no}", {}, inp.received_at
             )
+            order_facts.refresh(session, order.order_no, self.settings.business_zone)
         self.log.info("order registered", total=str(order.total))
 
     @activity.defn
@@ -107,6 +112,7 @@ class RecordActivities(DbActivities, RecordSteps):
             if inp.status in NEVER_BILLED:  # what it was billed for goods it never got is credited
                 on_stopped(session, order, InvoicePolicy.of(self.settings), inp.at)
             session.add(order)
+            order_facts.refresh(session, inp.order_no, self.settings.business_zone)
         self.log.info("status", status=inp.status.value, seq=inp.seq)
 
     @staticmethod

@@ -8,6 +8,7 @@ once whoever gets there first. The attempt that finds the work done does nothing
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -21,6 +22,7 @@ from integrations.carriers.registry import KNOWN_CARRIERS
 from models.contracts import DispatchRecord
 from models.tables import PickList, Reservation, ReservationState, SalesOrder, Shipment, StockLot, utcnow
 from rules.automation import EventKind
+from services import order_facts
 from services.automation.events import record_event
 from services.billing.invoices import Billed, InvoicePolicy
 from services.billing.triggers import on_dispatched
@@ -74,7 +76,8 @@ class ShippingActivities(DbActivities, ShippingSteps):
                 .where(col(PickList.order_no) == inp.order_no, col(PickList.warehouse) == inp.warehouse)
                 .values(state="shipped")
             )
-            _insert_shipment_once(session, self.engine, inp)
+            promised_by = inp.at + timedelta(days=self.settings.promise_days(inp.carrier))
+            _insert_shipment_once(session, self.engine, inp, promised_by)
             _refuse_another_orders_parcel(session, inp)  # the number may have been taken while we worked
             # The parcel's invoice (by the order's invoice policy), with the stock it consumed: both or neither (an
             # attempt behind finds the reservations consumed and bills nothing; the key would refuse a second one).
@@ -87,6 +90,7 @@ class ShippingActivities(DbActivities, ShippingSteps):
                 data = {"tracking_no": inp.tracking_no, "carrier": inp.carrier, "warehouse": inp.warehouse}
                 key = f"dispatched:{inp.order_no}:{inp.carrier}:{inp.tracking_no}"
                 record_event(session, EventKind.PARCEL_DISPATCHED, inp.order_no, key, data, now)
+            order_facts.refresh(session, inp.order_no, self.settings.business_zone)
         self.log.info("dispatched", warehouse=inp.warehouse, carrier=inp.carrier, tracking_no=inp.tracking_no)
 
 
@@ -102,7 +106,7 @@ def _refuse_another_orders_parcel(session: Session, inp: DispatchRecord) -> None
         )
 
 
-def _insert_shipment_once(session: Session, engine: Engine, inp: DispatchRecord) -> None:
+def _insert_shipment_once(session: Session, engine: Engine, inp: DispatchRecord, promised_by: datetime) -> None:
     """INSERT ... ON CONFLICT DO NOTHING on (carrier, tracking_no): the second attempt finds the row, not an error."""
     dialect = postgresql if is_postgres(engine) else sqlite
     session.exec(
@@ -114,6 +118,7 @@ def _insert_shipment_once(session: Session, engine: Engine, inp: DispatchRecord)
             tracking_no=inp.tracking_no,
             status="PENDING",
             dispatched_at=inp.at,
+            promised_by=promised_by,
         )
         .on_conflict_do_nothing(index_elements=["carrier", "tracking_no"])
     )

@@ -108,6 +108,13 @@ class CarrierSettings(BaseModel):
     # Where carriers reach our webhooks (the API's public base URL). Set: parcels of carriers that take a
     # per-parcel callback (Kuaidi100) are subscribed at dispatch, so news is pushed; polling stays as backstop.
     public_api_url: str = ""
+    # What each carrier promises: delivered within this many days of dispatch (the carriers' on-time KPI); a carrier
+    # not listed promises carrier_promise_default_days. Fixed on the parcel when it is dispatched.
+    carrier_promise_days: dict[str, int] = {}
+    carrier_promise_default_days: int = Field(3, ge=1)
+
+    def promise_days(self, carrier: str) -> int:
+        return self.carrier_promise_days.get(carrier, self.carrier_promise_default_days)
 
 
 class NotifySettings(BaseModel):
@@ -262,6 +269,9 @@ class PolicySettings(BaseModel):
     tracking_give_up_after: timedelta = timedelta(days=30)  # no news this long: the parcel is EXPIRED
     # Ops' exceptions page lists a parcel on its way with no carrier news for this long (well before it stalls).
     parcel_quiet_after: timedelta = timedelta(hours=24)
+    # What we promise the customer: the order leaves the warehouse within this long of reaching us (the on-time
+    # dispatch KPI); fixed on the order when it is registered.
+    dispatch_promise: timedelta = timedelta(hours=48)
     # Where the business's days begin and end (an out-of-office span's days), an IANA name such as Asia/Shanghai.
     business_time_zone: str = "UTC"
     # The longest out-of-office span one substitution may cover.

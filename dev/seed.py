@@ -65,6 +65,26 @@ _PRODUCT_NAMES = [
     ("SKU-1024", "手写笔", "299.00"),
 ]
 DISCONTINUED_SKU = "SKU-1099"
+# The product lines the cockpit groups by (SKU number ranges of the list above).
+PRODUCT_LINES = [
+    (1001, 1007, "外设 peripherals"),
+    (1008, 1009, "办公家具 furniture"),
+    (1010, 1012, "办公设备 office equipment"),
+    (1013, 1017, "网络与存储 network & storage"),
+    (1018, 1020, "电脑与影音 computers & AV"),
+    (1021, 1024, "办公用品 supplies"),
+]
+COST_SHARE = Decimal("0.62")  # what a unit costs us, of its list price
+
+
+def product_line(sku: str) -> str:
+    number = int(sku.removeprefix("SKU-"))
+    return next((line for low, high, line in PRODUCT_LINES if low <= number <= high), "general")
+
+
+def unit_cost(price: str) -> Decimal:
+    return (Decimal(price) * COST_SHARE).quantize(Decimal("0.01"))
+
 
 # customer_id, name, region, e-mail, credit limit, opening receivables (an opening entry in the ledger), first order
 # still to come
@@ -159,7 +179,16 @@ def seed(engine: Engine, *, console_passwords: bool = True) -> SeedReport:
                 RegionDistance(from_region=b, to_region=a, distance=km),
             ]
         add_missing("region_distances", distances, lambda d: (d.from_region, d.to_region))
-        products = [Product(sku=sku, name=name, unit_price=Decimal(price)) for sku, name, price in _PRODUCT_NAMES]
+        products = [
+            Product(
+                sku=sku,
+                name=name,
+                unit_price=Decimal(price),
+                product_line=product_line(sku),
+                unit_cost=unit_cost(price),
+            )
+            for sku, name, price in _PRODUCT_NAMES
+        ]
         products.append(Product(sku=DISCONTINUED_SKU, name="停产型号", unit_price=Decimal("99.00"), active=False))
         add_missing("products", products, lambda p: p.sku)
         customers = [

@@ -44,6 +44,9 @@ class Product(SQLModel, table=True):
     active: bool = True
     tax_class: str = Field(default="standard", max_length=16)  # its VAT rate: ORDERFLOW_TAX_RATES
     reorder_level: int = 50
+    # The product line the cockpit groups sales and stock by (data, kept with the product; the KPIs read it live).
+    product_line: str = Field(default="general", max_length=64, sa_column_kwargs={"server_default": "general"})
+    unit_cost: Decimal | None = Field(default=None, sa_type=MoneyCents)  # what a unit costs us (inventory turnover)
 
 
 class Warehouse(SQLModel, table=True):
@@ -270,6 +273,86 @@ class SalesOrder(SQLModel, table=True):
     # The invoice policy it is billed by (`point/per`), fixed when it is registered: a policy changed later applies
     # to later orders, never half to one in flight. None: registered before it was kept (read live).
     invoice_policy: str | None = Field(default=None, max_length=32)
+    # By when it is promised to leave the warehouse (registered + ORDERFLOW_DISPATCH_PROMISE, fixed at intake like
+    # the invoice policy); None: registered before promises were kept (the KPIs then count it as not promised).
+    dispatch_by: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class OrderLineRow(SQLModel, table=True):
+    """An order's lines as registered (the payload's, queryable): what the sales and fill-rate KPIs count.
+    `short_first` is what the first allocation attempt could not find of the line (0: all of it was there;
+    None: allocation has not been tried), written by that attempt."""
+
+    __tablename__ = "order_lines"
+    order_no: str = Field(primary_key=True, max_length=64)
+    line_no: int = Field(primary_key=True)
+    sku: str = Field(index=True, max_length=64)
+    qty: int
+    unit_price: Decimal = Field(sa_type=MoneyCents)
+    amount: Decimal = Field(sa_type=MoneyCents)  # qty × unit_price, tax included as the order states it
+    short_first: int | None = None
+
+
+class OrderFacts(SQLModel, table=True):
+    """One row per order, derived from its order row, events, lines and shipments by services/order_facts.py in
+    the transaction of every status change: the cockpit's KPIs are aggregates over it (docs/kpis.md). Being
+    recomputed from the sources each time, it is exact whatever order the news arrives in, and can be rebuilt."""
+
+    __tablename__ = "order_facts"
+    order_no: str = Field(primary_key=True, max_length=64)
+    received_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    received_day: date = Field(index=True)  # in the business's time zone
+    channel: str = Field(max_length=64)
+    region: str = Field(default="", max_length=64)  # the ship-to region
+    sales_rep: str = Field(index=True, max_length=64)
+    customer_id: str = Field(max_length=64)
+    currency: str = Field(max_length=3)
+    total: Decimal = Field(sa_type=MoneyCents)
+    status: str = Field(index=True, max_length=32)
+    status_since: datetime = Field(sa_type=UTCDateTime)  # when it entered its current status
+    lines: int
+    units: int
+    units_shipped: int = 0
+    lines_short_first: int | None = None  # lines the first allocation attempt could not fill (None: not tried)
+    units_short_first: int | None = None
+    backordered: bool = False  # was BACKORDERED at some point
+    returned: bool = False  # a parcel of it was refused, returned or given up on
+    dispatch_by: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    approved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    dispatched_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)  # its first parcel
+    delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)  # a terminal status reached
+    cycle_seconds: float | None = None  # received → COMPLETED
+    approval_wait_seconds: float | None = None  # in CREDIT_HOLD and AWAITING_APPROVAL, all visits
+    approval_ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # the last of those waits ended
+
+
+class OrderStageTime(SQLModel, table=True):
+    """How long an order spent in one status (all its visits), and when it last left it (None: it is there now or
+    the status is terminal). Derived with OrderFacts."""
+
+    __tablename__ = "order_stage_times"
+    __table_args__ = (Index("ix_order_stage_times_left", "stage", "left_at"),)
+    order_no: str = Field(primary_key=True, max_length=64)
+    stage: str = Field(primary_key=True, max_length=32)
+    seconds: float
+    entered_at: datetime = Field(sa_type=UTCDateTime)  # its first visit
+    left_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
+
+
+class Dashboard(SQLModel, table=True):
+    """A cockpit a member of staff composed from the KPI catalogue (services/dashboards.py checks `definition`):
+    theirs alone, or shared with everyone of `shared_role`."""
+
+    __tablename__ = "dashboards"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    owner: str = Field(index=True, max_length=64)
+    shared_role: str | None = Field(default=None, index=True, max_length=32)
+    definition: dict[str, Any] = Field(sa_type=JSON)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
+    updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime)
 
 
 class OrderEvent(SQLModel, table=True):
@@ -327,7 +410,10 @@ class Shipment(SQLModel, table=True):
     status: str = Field(default="PENDING", max_length=32)
     signed_by: str | None = Field(default=None, max_length=200)
     signed_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    dispatched_at: datetime = Field(sa_type=UTCDateTime)
+    dispatched_at: datetime = Field(sa_type=UTCDateTime, index=True)
+    # By when the carrier promised to deliver it (dispatch + its ORDERFLOW_CARRIER_PROMISE_DAYS), fixed at dispatch.
+    promised_by: datetime | None = Field(default=None, sa_type=UTCDateTime)
+    ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)  # signed for, or back / lost
 
 
 class TrackingEvent(SQLModel, table=True):

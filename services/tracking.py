@@ -15,6 +15,7 @@ from models.tables import Shipment, TrackingEvent, utcnow
 from models.text import strip_unstorable
 from models.tracking import TrackingSnapshot
 from rules.automation import EventKind
+from services import order_facts
 from services.automation.events import record_event
 from services.billing.invoices import InvoicePolicy
 from services.billing.triggers import UNDELIVERED, on_parcel_end
@@ -79,9 +80,14 @@ def record_snapshot(engine: Engine, snapshot: TrackingSnapshot, policy: InvoiceP
             if moved == TrackingStatus.DELIVERED:
                 shipment.signed_by = strip_unstorable(snapshot.signed_by)[:200] if snapshot.signed_by else None
                 shipment.signed_at = snapshot.signed_at
+            if moved == TrackingStatus.DELIVERED or moved in UNDELIVERED:
+                # When it ended as the carrier tells it: signed for, or its newest news (for the carriers' KPIs).
+                last_news = max((at for _, at in seen), default=None)
+                shipment.ended_at = shipment.signed_at or last_news or utcnow()
             session.add(shipment)
             if moved == TrackingStatus.DELIVERED or moved in UNDELIVERED:
                 on_parcel_end(session, shipment, moved, policy, utcnow())  # booked when we learn of it
+                order_facts.refresh(session, shipment.order_no, None)  # a parcel back: the order was returned
     return added
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 
 from core.db import unit_of_work
 from models.status import OrderStatus
-from models.tables import SalesOrder
+from models.tables import OrderEvent, SalesOrder
+from services import order_facts
+from services.order_facts import add_lines
 from tests.support.orders import make_order
 
 DAY = datetime(2026, 11, 20, 9, tzinfo=UTC)
@@ -28,3 +32,36 @@ def add_order(
                 payload=order.model_dump(mode="json"), content_hash=order.content_hash(), created_at=at, updated_at=at,
             )
         )  # fmt: skip
+
+
+def add_order_with_history(
+    engine: Engine,
+    number: str,
+    steps: Sequence[tuple[str, float]],
+    *,
+    rep: str = "alice",
+    lines: list[tuple[str, int, str]] | None = None,
+    start: datetime = DAY,
+    channel: str = "web",
+) -> None:
+    """An order as the workflow would leave it: its row, lines and one event per (status, minutes after `start`),
+    with the KPI read model derived by services/order_facts.py."""
+    order = make_order(number, lines or [("SKU-1001", 1, "10.00")]).model_copy(
+        update={"sales_rep": rep, "channel": channel}
+    )
+    last = steps[-1][0] if steps else OrderStatus.RECEIVED.value
+    with unit_of_work(engine) as session:
+        session.add(
+            SalesOrder(
+                order_no=number, workflow_id=f"order-{number}", customer_id=order.customer_id, channel=channel,
+                sales_rep=rep, order_type=order.order_type.value, payment_method=order.payment.method.value,
+                currency=order.currency, total=order.total, status=last, paid=False,
+                payload=order.model_dump(mode="json"), content_hash=order.content_hash(), created_at=start,
+                updated_at=start + timedelta(minutes=steps[-1][1] if steps else 0),
+                dispatch_by=start + timedelta(hours=48),
+            )
+        )  # fmt: skip
+        add_lines(session, order)
+        for seq, (status, minutes) in enumerate(steps, start=1):
+            session.add(OrderEvent(order_no=number, seq=seq, status=status, at=start + timedelta(minutes=minutes)))
+        order_facts.refresh(session, number, ZoneInfo("UTC"))
