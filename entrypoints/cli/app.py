@@ -31,6 +31,7 @@ from core.db import make_engine, read_only, unit_of_work
 from core.migrate import ensure_current
 from core.secrets import runtime_settings
 from core.temporal import connect
+from domain.kpis import shown
 from entrypoints.cli.output import emit, fail, force_json, wants_json
 from models.contracts import OrderState
 from models.order import Order
@@ -52,9 +53,9 @@ from services.billing.invoices import InvoicePolicy, backfill
 from services.billing.reconciliation import reconcile as reconcile_period
 from services.errors import CommandError, OrderNotFound
 from services.notify.writer import NoticeWriter
+from services.queries import kpi_request, kpis
 from services.queries.customers import customers_view
 from services.queries.inventory import inventory_view
-from services.queries.kpis import kpi_report
 from services.queries.order_view import order_view
 from services.queries.products import products_view
 from services.queries.requisitions import requisitions_view
@@ -607,17 +608,64 @@ def customers() -> None:
 
 @app.command()
 @command
-def report() -> None:
-    """KPIs: orders by status, lead time, mean seconds per stage."""
+def report(
+    period: Annotated[str, typer.Option(help="today, 7d, 30d, 90d, 365d or mtd (or --from/--to).")] = "30d",
+    first: Annotated[str, typer.Option("--from", help="First business day, YYYY-MM-DD.")] = "",
+    last: Annotated[str, typer.Option("--to", help="Last business day, YYYY-MM-DD (inclusive).")] = "",
+    channel: Annotated[str, typer.Option(help="Only this channel.")] = "",
+    region: Annotated[str, typer.Option(help="Only this ship-to region.")] = "",
+    warehouse: Annotated[str, typer.Option(help="Only this warehouse.")] = "",
+    carrier: Annotated[str, typer.Option(help="Only this carrier.")] = "",
+    product_line: Annotated[str, typer.Option(help="Only this product line.")] = "",
+    sales_rep: Annotated[str, typer.Option(help="Only this sales rep's orders.")] = "",
+    currency: Annotated[str, typer.Option(help="Money KPIs count orders in this currency.")] = "CNY",
+    kpi: Annotated[str, typer.Option(help="Comma-separated KPI ids (default: all; docs/kpis.md).")] = "",
+    by: Annotated[str, typer.Option(help="Break --kpi (one) down by a dimension: day, week, channel, stage …")] = "",
+    as_user: Annotated[str, typer.Option("--as", help="Count only what this user may see (their scope).")] = "",
+) -> None:
+    """The KPIs of the cockpit (docs/kpis.md) for a period and filters, with the previous period's and the trend;
+    `--kpi K --by D` breaks one down. Rich tables in a terminal, JSON otherwise."""
+    zone = settings().business_zone
+    params = {"period": period, "from": first, "to": last, "channel": channel, "region": region,
+              "warehouse": warehouse, "carrier": carrier, "product_line": product_line, "sales_rep": sales_rep,
+              "currency": currency}  # fmt: skip
+    now = datetime.now(UTC)
     with read_only(engine()) as session:
-        kpis = kpi_report(session)
+        scope = kpis.EVERYTHING
+        if as_user:
+            user = session.get(User, as_user)
+            if user is None:
+                raise CommandError(f"no user {as_user!r}")
+            scope = kpis.scope_of(session, user)
+        ask = kpis.Ask(kpi_request.filters_of(params, zone, now), scope, zone, now)
+        if by:
+            wanted = kpi_request.kpis_of(kpi) or []
+            if len(wanted) != 1:
+                raise CommandError("--by breaks down one KPI: name it with --kpi")
+            chart = kpis.breakdown(session, ask, wanted[0], kpi_request.breakdown_of(wanted[0], by))
+            if wants_json():
+                emit(chart)
+                return
+            rows = [{chart["by"]: r["key"], chart["title"]: shown(chart["unit"], r["value"])} for r in chart["rows"]]
+            emit(rows, [chart["by"], chart["title"]], f"{chart['title']} by {chart['by']} · {_span(chart['period'])}")
+            return
+        figures = kpis.report(session, ask, kpi_request.kpis_of(kpi))
     if wants_json():
-        emit(kpis)
+        emit(figures)
         return
-    rows = [{"metric": f"orders {status}", "value": n} for status, n in sorted(kpis["orders_by_status"].items())]
-    rows += [{"metric": f"lead time {p} (s)", "value": v} for p, v in kpis["lead_time_seconds"].items()]
-    rows += [{"metric": f"mean s in {stage}", "value": v} for stage, v in kpis["mean_stage_seconds"].items()]
-    emit(rows, ["metric", "value"], "orderflow KPIs")
+    arrows = {"up": "↑", "down": "↓", "flat": "→", "none": ""}
+    rows = [
+        {"group": card["group"], "KPI": card["title"], "value": shown(card["unit"], card["value"]),
+         "previous": shown(card["unit"], card["previous"]) if card["trend"] != "none" else "",
+         "trend": arrows[card["trend"]], "id": kpi_id}
+        for kpi_id, card in figures["kpis"].items()
+    ]  # fmt: skip
+    title = f"orderflow KPIs · {_span(figures['period'])} vs {_span(figures['previous_period'])} · {figures['scope']}"
+    emit(rows, ["group", "KPI", "value", "previous", "trend", "id"], title)
+
+
+def _span(period: dict[str, str]) -> str:
+    return f"{period['first']} – {period['last']}"
 
 
 # --- users ---------------------------------------------------------------------------------------

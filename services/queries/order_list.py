@@ -134,6 +134,35 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(0), tzinfo=UTC)
 
 
+def _row(order: SalesOrder, customer_name: str | None) -> OrderRow:
+    return OrderRow(
+        order_no=order.order_no,
+        created_at=order.created_at,
+        updated_at=order.updated_at,
+        customer_id=order.customer_id,
+        customer_name=customer_name or order.customer_id,
+        channel=order.channel,
+        sales_rep=order.sales_rep,
+        currency=order.currency,
+        total=order.total,
+        status=order.status,
+    )
+
+
+def drilled_rows(session: Session, order_nos: list[str]) -> list[OrderRow]:
+    """These orders' rows, in the order given (a KPI's drill-down has chosen them, within the asker's scope)."""
+    found: dict[str, OrderRow] = {}
+    for chunk in range(0, len(order_nos), 900):
+        query = (
+            select(SalesOrder, Customer.name)
+            .join(Customer, col(Customer.customer_id) == col(SalesOrder.customer_id), isouter=True)
+            .where(col(SalesOrder.order_no).in_(order_nos[chunk : chunk + 900]))
+        )
+        for order, customer_name in session.exec(query).all():
+            found[order.order_no] = _row(order, customer_name)
+    return [found[n] for n in order_nos if n in found]
+
+
 def order_list(session: Session, flt: OrderFilter, *, name: str, role: str) -> OrderPage:
     """One page of the orders `name` may see that match, newest first."""
     where = [visible_to(name, role), *_conditions(flt)]
@@ -148,21 +177,7 @@ def order_list(session: Session, flt: OrderFilter, *, name: str, role: str) -> O
         .offset((page - 1) * PAGE_SIZE)
         .limit(PAGE_SIZE)
     ).all()
-    rows = [
-        OrderRow(
-            order_no=order.order_no,
-            created_at=order.created_at,
-            updated_at=order.updated_at,
-            customer_id=order.customer_id,
-            customer_name=customer_name or order.customer_id,
-            channel=order.channel,
-            sales_rep=order.sales_rep,
-            currency=order.currency,
-            total=order.total,
-            status=order.status,
-        )
-        for order, customer_name in found
-    ]
+    rows = [_row(order, customer_name) for order, customer_name in found]
     channels = sorted(session.exec(select(SalesOrder.channel).distinct()).all())
     return OrderPage(rows=rows, total=total, page=page, pages=pages, channels=channels)
 

@@ -1,0 +1,53 @@
+"""What the cockpit's pages read besides the KPIs: the values each filter offers (within the asker's scope) and the
+stamp that tells a page its figures may have moved."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from models.tables import (
+    OrderEvent,
+    OrderFacts,
+    Product,
+    Reservation,
+    Shipment,
+    StockReceipt,
+    TrackingEvent,
+    Warehouse,
+)
+from services.queries.kpis import KpiScope
+
+
+def filter_options(session: Session, scope: KpiScope) -> dict[str, list[str]]:
+    """The values of each filter a person may pick: a sales rep only themselves, warehouse staff their warehouses."""
+    warehouses = list(session.exec(select(Warehouse.code).order_by(col(Warehouse.code))).all())
+    if scope.warehouses is not None:
+        warehouses = [w for w in warehouses if w in scope.warehouses]
+    reps = list(session.exec(select(OrderFacts.sales_rep).distinct().order_by(col(OrderFacts.sales_rep))).all())
+    if scope.sales_rep is not None:
+        reps = [scope.sales_rep]
+
+    def distinct(column: Any) -> list[str]:
+        return [v for v in session.exec(select(column).distinct().order_by(column)).all() if v]
+
+    return {
+        "channel": distinct(col(OrderFacts.channel)),
+        "region": distinct(col(OrderFacts.region)),
+        "warehouse": warehouses,
+        "carrier": distinct(col(Shipment.carrier)),
+        "product_line": distinct(col(Product.product_line)),
+        "sales_rep": reps,
+    }
+
+
+def change_stamp(session: Session) -> str:
+    """Moves whenever anything a KPI counts may have changed: a status event (every step of an order writes one), a
+    carrier's news, a receipt, a reservation. Cheap: four index lookups."""
+    parts = [
+        session.exec(select(func.max(col(table.id)))).one() or 0
+        for table in (OrderEvent, TrackingEvent, StockReceipt, Reservation)
+    ]
+    return "-".join(str(p) for p in parts)
