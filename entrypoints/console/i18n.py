@@ -7,6 +7,8 @@ from collections.abc import Callable
 
 from fastapi import Request
 
+from services.queries.kpis import CATALOGUE
+
 LANGUAGES = ("en", "zh-CN")
 LANGUAGE_COOKIE = "of_lang"
 
@@ -577,7 +579,101 @@ _MESSAGES: dict[str, tuple[str, str]] = {
     "no_such_automation": ("There is no such automation.", "没有这个自动化规则。"),
     "no_such_run": ("There is no such run.", "没有这次运行。"),
     "language": ("中文", "English"),  # the switch shows the other language
+    # the cockpit
+    "cockpit": ("Cockpit", "驾驶舱"),
+    "cockpits": ("Cockpits", "驾驶舱列表"),
+    "fulfilment": ("Fulfilment efficiency", "履约效率"),
+    "sales_performance": ("Sales performance", "销售业绩"),
+    "new_cockpit": ("New cockpit", "新建驾驶舱"),
+    "compared_with": ("compared with", "对比"),
+    "counting": ("counting", "统计范围："),
+    "live": ("live", "实时"),
+    "edit": ("Edit", "编辑"),
+    "filters": ("Filters", "筛选"),
+    "apply": ("Apply", "应用"),
+    "period": ("Period", "期间"),
+    "period_today": ("Today", "今天"),
+    "period_7d": ("Last 7 days", "最近 7 天"),
+    "period_30d": ("Last 30 days", "最近 30 天"),
+    "period_90d": ("Last 90 days", "最近 90 天"),
+    "period_365d": ("Last 365 days", "最近 365 天"),
+    "period_mtd": ("This month", "本月"),
+    "by_day": ("Day", "日"),
+    "by_week": ("Week", "周"),
+    "by_month": ("Month", "月"),
+    "by_channel": ("Channel", "渠道"),
+    "by_region": ("Region", "地区"),
+    "by_warehouse": ("Warehouse", "仓库"),
+    "by_carrier": ("Carrier", "承运商"),
+    "by_product_line": ("Product line", "产品线"),
+    "by_sales_rep": ("Sales rep", "销售代表"),
+    "by_stage": ("Stage", "环节"),
+    "by_reason": ("Reason", "原因"),
+    "by_age": ("Stock age (days)", "库龄（天）"),
+    "by_sku": ("SKU", "SKU"),
+    "kpi_group_flow": ("Order flow", "订单流转"),
+    "kpi_group_sales": ("Sales", "销售"),
+    "kpi_group_stock": ("Stock", "库存"),
+    "kpi_group_carriers": ("Carriers", "承运商"),
+    "was": ("was", "上期"),
+    "definition": ("Definition", "定义"),
+    "cards": ("KPI cards", "指标卡片"),
+    "charts": ("Charts", "图表"),
+    "kpi": ("KPI", "指标"),
+    "dimension": ("By", "维度"),
+    "chart_kind": ("Chart", "图表类型"),
+    "chart_line": ("Line", "折线图"),
+    "chart_bar": ("Bars", "柱状图"),
+    "chart_pie": ("Pie", "饼图"),
+    "default_filters": ("Opens with these filters", "默认筛选"),
+    "cockpit_name": ("Name", "名称"),
+    "shared_with": ("Shared with", "共享给"),
+    "only_me": ("only me", "仅自己"),
+    "delete_cockpit": ("Delete this cockpit", "删除此驾驶舱"),
+    "no_such_cockpit": ("There is no such cockpit.", "没有这个驾驶舱。"),
+    "drill_explained": (
+        "The orders this figure counted that made it worse, worst first.",
+        "该指标统计的订单中拉低指标的订单，按影响从大到小排列。",
+    ),
+    "first_n": ("showing the first", "仅显示前"),
+    "nothing_in_period": ("Nothing to count in this period", "本期间没有可统计的数据"),
+    "no_orders_here": ("No order made this figure worse.", "没有拉低该指标的订单。"),
 }
+
+# The KPIs' names (English as the catalogue, services/queries/kpis.py, has them).
+_KPI_ZH = {
+    "cycle_time_p50": "订单周期 p50",
+    "cycle_time_p90": "订单周期 p90",
+    "stage_dwell_p50": "各环节停留 p50",
+    "stage_dwell_p90": "各环节停留 p90",
+    "approval_wait_p50": "审批等待 p50",
+    "approval_wait_p90": "审批等待 p90",
+    "stuck_orders": "超出环节时限的订单",
+    "on_time_dispatch_rate": "准时发货率",
+    "otif_rate": "准时足量率 (OTIF)",
+    "perfect_order_rate": "完美订单率",
+    "order_fill_rate": "订单满足率",
+    "line_fill_rate": "订单行满足率",
+    "unit_fill_rate": "件数满足率",
+    "backorder_rate": "缺货待补率",
+    "cancellation_rate": "取消率",
+    "rejection_rate": "拒绝率",
+    "sales_amount": "销售额",
+    "order_count": "订单数",
+    "average_order_value": "客单价",
+    "stock_out_rate": "缺货率",
+    "inventory_turnover": "库存周转",
+    "stock_units": "在库件数",
+    "stock_value": "库存金额",
+    "aged_stock_share": "库龄超 90 天占比",
+    "skus_below_reorder": "低于补货点的 SKU",
+    "transit_time_avg": "平均运输时长",
+    "on_time_delivery_rate": "准时送达率",
+    "first_attempt_rate": "首次投递成功率",
+    "sign_for_rate": "签收率",
+    "exception_rate": "异常率",
+}
+_MESSAGES.update({f"kpi_{kpi_id}": (kpi.title, _KPI_ZH[kpi_id]) for kpi_id, kpi in CATALOGUE.items()})
 
 
 def language_of(request: Request) -> str:

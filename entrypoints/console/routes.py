@@ -27,6 +27,7 @@ from entrypoints.console.account_routes import account_router
 from entrypoints.console.admin_routes import admin_router
 from entrypoints.console.automation_routes import automation_router
 from entrypoints.console.away_routes import away_router
+from entrypoints.console.cockpit_routes import cockpit_router
 from entrypoints.console.finance_routes import FINANCE_ROLES, finance_router
 from entrypoints.console.i18n import LANGUAGE_COOKIE, LANGUAGES, language_of, translator
 from entrypoints.console.mail_links import mail_link_router
@@ -485,6 +486,7 @@ def mount_console(app: FastAPI) -> None:
     app.include_router(automation_router())
     app.include_router(away_router())
     app.include_router(account_router())
+    app.include_router(cockpit_router())
     app.include_router(console_router())
     app.include_router(mail_link_router())
     app.mount("/console/static", StaticFiles(directory=HERE / "static"), name="console-static")

@@ -20,6 +20,7 @@ from entrypoints.api.app import create_app
 from entrypoints.console.account_routes import account_router
 from entrypoints.console.admin_routes import admin_router
 from entrypoints.console.away_routes import away_router
+from entrypoints.console.cockpit_routes import cockpit_router
 from entrypoints.console.finance_routes import finance_router
 from entrypoints.console.money_routes import money_router
 from entrypoints.console.ops_routes import ops_router
@@ -75,6 +76,7 @@ def staff_routes() -> list[APIRoute]:
         admin_router(),
         away_router(),
         account_router(),
+        cockpit_router(),
     )
     return [r for router in routers for r in router.routes if isinstance(r, APIRoute)]
 
@@ -95,6 +97,7 @@ async def test_every_console_page_sends_a_stranger_to_the_sign_in(web: httpx.Asy
         path = path.replace("{task_id}", "1").replace("{run_id}", "r1")
         path = path.replace("{pick_list_id}", "1").replace("{requisition_id}", "1")
         path = path.replace("{invoice_no}", "OF-2026-000001").replace("{line_id}", "1")
+        path = path.replace("{slug}", "fulfilment").replace("{kpi_id}", "sales_amount")
         for method in route.methods or ():
             answer = await web.request(method, path, data={"csrf": "x"})
             assert answer.status_code == 303, (method, path, answer.status_code)
