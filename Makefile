@@ -6,7 +6,7 @@ UV := $(shell command -v uv >/dev/null 2>&1 && echo uv || echo "$(PY) -m uv")
 
 PACKAGES := activities core domain entrypoints integrations models rules services workflows dev bench tests
 
-.PHONY: install demo test up down status lint bench histories screenshots clean
+.PHONY: install demo test up down status lint bench histories screenshots kpi-docs clean
 
 install: .venv/.installed
 
@@ -64,9 +64,14 @@ bench: install
 histories: install
 	$(VENV)/python -m tests.support.record_histories
 
-# Re-take the README's screenshots of the console (docs/screenshots/) with the browser tests.
+# docs/kpis.md from the KPI catalogue (services/queries/kpis.py); tests/unit/test_kpi_docs.py checks it is current.
+kpi-docs: install
+	$(VENV)/python -m dev.kpi_docs
+
+# Re-take the README's screenshots of the console (docs/screenshots/) with the browser tests (the cockpit's after the
+# demo, with its orders).
 screenshots: install
-	ORDERFLOW_SCREENSHOTS=1 $(VENV)/pytest -q tests/browser
+	ORDERFLOW_SCREENSHOTS=1 $(VENV)/pytest -q tests/browser tests/e2e/test_demo_in_a_browser.py
 
 clean: down
 	rm -rf .orderflow

@@ -381,6 +381,10 @@ async def run_demo(
     console.print(f"Temporal UI: {ui}")
     console.print(f"API: http://127.0.0.1:{settings.api_port}/docs")
     console.print(f"Order views: orderflow status {items[0].order.order_no}   KPIs: orderflow report")
+    console.print(
+        f"Cockpit: http://127.0.0.1:{settings.api_port}/console/cockpit — the run's KPIs, charts and the orders behind"
+        f" them: sign in as olga (password {passwords['olga']})"
+    )
     waiting = [item.order.order_no for item in items if item.scenario.left_for_you]
     console.print(
         f"Console: http://127.0.0.1:{settings.api_port}/console — {', '.join(waiting)} waits for finance: sign in as"

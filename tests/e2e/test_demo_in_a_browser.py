@@ -13,13 +13,15 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.async_api import async_playwright, expect
 
 from tests.support.browser import launch_chromium
-from tests.support.console import PHONE, signed_in_page
+from tests.support.console import PHONE, cli, screenshots, signed_in_page
 from tests.support.embedded_stack import embedded_stack
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -67,6 +69,16 @@ class Output:
         raise AssertionError(f"not seen: {pattern.pattern}\n{''.join(self.lines)[-3000:]}")
 
 
+def seconds_in(view: dict[str, Any], stage: str) -> float:
+    """How long the order spent in `stage`, from its timeline as the order view shows it."""
+    timeline = view["timeline"]
+    return sum(
+        (datetime.fromisoformat(b["at"]) - datetime.fromisoformat(a["at"])).total_seconds()
+        for a, b in zip(timeline, timeline[1:], strict=False)
+        if a["status"] == stage
+    )
+
+
 async def approve_on_a_phone(url: str, order_no: str, password: str) -> None:
     async with async_playwright() as playwright:
         browser = await launch_chromium(playwright)
@@ -83,8 +95,51 @@ async def approve_on_a_phone(url: str, order_no: str, password: str) -> None:
             await browser.close()
 
 
+async def open_the_cockpit(url: str, password: str, shots: Path) -> tuple[str, list[str]]:
+    """Every card of both cockpits is filled; the slowest stage's bar lists the orders that waited longest there
+    (the README's cockpit screenshots are these pages)."""
+    async with async_playwright() as playwright:
+        browser = await launch_chromium(playwright)
+        try:
+            context = await browser.new_context(viewport={"width": 1440, "height": 1000}, locale="en-US")
+            page = await signed_in_page(context, url, "olga", password)
+            for board in ("fulfilment", "sales"):
+                await page.goto(f"{url}/{board}")
+                values = await page.locator(".kpi-card [data-value]").all_inner_texts()
+                titles = await page.locator(".kpi-card .kpi-title").all_inner_texts()
+                empty = [title for title, value in zip(titles, values, strict=True) if value.strip() == "–"]
+                assert values and not empty, f"{board}: no figure for {empty}"
+                await expect(page.locator(".chart-canvas canvas")).to_have_count(
+                    await page.locator(".chart-canvas").count(), timeout=15_000
+                )
+                await page.screenshot(path=str(shots / f"cockpit-{board}.png"), full_page=True)
+            await page.goto(f"{url}/fulfilment")
+            chart = page.locator(".chart-canvas").first  # dwell p90 by stage
+            await expect(chart).to_have_attribute("data-rows", re.compile(r"[1-9]"), timeout=15_000)
+            await chart.scroll_into_view_if_needed()
+            slowest, x, y = await page.evaluate(
+                """() => {
+                  const chart = echarts.getInstanceByDom(document.querySelector('.chart-canvas'));
+                  const option = chart.getOption();
+                  const values = option.series[0].data;
+                  const index = values.indexOf(Math.max(...values));
+                  const [x, y] = chart.convertToPixel({seriesIndex: 0}, [index, values[index] / 2]);
+                  return [option.xAxis[0].data[index], x, y];
+                }"""
+            )
+            box = await chart.bounding_box()
+            assert box is not None
+            await page.mouse.click(box["x"] + x, box["y"] + y)
+            await expect(page.get_by_role("heading", level=1)).to_contain_text(f"Stage {slowest}")
+            listed = await page.locator("table.list tbody tr td:first-child a").all_inner_texts()
+            await page.screenshot(path=str(shots / "cockpit-drill-down.png"), full_page=True)
+            return str(slowest), listed
+        finally:
+            await browser.close()
+
+
 def test_a_newcomer_approves_the_demos_order_on_a_phone_and_the_demo_takes_it_to_signed_receipt(
-    stack: dict[str, str],
+    stack: dict[str, str], tmp_path: Path
 ) -> None:
     demo = subprocess.Popen(
         [ORDERFLOW, "demo", "--follow"],
@@ -108,6 +163,13 @@ def test_a_newcomer_approves_the_demos_order_on_a_phone_and_the_demo_takes_it_to
             assert name in users[1]
 
         asyncio.run(approve_on_a_phone(url, order_no, password))
+        olga = re.search(r"olga \(ops\) ([^\s,]+)", users[1])
+        assert olga is not None
+        stage, listed = asyncio.run(
+            open_the_cockpit(url.replace("/console", "/console/cockpit", 1), olga[1], screenshots(tmp_path))
+        )
+        waited = [seconds_in(cli(stack, "status", number), stage) for number in listed]
+        assert listed and waited == sorted(waited, reverse=True), (stage, listed, waited)  # longest first
 
         ended = output.wait_for(re.compile(rf"{re.escape(order_no)} ended (\w+)(, signed for by [^,]+)?"), 180)
         assert ended[1] == "COMPLETED" and ended[2], output.text()[-2000:]
