@@ -59,6 +59,7 @@ bench: install
 	$(VENV)/python -m bench.console
 	$(VENV)/python -m bench.automations
 	$(VENV)/python -m bench.billing
+	$(VENV)/python -m bench.cockpit
 
 # Re-record the workflow histories that the replay test checks (after an intended workflow change).
 histories: install

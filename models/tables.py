@@ -319,7 +319,9 @@ class OrderFacts(SQLModel, table=True):
     returned: bool = False  # a parcel of it was refused, returned or given up on
     dispatch_by: datetime | None = Field(default=None, sa_type=UTCDateTime)
     approved_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
-    dispatched_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)  # its first parcel
+    dispatched_at: datetime | None = Field(
+        default=None, sa_type=UTCDateTime, index=True
+    )  # DISPATCHED: its last parcel left
     delivered_at: datetime | None = Field(default=None, sa_type=UTCDateTime)
     completed_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)  # a terminal status reached

@@ -4,6 +4,7 @@ and `rebuild` recomputes it all (a migration, a fix of a definition)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -11,7 +12,7 @@ from sqlalchemy import Engine, func
 from sqlmodel import Session, col, delete, select
 
 from core.db import unit_of_work
-from domain.kpis import stage_times
+from domain.kpis import StageTime, stage_times
 from models.order import Order
 from models.status import TERMINAL_STATUSES, OrderStatus
 from models.tables import (
@@ -90,6 +91,34 @@ def refresh(session: Session, order_no: str, zone: ZoneInfo | None) -> None:
         )
     ).one()
     parcels = session.exec(select(Shipment.status).where(Shipment.order_no == order_no)).all()
+    facts, times = derive(order, events, lines, int(shipped), parcels, existing, zone)
+    session.add(facts)
+    session.exec(delete(OrderStageTime).where(col(OrderStageTime.order_no) == order_no))
+    for stage, spent in times.items():
+        session.add(
+            OrderStageTime(
+                order_no=order_no,
+                stage=stage,
+                seconds=spent.seconds,
+                entered_at=spent.entered_at,
+                left_at=spent.left_at,
+            )
+        )
+
+
+def derive(
+    order: SalesOrder,
+    events: Sequence[tuple[str, datetime]],
+    lines: Sequence[OrderLineRow],
+    shipped: int,
+    parcels: Sequence[str],
+    existing: OrderFacts | None,
+    zone: ZoneInfo | None,
+) -> tuple[OrderFacts, dict[str, StageTime]]:
+    """An order's facts and stage times from its sources: the order row, its (status, at) events in sequence, its
+    lines, the units shipped (consumed reservations) and its parcels' statuses. `existing` is updated in place
+    (its business day stays as first derived); without it `zone` gives the day. Pure: the generator of
+    bench/cockpit.py derives its million orders with it too."""
     first_at: dict[str, datetime] = {}
     for status, at in events:
         first_at.setdefault(status, at)
@@ -100,7 +129,7 @@ def refresh(session: Session, order_no: str, zone: ZoneInfo | None) -> None:
     ended = [at for status, at in events if status in TERMINAL_STATUSES]
     tried = [line.short_first for line in lines if line.short_first is not None]
     facts = existing or OrderFacts(
-        order_no=order_no, received_at=received_at, received_day=received_at.astimezone(zone).date(),
+        order_no=order.order_no, received_at=received_at, received_day=received_at.astimezone(zone).date(),
         channel=order.channel, sales_rep=order.sales_rep, customer_id=order.customer_id, currency=order.currency,
         total=order.total, status=order.status, status_since=received_at, lines=0, units=0,
     )  # fmt: skip
@@ -109,7 +138,7 @@ def refresh(session: Session, order_no: str, zone: ZoneInfo | None) -> None:
     facts.status_since = _current_since(events) or received_at
     facts.lines = len(lines)
     facts.units = sum(line.qty for line in lines)
-    facts.units_shipped = int(shipped)
+    facts.units_shipped = shipped
     facts.lines_short_first = sum(1 for s in tried if s > 0) if len(tried) == len(lines) and lines else None
     facts.units_short_first = sum(tried) if len(tried) == len(lines) and lines else None
     facts.backordered = OrderStatus.BACKORDERED in first_at
@@ -126,21 +155,10 @@ def refresh(session: Session, order_no: str, zone: ZoneInfo | None) -> None:
     facts.approval_ended_at = (
         max(w.left_at for w in closed if w.left_at) if facts.approval_wait_seconds is not None else None
     )
-    session.add(facts)
-    session.exec(delete(OrderStageTime).where(col(OrderStageTime.order_no) == order_no))
-    for stage, spent in times.items():
-        session.add(
-            OrderStageTime(
-                order_no=order_no,
-                stage=stage,
-                seconds=spent.seconds,
-                entered_at=spent.entered_at,
-                left_at=spent.left_at,
-            )
-        )
+    return facts, times
 
 
-def _current_since(events: list[tuple[str, datetime]]) -> datetime | None:
+def _current_since(events: Sequence[tuple[str, datetime]]) -> datetime | None:
     """When the order entered the status it is in: an event of the status it is already in (a first parcel of
     several left, a payment recorded) continues the visit, as in domain/kpis.py `stage_times`."""
     since = None

@@ -150,7 +150,12 @@ def dashboard_router() -> APIRouter:
                 ],
             }  # fmt: skip
 
-    @router.get("/dashboard", include_in_schema=True, status_code=status.HTTP_308_PERMANENT_REDIRECT)
+    @router.get(
+        "/dashboard",
+        response_class=RedirectResponse,
+        status_code=status.HTTP_308_PERMANENT_REDIRECT,
+        responses={308: {"description": "to /console/cockpit", "content": None}},
+    )
     def dashboard() -> RedirectResponse:
         """The managers' page is the console's cockpit now (it asks for a sign-in)."""
         return RedirectResponse("/console/cockpit", status_code=status.HTTP_308_PERMANENT_REDIRECT)

@@ -51,7 +51,7 @@ from services.errors import CommandError
 from services.refunds import record_refund
 from tests.support.orders import make_order
 from tests.support.read_model import add_order
-from tests.support.waiting import wait_for_status
+from tests.support.waiting import wait_for_recorded, wait_for_status
 from worker import running_worker
 from workflows.order import OrderFulfillment
 
@@ -487,6 +487,7 @@ async def test_a_dispatched_credit_order_paid_by_a_bank_line_releases_the_custom
         before = position(engine, "C-1005")
         held = await order_commands.start(client, second, task_queue)
         await wait_for_status(held, OrderStatus.CREDIT_HOLD)
+        await wait_for_recorded(engine, second.order_no, OrderStatus.CREDIT_HOLD)  # what the recheck reads
         with unit_of_work(engine) as session:
             done = import_statement(
                 session, statement(f"2026-12-04,1990.00,成都天府商贸,payment {invoice.invoice_no}"), file="cmb.csv",

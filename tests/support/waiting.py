@@ -6,11 +6,14 @@ import asyncio
 import time
 from typing import Any
 
+from sqlalchemy import Engine
+from sqlmodel import Session
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHandle
 
 from models.contracts import OrderState
 from models.status import OrderStatus
+from models.tables import SalesOrder
 from workflows.order import OrderFulfillment
 
 
@@ -25,6 +28,19 @@ async def wait_for_status(
             return state
         await asyncio.sleep(0.05)
     raise AssertionError(f"{handle.id} still {state.status if state else '?'}; wanted {statuses}")
+
+
+async def wait_for_recorded(engine: Engine, order_no: str, status: OrderStatus, timeout: float = 20.0) -> None:
+    """Wait until the read model holds the status: the workflow's query answers it as soon as it moves, before its
+    record_transition activity has written the row that services reading the database (a credit recheck) see."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with Session(engine) as session:
+            order = session.get(SalesOrder, order_no)
+        if order is not None and order.status == status:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{order_no} not recorded {status} after {timeout} s")
 
 
 async def wait_until_parked(handle: WorkflowHandle[Any, Any], timeout: float = 20.0) -> None:

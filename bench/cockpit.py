@@ -1,0 +1,277 @@
+"""`make bench`: the managers' cockpit on a million orders (issue 14) — p95 per request against 1 s cold-ish and
+200 ms warm on PostgreSQL, 1 s on SQLite at 100,000.
+
+    python -m bench.cockpit [--postgres 1000000] [--sqlite 100000] [--days 730] [--requests 10] [--json]
+
+Per backend a fresh database (a throwaway PostgreSQL cluster from tests.support.postgres; a SQLite file), migrated
+and seeded as the demo's, then filled by bench/cockpit_data.py: the orders spread over `--days` days with lines,
+events, pick lists, reservations, parcels, carrier events, lots and receipts, and the read model derived from them
+by the production code. Each cockpit is then opened as the console does it, through the app itself (FastAPI over
+httpx's ASGI transport: routing, session, queries, templates; no network), for the default period (the last 30
+days) signed in as ops (everything) and, for the sales cockpit, as one sales rep (their scope):
+  the page (its KPI cards), the cards again (what the live refresh fetches) and every chart's data.
+cold-ish: the first request of each after the PostgreSQL server is restarted (its buffers empty; the OS file cache
+is not dropped: that needs root and a quiet machine) and a fresh app; warm: p95 of `--requests` more.
+The reference, in the same run on the same database: one plain SQL aggregate over the period's order facts
+(count and sum) on a raw connection — what no card can beat — and the ratio. Then each KPI family is timed alone
+and the slowest family's slowest statement is shown with EXPLAIN ANALYZE (PostgreSQL)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, event
+from sqlmodel import Session
+
+from bench.cockpit_data import REPS, generate
+from core.config import Settings
+from core.db import make_engine
+from core.migrate import upgrade
+from core.secrets import with_local_secrets
+from dev.seed import seed
+from entrypoints.api.app import create_app, settle_heap
+from models.status import Role
+from services import dashboards
+from services.accounts import set_password, sign_in
+from services.queries import kpis
+from services.queries.kpi_request import filters_of
+from services.users import add_user
+from tests.support.postgres import TEMPLATE_DB, create_template, start_cluster
+
+COLD_GOAL_MS = 1000.0
+WARM_GOAL_MS = {"postgres": 200.0, "sqlite": 1000.0}
+PASSWORD = "bench password 1"
+VIEWERS = (("ops", "b-ops", Role.OPS), ("sales rep", REPS[0], Role.SALES))
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def requests_of(viewer: str) -> list[tuple[str, str]]:
+    """(label, path) of every request opening each cockpit the viewer is measured on."""
+    out = []
+    for slug in ("fulfilment", "sales") if viewer == "ops" else ("sales",):
+        board = dashboards.BUILT_IN[slug]
+        out.append((f"{slug} page", f"/console/cockpit/{slug}"))
+        out.append((f"{slug} cards (live)", f"/console/cockpit/cards/{slug}"))
+        for chart in board.spec.charts:
+            out.append((f"{slug} {chart.kpi} by {chart.by}", f"/console/cockpit/data/{chart.kpi}?by={chart.by}"))
+    return out
+
+
+async def measure(engine: Engine, settings: Settings, requests: int, *, cold: bool) -> list[dict[str, Any]]:
+    app = create_app(settings, engine=engine)
+    settle_heap()
+    results = []
+    for viewer, name, _ in VIEWERS:
+        token, _ = sign_in(engine, name, PASSWORD, address="bench", now=datetime.now(UTC))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench",
+                                     cookies={"of_session": token}, timeout=600) as http:  # fmt: skip
+            for label, path in requests_of(viewer):
+                samples = []
+                for _ in range(1 if cold else requests + 2):
+                    began = time.perf_counter()
+                    answer = await http.get(path)
+                    samples.append((time.perf_counter() - began) * 1000)
+                    assert answer.status_code == 200, (path, answer.status_code, answer.text[:300])
+                samples = samples if cold else samples[2:]
+                results.append({"viewer": viewer, "request": label, "path": path,
+                                "p50_ms": round(percentile(samples, 0.5), 1),
+                                "p95_ms": round(percentile(samples, 0.95), 1)})  # fmt: skip
+    return results
+
+
+def reference(engine: Engine, settings: Settings, requests: int) -> float:
+    """p95 ms of the floor: the period's order count and sales as one aggregate on a raw connection."""
+    ask = filters_of({}, settings.business_zone, datetime.now(UTC))
+    start = datetime.combine(ask.period.first, datetime.min.time(), settings.business_zone)
+    raw = engine.raw_connection()
+    marker = "%s" if engine.dialect.name == "postgresql" else "?"
+    began_at: Any = start.astimezone(UTC)
+    if engine.dialect.name != "postgresql":
+        began_at = began_at.strftime("%Y-%m-%d %H:%M:%S.%f")
+    samples = []
+    try:
+        for _ in range(requests + 2):
+            cursor = raw.cursor()
+            began = time.perf_counter()
+            cursor.execute(f"SELECT count(*), sum(total) FROM order_facts WHERE received_at >= {marker}", (began_at,))
+            cursor.fetchall()
+            samples.append((time.perf_counter() - began) * 1000)
+            cursor.close()
+    finally:
+        raw.close()
+    return percentile(samples[2:], 0.95)
+
+
+@contextmanager
+def statements(engine: Engine) -> Iterator[list[tuple[float, str, Any]]]:
+    """The SQL statements run inside the block, each with its time in ms."""
+    seen: list[tuple[float, str, Any]] = []
+
+    def before(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        conn.info["bench_began"] = time.perf_counter()
+
+    def after(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+        seen.append(((time.perf_counter() - conn.info["bench_began"]) * 1000, statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", before)
+    event.listen(engine, "after_cursor_execute", after)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", before)
+        event.remove(engine, "after_cursor_execute", after)
+
+
+def families(engine: Engine, settings: Settings) -> tuple[list[dict[str, Any]], str]:
+    """Each KPI family's figures for the default period, alone (warm, best of 3), and the plan of the slowest
+    statement of the slowest family."""
+    now = datetime.now(UTC)
+    ask = kpis.Ask(filters_of({}, settings.business_zone, now), kpis.EVERYTHING, settings.business_zone, now)
+    timed = []
+    slowest_ms, slowest = -1.0, (0.0, "", None)
+    for name in kpis.FAMILIES:
+        best = float("inf")
+        for _ in range(3):
+            with Session(engine) as session, statements(engine) as seen:
+                began = time.perf_counter()
+                kpis.figures(session, ask, name)
+                best = min(best, (time.perf_counter() - began) * 1000)
+        top = max(seen, default=(0.0, "", None))
+        timed.append(
+            {"family": name, "ms": round(best, 1), "statements": len(seen), "slowest_sql_ms": round(top[0], 1)}
+        )
+        if best > slowest_ms:
+            slowest_ms, slowest = best, top
+    plan = ""
+    if engine.dialect.name == "postgresql" and slowest[1]:
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.cursor()
+            cursor.execute("EXPLAIN (ANALYZE, BUFFERS) " + slowest[1], slowest[2])
+            plan = "\n".join(row[0] for row in cursor.fetchall())
+        finally:
+            raw.close()
+    return timed, slowest[1] + "\n" + plan
+
+
+def run_backend(backend: str, orders: int, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    cluster = None
+    if backend == "postgres":
+        cluster = start_cluster()
+        create_template(cluster)
+        url = cluster.url(TEMPLATE_DB)
+    else:
+        url = f"sqlite:///{work / 'cockpit-bench.db'}"
+    try:
+        engine = make_engine(url, pool_size=4)
+        if backend == "sqlite":
+            upgrade(engine)
+            seed(engine, console_passwords=False)
+        settings = with_local_secrets(Settings.model_validate({"state_dir": work, "database_url": url}))
+        with Session(engine) as session:
+            for _, name, role in VIEWERS:
+                add_user(session, name, role, email=f"{name}@staff.orderflow.test")
+                session.flush()
+                set_password(session, name, PASSWORD)
+            session.commit()
+        began = time.perf_counter()
+        rows = generate(engine, orders, args.days, settings.business_zone, datetime.now(UTC))
+        filled = time.perf_counter() - began
+        engine.dispose()
+        if cluster is not None:  # cold-ish: the server's buffers empty
+            cluster.stop()
+            cluster.start()
+        engine = make_engine(url, pool_size=4)
+        cold = asyncio.run(measure(engine, settings, args.requests, cold=True))
+        warm = asyncio.run(measure(engine, settings, args.requests, cold=False))
+        floor = reference(engine, settings, args.requests)
+        timed, plan = families(engine, settings)
+        engine.dispose()
+        measured = []
+        for c, w in zip(cold, warm, strict=True):
+            measured.append({**w, "cold_ms": c["p50_ms"], "ratio_p95": round(w["p95_ms"] / max(floor, 0.01), 1),
+                             "cold_met": c["p50_ms"] < COLD_GOAL_MS,
+                             "warm_met": w["p95_ms"] < WARM_GOAL_MS[backend]})  # fmt: skip
+        return {"backend": backend, "orders": orders, "fill_seconds": round(filled, 1), "rows": rows,
+                "reference_p95_ms": round(floor, 2), "requests": measured, "families": timed, "plan": plan}  # fmt: skip
+    finally:
+        if cluster is not None:
+            cluster.stop()
+            shutil.rmtree(cluster.base, ignore_errors=True)
+
+
+def commit() -> str:
+    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False)
+    return done.stdout.strip() or "?"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else "")
+    parser.add_argument("--postgres", type=int, default=1_000_000, help="orders on PostgreSQL (0: skip)")
+    parser.add_argument("--sqlite", type=int, default=100_000, help="orders on SQLite (0: skip)")
+    parser.add_argument("--days", type=int, default=730)
+    parser.add_argument("--requests", type=int, default=10)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    import structlog
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(30))
+    work = Path(tempfile.mkdtemp(prefix="orderflow-cockpit-bench-"))
+    report: dict[str, Any] = {
+        "bench": "cockpit", "commit": commit(), "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"nproc": subprocess.run(["nproc"], capture_output=True, text=True).stdout.strip(),
+                    "python": platform.python_version(), "kernel": platform.release()},
+        "days": args.days, "runs": [],
+    }  # fmt: skip
+    try:
+        for backend, orders in (("sqlite", args.sqlite), ("postgres", args.postgres)):
+            if orders:
+                report["runs"].append(run_backend(backend, orders, args, work))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if args.json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        show(report)
+    missed = [r for run in report["runs"] for r in run["requests"] if not (r["cold_met"] and r["warm_met"])]
+    sys.exit(1 if missed else 0)
+
+
+def show(report: dict[str, Any]) -> None:
+    print(f"cockpit, orders over {report['days']} days, the last 30 days asked ({report['commit']})")
+    for run in report["runs"]:
+        print(f"\n{run['backend']}: {run['orders']:,} orders, filled in {run['fill_seconds']} s; rows {run['rows']}")
+        warm = WARM_GOAL_MS[run["backend"]]
+        print(f"  reference (count + sum over the period's facts) p95 {run['reference_p95_ms']} ms")
+        print(f"  {'viewer':<10}{'request':<52}{'cold ms':>9}{'p50 ms':>8}{'p95 ms':>8}{'ratio':>7}"
+              f"  goals cold < {COLD_GOAL_MS:.0f}, warm p95 < {warm:.0f}")  # fmt: skip
+        for r in run["requests"]:
+            verdict = "met" if r["cold_met"] and r["warm_met"] else "MISSED"
+            print(f"  {r['viewer']:<10}{r['request']:<52}{r['cold_ms']:>9}{r['p50_ms']:>8}{r['p95_ms']:>8}"
+                  f"{r['ratio_p95']:>9}  {verdict}")  # fmt: skip
+        print("  KPI families alone (warm, best of 3): " + ", ".join(
+            f"{f['family']} {f['ms']} ms ({f['statements']} statements)" for f in run["families"]))  # fmt: skip
+        if run["plan"].strip():
+            print("  the slowest family's slowest statement:\n    " + run["plan"].replace("\n", "\n    "))
+
+
+if __name__ == "__main__":
+    main()
