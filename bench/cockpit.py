@@ -141,8 +141,8 @@ def statements(engine: Engine) -> Iterator[list[tuple[float, str, Any]]]:
 
 
 def families(engine: Engine, settings: Settings) -> tuple[list[dict[str, Any]], str]:
-    """Each KPI family's figures for the default period, alone (warm, best of 3), and the plan of the slowest
-    statement of the slowest family."""
+    """Each KPI family's card figures for the default period (what a cockpit's cards ask), alone (warm, best of
+    3), and the plan of the slowest statement of the slowest family."""
     now = datetime.now(UTC)
     ask = kpis.Ask(filters_of({}, settings.business_zone, now), kpis.EVERYTHING, settings.business_zone, now)
     timed = []
@@ -152,7 +152,7 @@ def families(engine: Engine, settings: Settings) -> tuple[list[dict[str, Any]], 
         for _ in range(3):
             with Session(engine) as session, statements(engine) as seen:
                 began = time.perf_counter()
-                kpis.figures(session, ask, name)
+                kpis.family_total(session, ask, name)
                 best = min(best, (time.perf_counter() - began) * 1000)
         top = max(seen, default=(0.0, "", None))
         timed.append(
@@ -267,7 +267,7 @@ def show(report: dict[str, Any]) -> None:
             verdict = "met" if r["cold_met"] and r["warm_met"] else "MISSED"
             print(f"  {r['viewer']:<10}{r['request']:<52}{r['cold_ms']:>9}{r['p50_ms']:>8}{r['p95_ms']:>8}"
                   f"{r['ratio_p95']:>9}  {verdict}")  # fmt: skip
-        print("  KPI families alone (warm, best of 3): " + ", ".join(
+        print("  KPI families' card figures alone (warm, best of 3): " + ", ".join(
             f"{f['family']} {f['ms']} ms ({f['statements']} statements)" for f in run["families"]))  # fmt: skip
         if run["plan"].strip():
             print("  the slowest family's slowest statement:\n    " + run["plan"].replace("\n", "\n    "))

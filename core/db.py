@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine, event
 from sqlalchemy.engine import make_url
@@ -32,6 +35,18 @@ def make_engine(url: str, *, pool_size: int = 20) -> Engine:
     return create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
 
 
+def _local_date(stored: str | None, zone: str) -> str | None:
+    """A UTC timestamp as SQLAlchemy stores it on SQLite ("YYYY-MM-DD HH:MM:SS.ffffff") → its date in `zone`."""
+    if stored is None:
+        return None
+    return datetime.fromisoformat(stored).replace(tzinfo=UTC).astimezone(_zone(zone)).date().isoformat()
+
+
+@lru_cache(maxsize=32)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
 def _sqlite_immediate_transactions(engine: Engine) -> None:
     """Take the write lock at BEGIN so two allocations can never read the same 'available' and both write.
 
@@ -48,6 +63,9 @@ def _sqlite_immediate_transactions(engine: Engine) -> None:
         cursor.execute("PRAGMA busy_timeout=20000")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
+        # PostgreSQL knows time zones, SQLite does not: the KPI queries' local dates come from Python here
+        # (services/queries/sql_functions.py local_date).
+        dbapi_connection.create_function("orderflow_local_date", 2, _local_date, deterministic=True)
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:

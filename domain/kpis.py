@@ -55,7 +55,13 @@ def percentile(values: Iterable[float], p: float) -> float | None:
     ordered = sorted(values)
     if not ordered:
         return None
-    return ordered[max(math.ceil(p * len(ordered)), 1) - 1]
+    return ordered[nearest_rank(len(ordered), p) - 1]
+
+
+def nearest_rank(count: int, p: float) -> int:
+    """The 1-based rank of the p-th percentile among `count` values: ceil(p·count), at least 1. (The database ranks
+    p50 and p90 as (count·50 + 99) div 100 and (count·90 + 99) div 100: the same integers, tests/unit checks.)"""
+    return max(math.ceil(p * count), 1)
 
 
 def rate(part: int, whole: int) -> float | None:

@@ -88,6 +88,12 @@ class Reservation(SQLModel, table=True):
     """Stock locked for an order line in one lot. `key` makes a retried lock find its own row."""
 
     __tablename__ = "reservations"
+    # The stock KPIs' movements since a day (services/queries/kpis.py): locks by when made, releases and dispatches
+    # by when they happened.
+    __table_args__ = (
+        Index("ix_reservations_created_at", "created_at"),
+        Index("ix_reservations_state_updated_at", "state", "updated_at"),
+    )
     id: int | None = Field(default=None, primary_key=True)
     key: str = Field(unique=True, max_length=200)
     order_no: str = Field(index=True, max_length=64)
@@ -128,6 +134,7 @@ class StockReceipt(SQLModel, table=True):
     """Every goods receipt booked; `receipt_no` (the caller's idempotency key) makes a retry book nothing."""
 
     __tablename__ = "stock_receipts"
+    __table_args__ = (Index("ix_stock_receipts_at", "at"),)
     id: int | None = Field(default=None, primary_key=True)
     receipt_no: str | None = Field(default=None, unique=True, max_length=100)
     sku: str = Field(foreign_key="products.sku", index=True, max_length=64)
@@ -327,7 +334,7 @@ class OrderFacts(SQLModel, table=True):
     ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)  # a terminal status reached
     cycle_seconds: float | None = None  # received → COMPLETED
     approval_wait_seconds: float | None = None  # in CREDIT_HOLD and AWAITING_APPROVAL, all visits
-    approval_ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime)  # the last of those waits ended
+    approval_ended_at: datetime | None = Field(default=None, sa_type=UTCDateTime, index=True)  # the last wait ended
 
 
 class OrderStageTime(SQLModel, table=True):
@@ -335,7 +342,11 @@ class OrderStageTime(SQLModel, table=True):
     the status is terminal). Derived with OrderFacts."""
 
     __tablename__ = "order_stage_times"
-    __table_args__ = (Index("ix_order_stage_times_left", "stage", "left_at"),)
+    # By stage for a chart; all stages by when they were left (with the seconds: the dwell card reads the index only).
+    __table_args__ = (
+        Index("ix_order_stage_times_left", "stage", "left_at"),
+        Index("ix_order_stage_times_left_seconds", "left_at", "seconds"),
+    )
     order_no: str = Field(primary_key=True, max_length=64)
     stage: str = Field(primary_key=True, max_length=32)
     seconds: float

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import func
+from sqlalchemy import and_, case, func
 from sqlmodel import Session, col, select
 
 from models.tables import Reservation, ReservationState, StockLot
@@ -57,3 +57,23 @@ def levels_of(session: Session, lots: Sequence[StockLot], now: datetime, *, all_
 def stock_levels(session: Session, now: datetime, skus: Sequence[str] | None = None) -> list[LotLevel]:
     """Every lot of these SKUs (all SKUs when None) with what it holds, has locked and may still promise."""
     return levels_of(session, lots_of(session, skus), now, all_lots=skus is None)
+
+
+def available_by_pair(session: Session, now: datetime) -> dict[tuple[str, str], int]:
+    """The same rule summed per (warehouse, SKU) by the database, for the stock KPIs: the on-hand units of the
+    lots not expired, minus every locked reservation."""
+    expired = and_(col(StockLot.expires_at).is_not(None), col(StockLot.expires_at) <= now)
+    promised = func.sum(case((expired, 0), else_=col(StockLot.on_hand)))
+    out: dict[tuple[str, str], int] = {}
+    for warehouse, sku, units in session.exec(
+        select(StockLot.warehouse, StockLot.sku, promised).group_by(col(StockLot.warehouse), col(StockLot.sku))
+    ).all():
+        out[(warehouse, sku)] = int(units or 0)
+    locked = func.sum(Reservation.qty)
+    for warehouse, sku, units in session.exec(
+        select(Reservation.warehouse, Reservation.sku, locked)
+        .where(Reservation.state == ReservationState.LOCKED)
+        .group_by(col(Reservation.warehouse), col(Reservation.sku))
+    ).all():
+        out[(warehouse, sku)] = out.get((warehouse, sku), 0) - int(units or 0)
+    return out

@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, literal, or_
+from sqlalchemy import ColumnElement, and_, case, func, join, literal, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, SQLModel, col, select
 
@@ -32,6 +32,7 @@ from domain.kpis import (
     average_amount,
     bucket,
     closing_levels,
+    nearest_rank,
     percentile,
     rate,
     ratio,
@@ -59,7 +60,8 @@ from models.tables import (
     User,
     UserWarehouse,
 )
-from services.queries.availability import stock_levels
+from services.queries.availability import available_by_pair
+from services.queries.sql_functions import local_date, seconds_between
 
 Unit = Literal["seconds", "ratio", "money", "count", "times", "hours"]
 FILTERS = ("channel", "region", "warehouse", "carrier", "product_line", "sales_rep")
@@ -193,6 +195,26 @@ def _order_conditions(ask: Ask, *, lines_filtered: bool = False) -> list[ColumnE
     return where
 
 
+# The rules a figure counts by, as SQL: the rows that breakdowns and drill-downs fetch carry their verdicts, and the
+# cards' totals (below, "totals in the database") sum them, so each rule has one definition.
+ON_TIME_DISPATCH = col(OrderFacts.dispatched_at) <= col(OrderFacts.dispatch_by)  # left by the promised date
+DISPATCH_COUNTED = (col(OrderFacts.dispatch_by).is_not(None),)  # registered with a promise
+IN_FULL = col(OrderFacts.units_shipped) >= col(OrderFacts.units)  # every ordered unit shipped
+OTIF = and_(col(OrderFacts.dispatch_by).is_not(None), ON_TIME_DISPATCH, IN_FULL)
+PERFECT = and_(OTIF, col(OrderFacts.returned).is_(False), col(OrderFacts.status) == OrderStatus.COMPLETED.value)
+DELIVERY_ENDED = (
+    col(OrderFacts.dispatched_at).is_not(None),
+    col(OrderFacts.status).in_([OrderStatus.COMPLETED.value, OrderStatus.FAILED.value]),
+)
+FILL_COUNTED = (col(OrderFacts.units_short_first).is_not(None),)  # a first allocation was tried
+FILLED = col(OrderFacts.units_short_first) == 0  # it found every unit
+
+
+def _flag(rule: ColumnElement[bool]) -> Any:
+    """1 where the rule holds, else 0 (as both databases sum it)."""
+    return case((rule, 1), else_=0)
+
+
 def _groups(session: Session, by: str, order_nos: Sequence[str]) -> dict[str, list[str]]:
     """For the multi-valued dimensions: each order's warehouses, carriers or product lines (an order in two counts
     in each)."""
@@ -288,6 +310,8 @@ class Family:
     # Which rows a KPI's drill-down lists, worst first: (include?, sort key).
     drill: dict[str, tuple[Callable[[Row], bool], Callable[[Row], Any]]] = field(default_factory=dict)
     filters: tuple[str, ...] = FILTERS  # the filters that apply to it
+    # Its figures in total computed by the database (the cards); None: from the rows.
+    totals: Callable[[Session, Ask], dict[str, Value]] | None = None
 
 
 @dataclass(frozen=True)
@@ -422,13 +446,13 @@ def _dispatch_rows(session: Session, ask: Ask, by: str | None) -> list[Row]:
         ask,
         by,
         col(OrderFacts.dispatched_at),
-        {"dispatched_at": col(OrderFacts.dispatched_at), "dispatch_by": col(OrderFacts.dispatch_by)},
-        col(OrderFacts.dispatch_by).is_not(None),
+        {"dispatch_by": col(OrderFacts.dispatch_by), "on_time": _flag(ON_TIME_DISPATCH)},
+        *DISPATCH_COUNTED,
     )
 
 
 def _on_time(row: Row) -> bool:
-    return bool(row.values["dispatched_at"] <= row.values["dispatch_by"])
+    return bool(row.values["on_time"])
 
 
 def _dispatch_figures(rows: list[Row], ask: Ask) -> dict[str, Value]:
@@ -445,30 +469,17 @@ def _delivery_end_rows(session: Session, ask: Ask, by: str | None) -> list[Row]:
         ask,
         by,
         col(OrderFacts.ended_at),
-        {
-            "dispatched_at": col(OrderFacts.dispatched_at),
-            "dispatch_by": col(OrderFacts.dispatch_by),
-            "units": col(OrderFacts.units),
-            "shipped": col(OrderFacts.units_shipped),
-            "returned": col(OrderFacts.returned),
-            "status": col(OrderFacts.status),
-        },
-        col(OrderFacts.dispatched_at).is_not(None),
-        col(OrderFacts.status).in_([OrderStatus.COMPLETED.value, OrderStatus.FAILED.value]),
+        {"otif": _flag(OTIF), "perfect": _flag(PERFECT)},
+        *DELIVERY_ENDED,
     )
 
 
-def _in_full(row: Row) -> bool:
-    return bool(row.values["shipped"] >= row.values["units"])
-
-
 def _otif(row: Row) -> bool:
-    promised = row.values["dispatch_by"]
-    return promised is not None and row.values["dispatched_at"] <= promised and _in_full(row)
+    return bool(row.values["otif"])
 
 
 def _perfect(row: Row) -> bool:
-    return _otif(row) and not row.values["returned"] and row.values["status"] == OrderStatus.COMPLETED.value
+    return bool(row.values["perfect"])
 
 
 def _delivery_end_figures(rows: list[Row], ask: Ask) -> dict[str, Value]:
@@ -487,25 +498,31 @@ def _fill_rows(session: Session, ask: Ask, by: str | None) -> list[Row]:
         ask,
         by,
         col(OrderFacts.received_at),
-        {
-            "lines": col(OrderFacts.lines),
-            "units": col(OrderFacts.units),
-            "lines_short": col(OrderFacts.lines_short_first),
-            "units_short": col(OrderFacts.units_short_first),
-            "backordered": col(OrderFacts.backordered),
-        },
-        col(OrderFacts.units_short_first).is_not(None),
+        FILL_MEASURES,
+        *FILL_COUNTED,
     )
 
 
 def _fill_figures(rows: list[Row], ask: Ask) -> dict[str, Value]:
-    lines = sum(r.values["lines"] for r in rows)
-    units = sum(r.values["units"] for r in rows)
+    return _fill_from(len(rows), {k: sum(int(r.values[k]) for r in rows) for k in FILL_MEASURES})
+
+
+FILL_MEASURES = {
+    "lines": col(OrderFacts.lines),
+    "units": col(OrderFacts.units),
+    "lines_short": col(OrderFacts.lines_short_first),
+    "units_short": col(OrderFacts.units_short_first),
+    "filled": _flag(FILLED),
+    "backordered": _flag(col(OrderFacts.backordered).is_(True)),
+}
+
+
+def _fill_from(orders: int, sums: dict[str, int]) -> dict[str, Value]:
     return {
-        "order_fill_rate": rate(sum(1 for r in rows if r.values["units_short"] == 0), len(rows)),
-        "line_fill_rate": rate(lines - sum(r.values["lines_short"] for r in rows), lines),
-        "unit_fill_rate": rate(units - sum(r.values["units_short"] for r in rows), units),
-        "backorder_rate": rate(sum(1 for r in rows if r.values["backordered"]), len(rows)),
+        "order_fill_rate": rate(sums["filled"], orders),
+        "line_fill_rate": rate(sums["lines"] - sums["lines_short"], sums["lines"]),
+        "unit_fill_rate": rate(sums["units"] - sums["units_short"], sums["units"]),
+        "backorder_rate": rate(sums["backordered"], orders),
     }
 
 
@@ -555,12 +572,7 @@ def _sales_rows(session: Session, ask: Ask, by: str | None) -> list[Row]:
     for. Broken down or filtered by product line, an order counts with its lines of that line only."""
     f = ask.filters
     start, end = ask.window()
-    where = [
-        col(OrderFacts.received_at) >= start,
-        col(OrderFacts.received_at) < end,
-        col(OrderFacts.status).not_in([s.value for s in NEVER_BILLED]),
-        col(OrderFacts.currency) == f.currency,
-    ]
+    where = [col(OrderFacts.received_at) >= start, col(OrderFacts.received_at) < end, *_billed(f.currency)]
     if by != "product_line" and f.product_line is None:
         return _order_rows(
             session,
@@ -598,13 +610,16 @@ def _sales_rows(session: Session, ask: Ask, by: str | None) -> list[Row]:
 
 
 def _sales_figures(rows: list[Row], ask: Ask) -> dict[str, Value]:
-    amount = sum((r.values["amount"] for r in rows), ZERO)
-    orders = len({r.order_no for r in rows})
-    return {
-        "sales_amount": amount,
-        "order_count": orders,
-        "average_order_value": average_amount(amount, orders),
-    }
+    return _sales_from(len({r.order_no for r in rows}), sum((r.values["amount"] for r in rows), ZERO))
+
+
+def _sales_from(orders: int, amount: Decimal) -> dict[str, Value]:
+    return {"sales_amount": amount, "order_count": orders, "average_order_value": average_amount(amount, orders)}
+
+
+def _billed(currency: str) -> tuple[ColumnElement[bool], ...]:
+    """Orders that will bill (not rejected, cancelled or failed), in the currency asked for."""
+    return (col(OrderFacts.status).not_in([s.value for s in NEVER_BILLED]), col(OrderFacts.currency) == currency)
 
 
 # stock --------------------------------------------------------------------------------------------------------
@@ -614,17 +629,12 @@ def _stock_pairs(session: Session, ask: Ask) -> dict[tuple[str, str], StockPair]
     """The (warehouse, SKU) pairs stocked (a lot was ever received) of active products, within the filters (a
     warehouse, a product line) and the scope (warehouse staff's warehouses); with the lot they first had."""
     f = ask.filters
+    pair = (col(StockLot.warehouse), col(StockLot.sku), col(Product.unit_cost), col(Product.reorder_level))
     query: Any = (
-        sa_select(
-            col(StockLot.warehouse),
-            col(StockLot.sku),
-            col(StockLot.received_at),
-            col(StockLot.on_hand),
-            col(Product.unit_cost),
-            col(Product.reorder_level),
-        )
+        sa_select(*pair, func.min(col(StockLot.received_at)), func.sum(col(StockLot.on_hand)))
         .join(Product, col(Product.sku) == col(StockLot.sku))
         .where(col(Product.active).is_(True))
+        .group_by(*pair)
     )
     if f.warehouse is not None:
         query = query.where(col(StockLot.warehouse) == f.warehouse)
@@ -634,12 +644,10 @@ def _stock_pairs(session: Session, ask: Ask) -> dict[tuple[str, str], StockPair]
         query = query.where(col(StockLot.warehouse).in_(sorted(ask.scope.warehouses)))
     if ask.scope.sales_rep is not None:
         return {}  # stock is nobody's orders: a sales rep's scope holds none
-    pairs: dict[tuple[str, str], StockPair] = {}
-    for warehouse, sku, received, on_hand, cost, level in session.execute(query).all():
-        pair = pairs.setdefault((warehouse, sku), StockPair(ask.day(received), 0, cost, level))
-        pair.first_day = min(pair.first_day, ask.day(received))
-        pair.on_hand += on_hand
-    return pairs
+    return {
+        (warehouse, sku): StockPair(ask.day(first), int(on_hand), cost, level)
+        for warehouse, sku, cost, level, first, on_hand in session.execute(query).all()
+    }
 
 
 @dataclass
@@ -657,38 +665,33 @@ def _movements(
     a receipt adds to both, a lock takes from available, a release gives back, a dispatch takes from on hand (its
     locked units were already not available)."""
     wanted = set(pairs)
-    out = []
-    receipts = sa_select(
-        col(StockReceipt.warehouse), col(StockReceipt.sku), col(StockReceipt.at), col(StockReceipt.qty)
-    ).where(col(StockReceipt.at) >= since)
-    for warehouse, sku, at, qty in session.execute(receipts).all():
-        out.append((warehouse, sku, ask.day(at), qty, qty))
-    reservations = sa_select(
-        col(Reservation.warehouse),
-        col(Reservation.sku),
-        col(Reservation.created_at),
-        col(Reservation.updated_at),
-        col(Reservation.state),
-        col(Reservation.qty),
-    ).where(or_(col(Reservation.created_at) >= since, col(Reservation.updated_at) >= since))
-    for warehouse, sku, created, updated, state, qty in session.execute(reservations).all():
-        if created >= since:
-            out.append((warehouse, sku, ask.day(created), -qty, 0))
-        if state == ReservationState.RELEASED and updated >= since:
-            out.append((warehouse, sku, ask.day(updated), qty, 0))
-        if state == ReservationState.CONSUMED and updated >= since:
-            out.append((warehouse, sku, ask.day(updated), 0, -qty))
+    zone = literal(ask.zone.key)
+    out: list[tuple[str, str, date, int, int]] = []
+    # Summed per pair and business day by the database: a month of a million orders' reservations is a few
+    # thousand rows here, not a hundred thousand.
+    receipt = (col(StockReceipt.warehouse), col(StockReceipt.sku), col(StockReceipt.qty))
+    held = (col(Reservation.warehouse), col(Reservation.sku), col(Reservation.qty))
+    for (warehouse_of, sku_of, qty_of), at, sign_available, sign_on_hand, where in (
+        (receipt, col(StockReceipt.at), 1, 1, ()),
+        (held, col(Reservation.created_at), -1, 0, ()),
+        (held, col(Reservation.updated_at), 1, 0, (col(Reservation.state) == ReservationState.RELEASED,)),
+        (held, col(Reservation.updated_at), 0, -1, (col(Reservation.state) == ReservationState.CONSUMED,)),
+    ):
+        day = local_date(at, zone)
+        query: Any = (
+            sa_select(warehouse_of, sku_of, day, func.sum(qty_of))
+            .where(at >= since, *where)
+            .group_by(warehouse_of, sku_of, day)
+        )
+        for warehouse, sku, on, qty in session.execute(query).all():
+            out.append((warehouse, sku, on, sign_available * int(qty), sign_on_hand * int(qty)))
     return [m for m in out if (m[0], m[1]) in wanted]
 
 
 def _locked_now(session: Session) -> dict[tuple[str, str], int]:
-    query = select(Reservation.warehouse, Reservation.sku, Reservation.qty).where(
-        Reservation.state == ReservationState.LOCKED
-    )
-    out: dict[tuple[str, str], int] = defaultdict(int)
-    for warehouse, sku, qty in session.execute(query).all():
-        out[(warehouse, sku)] += qty
-    return out
+    pair = (col(Reservation.warehouse), col(Reservation.sku))
+    query = sa_select(*pair, func.sum(col(Reservation.qty))).where(col(Reservation.state) == ReservationState.LOCKED)
+    return {(warehouse, sku): int(qty) for warehouse, sku, qty in session.execute(query.group_by(*pair)).all()}
 
 
 def _stock_day_rows(session: Session, ask: Ask, by: str | None) -> list[Row]:
@@ -753,15 +756,10 @@ def _shipped_cost(session: Session, ask: Ask, by: str | None) -> dict[str, Decim
     """Cost of goods shipped in the period per group: consumed reservations × the SKU's unit cost."""
     f = ask.filters
     start, end = ask.window()
+    day = local_date(col(Reservation.updated_at), literal(ask.zone.key))
+    grouped = (col(Reservation.warehouse), col(Reservation.sku), day, col(Product.unit_cost), col(Product.product_line))
     query: Any = (
-        sa_select(
-            col(Reservation.warehouse),
-            col(Reservation.sku),
-            col(Reservation.updated_at),
-            col(Reservation.qty),
-            col(Product.unit_cost),
-            col(Product.product_line),
-        )
+        sa_select(*grouped, func.sum(col(Reservation.qty)))
         .join(Product, col(Product.sku) == col(Reservation.sku))
         .where(
             col(Reservation.state) == ReservationState.CONSUMED,
@@ -779,8 +777,8 @@ def _shipped_cost(session: Session, ask: Ask, by: str | None) -> dict[str, Decim
     if ask.scope.sales_rep is not None:
         return {}
     out: dict[str, Decimal] = defaultdict(lambda: ZERO)
-    for warehouse, sku, at, qty, cost, line in session.execute(query).all():
-        out[_stock_group(by, ask.day(at), warehouse, sku, {sku: line})] += cost * qty
+    for warehouse, sku, on, cost, line, qty in session.execute(query.group_by(*grouped)).all():
+        out[_stock_group(by, on, warehouse, sku, {sku: line})] += cost * int(qty)
     return out
 
 
@@ -845,10 +843,8 @@ def _reorder_rows(session: Session, ask: Ask, by: str | None) -> list[Row]:
     """(SKU, warehouse) pairs whose available stock now (services/queries/availability.py) is below the SKU's
     reorder level (domain/replenishment.py, the rule purchasing's requisitions follow)."""
     pairs = _stock_pairs(session, ask)
-    available: dict[tuple[str, str], int] = defaultdict(int)
-    for level in stock_levels(session, ask.now):
-        if (level.lot.warehouse, level.lot.sku) in pairs:
-            available[(level.lot.sku, level.lot.warehouse)] += level.available
+    available = {(sku, warehouse): units for (warehouse, sku), units in available_by_pair(session, ask.now).items()
+                 if (warehouse, sku) in pairs}  # fmt: skip
     levels = {sku: pair.reorder_level for (_, sku), pair in pairs.items()}
     lines = _product_lines(session) if by == "product_line" else {}
     rows: list[Row] = []
@@ -865,121 +861,231 @@ def _reorder_figures(rows: list[Row], ask: Ask) -> dict[str, Value]:
 # carriers -----------------------------------------------------------------------------------------------------
 
 
-def _parcel_rows(session: Session, ask: Ask, by: str | None, anchor: Any, *where: ColumnElement[bool]) -> list[Row]:
-    """Parcels whose `anchor` falls in the period, of orders passing the filters and scope (a warehouse filter is
-    the parcel's warehouse), with what their carrier events say."""
+def _seen(status: TrackingStatus) -> ColumnElement[bool]:
+    """The parcel's carrier reported this status at some point."""
+    return (
+        select(literal(1))
+        .select_from(TrackingEvent)
+        .where(
+            col(TrackingEvent.carrier) == col(Shipment.carrier),
+            col(TrackingEvent.tracking_no) == col(Shipment.tracking_no),
+            col(TrackingEvent.status) == status.value,
+        )
+        .correlate(Shipment)
+        .exists()
+    )
+
+
+# The carriers' rules, as SQL (as the orders' rules above).
+DELIVERED = col(Shipment.status) == TrackingStatus.DELIVERED.value  # signed for
+PROMISED = and_(DELIVERED, col(Shipment.promised_by).is_not(None))  # signed for, with a carrier promise kept
+DELIVERED_ON_TIME = and_(PROMISED, col(Shipment.ended_at) <= col(Shipment.promised_by))
+FIRST_ATTEMPT = and_(DELIVERED, ~_seen(TrackingStatus.ATTEMPT_FAILED))  # signed for without a failed attempt
+HAD_EXCEPTION = or_(
+    _seen(TrackingStatus.ATTEMPT_FAILED), _seen(TrackingStatus.EXCEPTION),
+    col(Shipment.status) == TrackingStatus.EXCEPTION.value,
+)  # fmt: skip
+PARCEL_MEASURES = {
+    "delivered": _flag(DELIVERED),
+    "promised": _flag(PROMISED),
+    "on_time": _flag(DELIVERED_ON_TIME),
+    "first_attempt": _flag(FIRST_ATTEMPT),
+    "transit_seconds": case((DELIVERED, seconds_between(col(Shipment.dispatched_at), col(Shipment.ended_at))), else_=0),
+}
+
+
+def _parcel_conditions(ask: Ask) -> list[ColumnElement[bool]]:
+    """The filters and scope over parcels: a warehouse or carrier is the parcel's own; the rest its order's."""
     f = ask.filters
-    start, end = ask.window()
-    conditions = _order_conditions(replace(ask, filters=replace(f, warehouse=None, carrier=None)))
+    where = _order_conditions(replace(ask, filters=replace(f, warehouse=None, carrier=None)))
+    if f.warehouse is not None:
+        where.append(col(Shipment.warehouse) == f.warehouse)
+    if f.carrier is not None:
+        where.append(col(Shipment.carrier) == f.carrier)
+    if ask.scope.warehouses is not None:
+        where.append(col(Shipment.warehouse).in_(sorted(ask.scope.warehouses)))
+    return where
+
+
+_PARCELS = join(Shipment, OrderFacts, col(OrderFacts.order_no) == col(Shipment.order_no))
+
+
+def _parcel_rows(
+    session: Session, ask: Ask, by: str | None, anchor: Any, measures: dict[str, Any], *where: ColumnElement[bool]
+) -> list[Row]:
+    """Parcels whose `anchor` falls in the period, of orders passing the filters and scope, with the measures."""
     query: Any = (
         sa_select(
             col(Shipment.order_no),
             col(Shipment.carrier),
-            col(Shipment.tracking_no),
             col(Shipment.warehouse),
             col(Shipment.status),
             col(Shipment.dispatched_at),
             col(Shipment.ended_at),
-            col(Shipment.signed_at),
             col(Shipment.promised_by),
             anchor,
             col(OrderFacts.channel),
             col(OrderFacts.region),
             col(OrderFacts.sales_rep),
+            *measures.values(),
         )
-        .join(OrderFacts, col(OrderFacts.order_no) == col(Shipment.order_no))
-        .where(anchor >= start, anchor < end, *conditions, *where)
+        .select_from(_PARCELS)
+        .where(*_in_window(ask, anchor, *_parcel_conditions(ask), *where))
     )
-    if f.warehouse is not None:
-        query = query.where(col(Shipment.warehouse) == f.warehouse)
-    if f.carrier is not None:
-        query = query.where(col(Shipment.carrier) == f.carrier)
-    if ask.scope.warehouses is not None:
-        query = query.where(col(Shipment.warehouse).in_(sorted(ask.scope.warehouses)))
     fetched = session.execute(query).all()
-    news = _carrier_news(session, [(r[1], r[2]) for r in fetched])
     links = _groups(session, "product_line", sorted({r[0] for r in fetched})) if by == "product_line" else {}
     rows: list[Row] = []
-    for (
-        order_no,
-        carrier,
-        tracking_no,
-        warehouse,
-        status,
-        sent,
-        ended,
-        signed,
-        promised,
-        at,
-        ch,
-        region,
-        rep,
-    ) in fetched:
-        seen = news.get((carrier, tracking_no), set())
-        values = {
-            "status": status,
-            "dispatched_at": sent,
-            "ended_at": ended,
-            "signed_at": signed,
-            "promised_by": promised,
-            "seen": seen,
-            "tracking_no": tracking_no,
-        }
+    for order_no, carrier, warehouse, status, sent, ended, promised, at, ch, region, rep, *values in fetched:
+        row_values = {"status": status, "dispatched_at": sent, "ended_at": ended, "promised_by": promised,
+                      **dict(zip(measures, values, strict=True))}  # fmt: skip
         columns = {"channel": ch, "region": region, "sales_rep": rep, "carrier": carrier, "warehouse": warehouse}
-        rows.extend(Row(order_no, key, at, values) for key in _group_keys(ask, by, at, columns, links, order_no))
+        rows.extend(Row(order_no, key, at, row_values) for key in _group_keys(ask, by, at, columns, links, order_no))
     return rows
 
 
-def _carrier_news(session: Session, parcels: Sequence[tuple[str, str]]) -> dict[tuple[str, str], set[str]]:
-    """The statuses each parcel's carrier ever reported (for first attempts and exceptions)."""
-    out: dict[tuple[str, str], set[str]] = defaultdict(set)
-    numbers = sorted({tracking_no for _, tracking_no in parcels})
-    wanted = set(parcels)
-    for chunk in range(0, len(numbers), 900):
-        query = select(TrackingEvent.carrier, TrackingEvent.tracking_no, TrackingEvent.status).where(
-            col(TrackingEvent.tracking_no).in_(numbers[chunk : chunk + 900]),
-            col(TrackingEvent.status).in_([TrackingStatus.ATTEMPT_FAILED.value, TrackingStatus.EXCEPTION.value]),
-        )
-        for carrier, tracking_no, status in session.execute(query).all():
-            if (carrier, tracking_no) in wanted:
-                out[(carrier, tracking_no)].add(status)
-    return out
-
-
 def _ended_parcel_rows(session: Session, ask: Ask, by: str | None) -> list[Row]:
-    return _parcel_rows(session, ask, by, col(Shipment.ended_at))
+    return _parcel_rows(session, ask, by, col(Shipment.ended_at), PARCEL_MEASURES)
 
 
 def _ended_parcel_figures(rows: list[Row], ask: Ask) -> dict[str, Value]:
-    delivered = [r for r in rows if r.values["status"] == TrackingStatus.DELIVERED.value]
-    hours = [(r.values["ended_at"] - r.values["dispatched_at"]).total_seconds() / 3600 for r in delivered]
-    promised = [r for r in delivered if r.values["promised_by"] is not None]
+    return _ended_parcel_from(len(rows), {k: sum(r.values[k] for r in rows) for k in PARCEL_MEASURES})
+
+
+def _ended_parcel_from(parcels: int, sums: dict[str, Any]) -> dict[str, Value]:
+    delivered = int(sums["delivered"])
     return {
-        "transit_time_avg": sum(hours) / len(hours) if hours else None,
-        "on_time_delivery_rate": rate(sum(1 for r in promised if _delivered_on_time(r)), len(promised)),
-        "first_attempt_rate": rate(sum(1 for r in delivered if _first_attempt(r)), len(delivered)),
-        "sign_for_rate": rate(len(delivered), len(rows)),
+        "transit_time_avg": float(sums["transit_seconds"]) / 3600 / delivered if delivered else None,
+        "on_time_delivery_rate": rate(int(sums["on_time"]), int(sums["promised"])),
+        "first_attempt_rate": rate(int(sums["first_attempt"]), delivered),
+        "sign_for_rate": rate(delivered, parcels),
     }
 
 
-def _delivered_on_time(row: Row) -> bool:
-    return bool(row.values["ended_at"] <= row.values["promised_by"])
-
-
-def _first_attempt(row: Row) -> bool:
-    return TrackingStatus.ATTEMPT_FAILED.value not in row.values["seen"]
+def _ended_parcel_totals(session: Session, ask: Ask) -> dict[str, Value]:
+    anchor = col(Shipment.ended_at)
+    n, sums = _sums(session, _PARCELS, _in_window(ask, anchor, *_parcel_conditions(ask)), PARCEL_MEASURES)
+    return _ended_parcel_from(n, sums)
 
 
 def _sent_parcel_rows(session: Session, ask: Ask, by: str | None) -> list[Row]:
-    return _parcel_rows(session, ask, by, col(Shipment.dispatched_at))
+    return _parcel_rows(session, ask, by, col(Shipment.dispatched_at), {"exception": _flag(HAD_EXCEPTION)})
 
 
 def _exception(row: Row) -> bool:
-    return bool(row.values["seen"]) or row.values["status"] in (TrackingStatus.EXCEPTION.value,)
+    return bool(row.values["exception"])
 
 
 def _sent_parcel_figures(rows: list[Row], ask: Ask) -> dict[str, Value]:
     return {"exception_rate": rate(sum(1 for r in rows if _exception(r)), len(rows))}
+
+
+def _sent_parcel_totals(session: Session, ask: Ask) -> dict[str, Value]:
+    where = _in_window(ask, col(Shipment.dispatched_at), *_parcel_conditions(ask))
+    n, sums = _sums(session, _PARCELS, where, {"exception": _flag(HAD_EXCEPTION)})
+    return {"exception_rate": rate(int(sums["exception"]), n)}
+
+
+# --- totals in the database -------------------------------------------------------------------------------------
+# A card needs its family's figures in total only: the database counts, sums and ranks the same rows by the same
+# rules (the SQL above) and sends back a row or two — what keeps a cockpit fast on a million orders. Breakdowns and
+# drill-downs use the rows. tests/integration/test_kpi_catalogue.py checks the cards (these) and the breakdowns
+# (the rows) against one hand-computed world.
+
+
+def _in_window(ask: Ask, anchor: Any, *where: ColumnElement[bool]) -> list[ColumnElement[bool]]:
+    start, end = ask.window()
+    return [anchor >= start, anchor < end, *where]
+
+
+def _sums(session: Session, source: Any, where: Sequence[ColumnElement[bool]], measures: dict[str, Any]) -> tuple[
+        int, dict[str, Any]]:  # fmt: skip
+    """How many rows, and the sum of each measure over them."""
+    query = (
+        sa_select(func.count(), *(func.coalesce(func.sum(e), 0) for e in measures.values()))
+        .select_from(source)
+        .where(*where)
+    )
+    found = session.execute(query).one()
+    return int(found[0]), dict(zip(measures, found[1:], strict=True))
+
+
+def _ranked(session: Session, value: Any, source: Any, where: Sequence[ColumnElement[bool]]) -> dict[str, Value]:
+    """p50 and p90 of `value` over the rows by nearest rank (domain/kpis.py percentile), ranked by the database."""
+    inner = (
+        sa_select(value.label("v"), func.row_number().over(order_by=value).label("rn"), func.count().over().label("n"))
+        .select_from(source)
+        .where(*where)
+        .subquery()
+    )
+    ranks = [(inner.c.n * hundredths + 99) // 100 for hundredths in (50, 90)]
+    found = session.execute(sa_select(inner.c.rn, inner.c.n, inner.c.v).where(or_(*(inner.c.rn == r for r in ranks))))
+    out: dict[str, Value] = {"p50": None, "p90": None}
+    for rn, n, v in found.all():
+        for name, p in (("p50", 0.5), ("p90", 0.9)):
+            if rn == nearest_rank(n, p):
+                out[name] = float(v)
+    return out
+
+
+def _facts_ranked(session: Session, ask: Ask, anchor: Any, value: Any, prefix: str) -> dict[str, Value]:
+    where = _in_window(ask, anchor, value.is_not(None), *_order_conditions(ask))
+    ranked = _ranked(session, value, OrderFacts, where)
+    return {f"{prefix}_p50": ranked["p50"], f"{prefix}_p90": ranked["p90"]}
+
+
+def _cycle_totals(session: Session, ask: Ask) -> dict[str, Value]:
+    return _facts_ranked(session, ask, col(OrderFacts.completed_at), col(OrderFacts.cycle_seconds), "cycle_time")
+
+
+def _approval_totals(session: Session, ask: Ask) -> dict[str, Value]:
+    anchor, value = col(OrderFacts.approval_ended_at), col(OrderFacts.approval_wait_seconds)
+    return _facts_ranked(session, ask, anchor, value, "approval_wait")
+
+
+def _stage_totals(session: Session, ask: Ask) -> dict[str, Value]:
+    conditions = _order_conditions(ask)
+    source: Any = OrderStageTime
+    if conditions:  # only a filter or a scope needs the order's facts
+        source = join(OrderStageTime, OrderFacts, col(OrderFacts.order_no) == col(OrderStageTime.order_no))
+    where = _in_window(ask, col(OrderStageTime.left_at), *conditions)
+    ranked = _ranked(session, col(OrderStageTime.seconds), source, where)
+    return {"stage_dwell_p50": ranked["p50"], "stage_dwell_p90": ranked["p90"]}
+
+
+def _dispatch_totals(session: Session, ask: Ask) -> dict[str, Value]:
+    where = _in_window(ask, col(OrderFacts.dispatched_at), *DISPATCH_COUNTED, *_order_conditions(ask))
+    n, sums = _sums(session, OrderFacts, where, {"on_time": _flag(ON_TIME_DISPATCH)})
+    return {"on_time_dispatch_rate": rate(int(sums["on_time"]), n)}
+
+
+def _delivery_end_totals(session: Session, ask: Ask) -> dict[str, Value]:
+    where = _in_window(ask, col(OrderFacts.ended_at), *DELIVERY_ENDED, *_order_conditions(ask))
+    n, sums = _sums(session, OrderFacts, where, {"otif": _flag(OTIF), "perfect": _flag(PERFECT)})
+    return {"otif_rate": rate(int(sums["otif"]), n), "perfect_order_rate": rate(int(sums["perfect"]), n)}
+
+
+def _fill_totals(session: Session, ask: Ask) -> dict[str, Value]:
+    where = _in_window(ask, col(OrderFacts.received_at), *FILL_COUNTED, *_order_conditions(ask))
+    n, sums = _sums(session, OrderFacts, where, FILL_MEASURES)
+    return _fill_from(n, {k: int(v) for k, v in sums.items()})
+
+
+def _stop_totals(session: Session, ask: Ask) -> dict[str, Value]:
+    where = _in_window(ask, col(OrderFacts.received_at), *_order_conditions(ask))
+    stopped = {s: _flag(col(OrderFacts.status) == s.value) for s in (OrderStatus.CANCELLED, OrderStatus.REJECTED)}
+    n, sums = _sums(session, OrderFacts, where, {s.value: e for s, e in stopped.items()})
+    return {
+        "cancellation_rate": rate(int(sums[OrderStatus.CANCELLED.value]), n),
+        "rejection_rate": rate(int(sums[OrderStatus.REJECTED.value]), n),
+    }
+
+
+def _sales_totals(session: Session, ask: Ask) -> dict[str, Value]:
+    if ask.filters.product_line is not None:  # an order counts with its lines of that line: the rows
+        return _sales_figures(_sales_rows(session, ask, None), ask)
+    where = _in_window(ask, col(OrderFacts.received_at), *_billed(ask.filters.currency), *_order_conditions(ask))
+    n, sums = _sums(session, OrderFacts, where, {"amount": col(OrderFacts.total)})
+    return _sales_from(n, sums["amount"])
 
 
 PARCEL_DIMENSIONS = ("day", "week", "month", "carrier", "region", "warehouse", "channel", "product_line", "sales_rep")
@@ -999,44 +1105,52 @@ FAMILIES: dict[str, Family] = {
     f.name: f
     for f in (
         Family("cycle", ORDER_DIMENSIONS, _cycle_rows, _cycle_figures,
-               {k: (_always, _worst("seconds")) for k in ("cycle_time_p50", "cycle_time_p90")}),
+               {k: (_always, _worst("seconds")) for k in ("cycle_time_p50", "cycle_time_p90")},
+               totals=_cycle_totals),
         Family("stages", ("stage", *ORDER_DIMENSIONS), _stage_rows, _stage_figures,
-               {k: (_always, _worst("seconds")) for k in ("stage_dwell_p50", "stage_dwell_p90")}),
+               {k: (_always, _worst("seconds")) for k in ("stage_dwell_p50", "stage_dwell_p90")},
+               totals=_stage_totals),
         Family("approval", ORDER_DIMENSIONS, _approval_rows, _approval_figures,
-               {k: (_always, _worst("seconds")) for k in ("approval_wait_p50", "approval_wait_p90")}),
+               {k: (_always, _worst("seconds")) for k in ("approval_wait_p50", "approval_wait_p90")},
+               totals=_approval_totals),
         Family("stuck", ("stage", *ORDER_DIMENSIONS[3:]), _stuck_rows, _stuck_figures,
                {"stuck_orders": (_always, _worst("over"))}),
         Family("dispatch", ORDER_DIMENSIONS, _dispatch_rows, _dispatch_figures,
-               {"on_time_dispatch_rate": (lambda r: not _on_time(r), lambda r: r.values["dispatch_by"])}),
+               {"on_time_dispatch_rate": (lambda r: not _on_time(r), lambda r: r.values["dispatch_by"])},
+               totals=_dispatch_totals),
         Family("delivery_end", ORDER_DIMENSIONS, _delivery_end_rows, _delivery_end_figures,
                {"otif_rate": (lambda r: not _otif(r), lambda r: r.at),
-                "perfect_order_rate": (lambda r: not _perfect(r), lambda r: r.at)}),
+                "perfect_order_rate": (lambda r: not _perfect(r), lambda r: r.at)},
+               totals=_delivery_end_totals),
         Family("fill", ORDER_DIMENSIONS, _fill_rows, _fill_figures,
                {"order_fill_rate": (lambda r: r.values["units_short"] > 0, _worst("units_short")),
                 "line_fill_rate": (lambda r: r.values["lines_short"] > 0, _worst("lines_short")),
                 "unit_fill_rate": (lambda r: r.values["units_short"] > 0, _worst("units_short")),
-                "backorder_rate": (lambda r: bool(r.values["backordered"]), lambda r: r.at)}),
+                "backorder_rate": (lambda r: bool(r.values["backordered"]), lambda r: r.at)},
+               totals=_fill_totals),
         Family("stops", ("reason", *ORDER_DIMENSIONS), _stop_rows, _stop_figures,
                {"cancellation_rate": (lambda r: r.values["status"] == OrderStatus.CANCELLED, lambda r: r.at),
-                "rejection_rate": (lambda r: r.values["status"] == OrderStatus.REJECTED, lambda r: r.at)}),
+                "rejection_rate": (lambda r: r.values["status"] == OrderStatus.REJECTED, lambda r: r.at)},
+               totals=_stop_totals),
         Family("sales", ORDER_DIMENSIONS, _sales_rows, _sales_figures,
-               {k: (_always, _worst("amount")) for k in ("sales_amount", "order_count", "average_order_value")}),
+               {k: (_always, _worst("amount")) for k in ("sales_amount", "order_count", "average_order_value")},
+               totals=_sales_totals),
         Family("stock_days", STOCK_DIMENSIONS, _stock_day_rows, _stock_figures,
                {"stock_out_rate": (lambda r: r.values["available"] <= 0, lambda r: r.at)}, STOCK_FILTERS),
         Family("stock_age", ("age", "warehouse", "product_line", "sku"), _stock_age_rows, _stock_age_figures,
                {}, STOCK_FILTERS),
         Family("reorder", ("warehouse", "product_line", "sku"), _reorder_rows, _reorder_figures, {}, STOCK_FILTERS),
         Family("parcels_ended", PARCEL_DIMENSIONS, _ended_parcel_rows, _ended_parcel_figures,
-               {"transit_time_avg": (lambda r: r.values["status"] == TrackingStatus.DELIVERED.value,
+               {"transit_time_avg": (lambda r: bool(r.values["delivered"]),
                                      lambda r: r.values["dispatched_at"] - r.values["ended_at"]),
-                "on_time_delivery_rate": (lambda r: r.values["status"] == TrackingStatus.DELIVERED.value
-                                          and r.values["promised_by"] is not None and not _delivered_on_time(r),
+                "on_time_delivery_rate": (lambda r: bool(r.values["promised"] and not r.values["on_time"]),
                                           lambda r: r.values["promised_by"] - r.values["ended_at"]),
-                "first_attempt_rate": (lambda r: r.values["status"] == TrackingStatus.DELIVERED.value
-                                       and not _first_attempt(r), lambda r: r.at),
-                "sign_for_rate": (lambda r: r.values["status"] != TrackingStatus.DELIVERED.value, lambda r: r.at)}),
+                "first_attempt_rate": (lambda r: bool(r.values["delivered"] and not r.values["first_attempt"]),
+                                       lambda r: r.at),
+                "sign_for_rate": (lambda r: not r.values["delivered"], lambda r: r.at)},
+               totals=_ended_parcel_totals),
         Family("parcels_sent", PARCEL_DIMENSIONS, _sent_parcel_rows, _sent_parcel_figures,
-               {"exception_rate": (_exception, lambda r: r.at)}),
+               {"exception_rate": (_exception, lambda r: r.at)}, totals=_sent_parcel_totals),
     )
 }  # fmt: skip
 
@@ -1167,7 +1281,11 @@ def _natural_order(by: str | None) -> Callable[[str], tuple[int, str]]:
     return lambda group: (0, group)
 
 
-def _family_total(session: Session, ask: Ask, family: str) -> dict[str, Value]:
+def family_total(session: Session, ask: Ask, family: str) -> dict[str, Value]:
+    """A family's figures in total (its cards)."""
+    fam = FAMILIES[family]
+    if fam.totals is not None:
+        return fam.totals(session, ask)
     result = figures(session, ask, family)
     if family == "stock_days" and not result.get(""):
         return {"stock_out_rate": None, "inventory_turnover": None}
@@ -1184,9 +1302,9 @@ def report(session: Session, ask: Ask, kpis: Sequence[str] | None = None) -> dic
     before: dict[str, dict[str, Value]] = {}
     previous = ask.previous()
     for family in dict.fromkeys(k.family for k in wanted):
-        now[family] = _family_total(session, ask, family)
+        now[family] = family_total(session, ask, family)
         if family not in NOW_FAMILIES:
-            before[family] = _family_total(session, previous, family)
+            before[family] = family_total(session, previous, family)
     cards = {}
     for kpi in wanted:
         value = now[kpi.family].get(kpi.id)

@@ -14,6 +14,7 @@ from domain.kpis import (
     bucket,
     closing_levels,
     fold,
+    nearest_rank,
     percentile,
     rate,
     shown,
@@ -112,3 +113,10 @@ def test_stop_reasons_group_by_kind_not_by_particulars() -> None:
 def test_a_move_smaller_than_the_figure_shows_is_flat() -> None:
     assert trend(0.0004, 0.0, 0.0005) == "flat" and trend(0.002, 0.0, 0.0005) == "up"
     assert shown("hours", 0.25) == "15 min" and shown("times", 0.0123) == "0.0123×"
+
+
+def test_the_databases_rank_is_the_nearest_rank() -> None:
+    """services/queries/kpis.py `_ranked` asks the database for rank (n·50 + 99) div 100 and (n·90 + 99) div 100."""
+    for n in range(1, 20001):
+        assert (n * 50 + 99) // 100 == nearest_rank(n, 0.5)
+        assert (n * 90 + 99) // 100 == nearest_rank(n, 0.9)
