@@ -310,8 +310,8 @@ class Family:
     # Which rows a KPI's drill-down lists, worst first: (include?, sort key).
     drill: dict[str, tuple[Callable[[Row], bool], Callable[[Row], Any]]] = field(default_factory=dict)
     filters: tuple[str, ...] = FILTERS  # the filters that apply to it
-    # Its figures in total computed by the database (the cards); None: from the rows.
-    totals: Callable[[Session, Ask], dict[str, Value]] | None = None
+    # Its figures computed by the database, in total (by None: the cards) or per group; None: from the rows.
+    totals: Callable[[Session, Ask, str | None], Figures | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -961,12 +961,6 @@ def _ended_parcel_from(parcels: int, sums: dict[str, Any]) -> dict[str, Value]:
     }
 
 
-def _ended_parcel_totals(session: Session, ask: Ask) -> dict[str, Value]:
-    anchor = col(Shipment.ended_at)
-    n, sums = _sums(session, _PARCELS, _in_window(ask, anchor, *_parcel_conditions(ask)), PARCEL_MEASURES)
-    return _ended_parcel_from(n, sums)
-
-
 def _sent_parcel_rows(session: Session, ask: Ask, by: str | None) -> list[Row]:
     return _parcel_rows(session, ask, by, col(Shipment.dispatched_at), {"exception": _flag(HAD_EXCEPTION)})
 
@@ -979,17 +973,14 @@ def _sent_parcel_figures(rows: list[Row], ask: Ask) -> dict[str, Value]:
     return {"exception_rate": rate(sum(1 for r in rows if _exception(r)), len(rows))}
 
 
-def _sent_parcel_totals(session: Session, ask: Ask) -> dict[str, Value]:
-    where = _in_window(ask, col(Shipment.dispatched_at), *_parcel_conditions(ask))
-    n, sums = _sums(session, _PARCELS, where, {"exception": _flag(HAD_EXCEPTION)})
-    return {"exception_rate": rate(int(sums["exception"]), n)}
-
-
 # --- totals in the database -------------------------------------------------------------------------------------
-# A card needs its family's figures in total only: the database counts, sums and ranks the same rows by the same
-# rules (the SQL above) and sends back a row or two — what keeps a cockpit fast on a million orders. Breakdowns and
-# drill-downs use the rows. tests/integration/test_kpi_catalogue.py checks the cards (these) and the breakdowns
-# (the rows) against one hand-computed world.
+# A card needs its family's figures in total, a chart per group of one dimension: the database counts, sums and
+# ranks the same rows by the same rules (the SQL above) and sends back a row per group — what keeps a cockpit fast
+# on a million orders. A dimension it does not group by here (an order's carriers or product lines, weeks of a
+# percentile, a stop's reasons) and every drill-down use the rows. tests/integration/test_kpi_catalogue.py checks
+# both against one hand-computed world, and that they agree.
+
+NONE_GROUP = "(none)"  # as the rows group what has no value
 
 
 def _in_window(ask: Ask, anchor: Any, *where: ColumnElement[bool]) -> list[ColumnElement[bool]]:
@@ -997,95 +988,213 @@ def _in_window(ask: Ask, anchor: Any, *where: ColumnElement[bool]) -> list[Colum
     return [anchor >= start, anchor < end, *where]
 
 
-def _sums(session: Session, source: Any, where: Sequence[ColumnElement[bool]], measures: dict[str, Any]) -> tuple[
-        int, dict[str, Any]]:  # fmt: skip
-    """How many rows, and the sum of each measure over them."""
-    query = (
-        sa_select(func.count(), *(func.coalesce(func.sum(e), 0) for e in measures.values()))
-        .select_from(source)
-        .where(*where)
-    )
-    found = session.execute(query).one()
-    return int(found[0]), dict(zip(measures, found[1:], strict=True))
+def _key(value: Any) -> str:
+    if value is None or value == "":
+        return NONE_GROUP
+    return value.isoformat() if isinstance(value, date) else str(value)
 
 
-def _ranked(session: Session, value: Any, source: Any, where: Sequence[ColumnElement[bool]]) -> dict[str, Value]:
-    """p50 and p90 of `value` over the rows by nearest rank (domain/kpis.py percentile), ranked by the database."""
+def _sums(
+    session: Session,
+    source: Any,
+    where: Sequence[ColumnElement[bool]],
+    measures: dict[str, Any],
+    group: Any = None,
+    count: Any = None,
+) -> dict[str, tuple[int, dict[str, Any]]]:
+    """Per group (one group "" without `group`): how many rows (or distinct `count`), and each measure's sum."""
+    counted = func.count(func.distinct(count)) if count is not None else func.count()
+    columns = [counted, *(func.coalesce(func.sum(e), 0) for e in measures.values())]
+    query: Any = sa_select(*columns, *([group] if group is not None else [])).select_from(source).where(*where)
+    if group is not None:
+        query = query.group_by(group)
+    out: dict[str, tuple[int, dict[str, Any]]] = {}
+    for found in session.execute(query).all():
+        key = _key(found[-1]) if group is not None else ""
+        out[key] = (int(found[0]), dict(zip(measures, found[1 : 1 + len(measures)], strict=True)))
+    return out
+
+
+def _ranked(
+    session: Session, value: Any, source: Any, where: Sequence[ColumnElement[bool]], group: Any = None
+) -> dict[str, dict[str, Value]]:
+    """Per group: p50 and p90 of `value` by nearest rank (domain/kpis.py percentile), ranked by the database."""
+    partition = [group] if group is not None else []
     inner = (
-        sa_select(value.label("v"), func.row_number().over(order_by=value).label("rn"), func.count().over().label("n"))
+        sa_select(
+            value.label("v"),
+            func.row_number().over(partition_by=partition or None, order_by=value).label("rn"),
+            func.count().over(partition_by=partition or None).label("n"),
+            (group if group is not None else literal("")).label("g"),
+        )
         .select_from(source)
         .where(*where)
         .subquery()
     )
     ranks = [(inner.c.n * hundredths + 99) // 100 for hundredths in (50, 90)]
-    found = session.execute(sa_select(inner.c.rn, inner.c.n, inner.c.v).where(or_(*(inner.c.rn == r for r in ranks))))
-    out: dict[str, Value] = {"p50": None, "p90": None}
-    for rn, n, v in found.all():
+    query = sa_select(inner.c.g, inner.c.rn, inner.c.n, inner.c.v).where(or_(*(inner.c.rn == r for r in ranks)))
+    out: dict[str, dict[str, Value]] = {}
+    for g, rn, n, v in session.execute(query).all():
+        figures = out.setdefault(_key(g) if group is not None else "", {"p50": None, "p90": None})
         for name, p in (("p50", 0.5), ("p90", 0.9)):
             if rn == nearest_rank(n, p):
-                out[name] = float(v)
+                figures[name] = float(v)
     return out
 
 
-def _facts_ranked(session: Session, ask: Ask, anchor: Any, value: Any, prefix: str) -> dict[str, Value]:
+def _order_group(ask: Ask, by: str | None, anchor: Any, source: Any) -> tuple[Any, Any] | None:
+    """The FROM and the group key for breaking orders' figures down `by` in the database; None: not here."""
+    if by is None:
+        return source, None
+    if by in ("channel", "region", "sales_rep"):
+        return source, getattr(OrderFacts, by)
+    if by in TIME_GRAINS:
+        return source, local_date(anchor, literal(ask.zone.key))
+    if by == "warehouse":  # an order counts in each warehouse it has a (live) pick list in; none: "(none)"
+        listed = and_(col(PickList.order_no) == col(OrderFacts.order_no), col(PickList.state) != "voided")
+        return join(source, PickList, listed, isouter=True), col(PickList.warehouse)
+    return None
+
+
+def _fold(per_day: dict[str, tuple[int, dict[str, Any]]], by: str | None) -> dict[str, tuple[int, dict[str, Any]]]:
+    """Sums per business day into weeks or months (an order counts on one day, so the counts add up too)."""
+    if by not in ("week", "month"):
+        return per_day
+    out: dict[str, tuple[int, dict[str, Any]]] = {}
+    grain: Grain = by  # type: ignore[assignment]
+    for day, (n, sums) in per_day.items():
+        key = bucket(date.fromisoformat(day), grain).isoformat() if day != NONE_GROUP else day
+        before_n, before = out.get(key, (0, dict.fromkeys(sums, 0)))
+        out[key] = (before_n + n, {k: before[k] + v for k, v in sums.items()})
+    return out
+
+
+def _facts_ranked(session: Session, ask: Ask, by: str | None, anchor: Any, value: Any, prefix: str) -> Figures | None:
+    if by in ("week", "month") or (grouped := _order_group(ask, by, anchor, OrderFacts)) is None:
+        return None
+    source, group = grouped
     where = _in_window(ask, anchor, value.is_not(None), *_order_conditions(ask))
-    ranked = _ranked(session, value, OrderFacts, where)
-    return {f"{prefix}_p50": ranked["p50"], f"{prefix}_p90": ranked["p90"]}
+    ranked = _ranked(session, value, source, where, group)
+    return {g: {f"{prefix}_p50": r["p50"], f"{prefix}_p90": r["p90"]} for g, r in ranked.items()}
 
 
-def _cycle_totals(session: Session, ask: Ask) -> dict[str, Value]:
-    return _facts_ranked(session, ask, col(OrderFacts.completed_at), col(OrderFacts.cycle_seconds), "cycle_time")
+def _cycle_totals(session: Session, ask: Ask, by: str | None) -> Figures | None:
+    return _facts_ranked(session, ask, by, col(OrderFacts.completed_at), col(OrderFacts.cycle_seconds), "cycle_time")
 
 
-def _approval_totals(session: Session, ask: Ask) -> dict[str, Value]:
+def _approval_totals(session: Session, ask: Ask, by: str | None) -> Figures | None:
     anchor, value = col(OrderFacts.approval_ended_at), col(OrderFacts.approval_wait_seconds)
-    return _facts_ranked(session, ask, anchor, value, "approval_wait")
+    return _facts_ranked(session, ask, by, anchor, value, "approval_wait")
 
 
-def _stage_totals(session: Session, ask: Ask) -> dict[str, Value]:
+def _stage_totals(session: Session, ask: Ask, by: str | None) -> Figures | None:
+    anchor = col(OrderStageTime.left_at)
     conditions = _order_conditions(ask)
     source: Any = OrderStageTime
-    if conditions:  # only a filter or a scope needs the order's facts
+    if conditions or by in ("channel", "region", "sales_rep", "warehouse"):  # these need the order's facts
         source = join(OrderStageTime, OrderFacts, col(OrderFacts.order_no) == col(OrderStageTime.order_no))
-    where = _in_window(ask, col(OrderStageTime.left_at), *conditions)
-    ranked = _ranked(session, col(OrderStageTime.seconds), source, where)
-    return {"stage_dwell_p50": ranked["p50"], "stage_dwell_p90": ranked["p90"]}
+    if by in (None, "stage"):
+        group = col(OrderStageTime.stage) if by else None
+    elif by in ("week", "month") or (grouped := _order_group(ask, by, anchor, source)) is None:
+        return None
+    else:
+        source, group = grouped
+    ranked = _ranked(session, col(OrderStageTime.seconds), source, _in_window(ask, anchor, *conditions), group)
+    return {g: {"stage_dwell_p50": r["p50"], "stage_dwell_p90": r["p90"]} for g, r in ranked.items()}
 
 
-def _dispatch_totals(session: Session, ask: Ask) -> dict[str, Value]:
-    where = _in_window(ask, col(OrderFacts.dispatched_at), *DISPATCH_COUNTED, *_order_conditions(ask))
-    n, sums = _sums(session, OrderFacts, where, {"on_time": _flag(ON_TIME_DISPATCH)})
-    return {"on_time_dispatch_rate": rate(int(sums["on_time"]), n)}
+def _facts_summed(
+    session: Session, ask: Ask, by: str | None, anchor: Any, where: Sequence[ColumnElement[bool]],
+    measures: dict[str, Any], finish: Callable[[int, dict[str, Any]], dict[str, Value]],
+) -> Figures | None:  # fmt: skip
+    if (grouped := _order_group(ask, by, anchor, OrderFacts)) is None:
+        return None
+    source, group = grouped
+    conditions = _in_window(ask, anchor, *where, *_order_conditions(ask))
+    count = col(OrderFacts.order_no) if by == "warehouse" else None
+    summed = _fold(_sums(session, source, conditions, measures, group, count), by)
+    return {g: finish(n, sums) for g, (n, sums) in summed.items()}
 
 
-def _delivery_end_totals(session: Session, ask: Ask) -> dict[str, Value]:
-    where = _in_window(ask, col(OrderFacts.ended_at), *DELIVERY_ENDED, *_order_conditions(ask))
-    n, sums = _sums(session, OrderFacts, where, {"otif": _flag(OTIF), "perfect": _flag(PERFECT)})
-    return {"otif_rate": rate(int(sums["otif"]), n), "perfect_order_rate": rate(int(sums["perfect"]), n)}
+def _dispatch_totals(session: Session, ask: Ask, by: str | None) -> Figures | None:
+    return _facts_summed(session, ask, by, col(OrderFacts.dispatched_at), DISPATCH_COUNTED,
+                         {"on_time": _flag(ON_TIME_DISPATCH)},
+                         lambda n, sums: {"on_time_dispatch_rate": rate(int(sums["on_time"]), n)})  # fmt: skip
 
 
-def _fill_totals(session: Session, ask: Ask) -> dict[str, Value]:
-    where = _in_window(ask, col(OrderFacts.received_at), *FILL_COUNTED, *_order_conditions(ask))
-    n, sums = _sums(session, OrderFacts, where, FILL_MEASURES)
-    return _fill_from(n, {k: int(v) for k, v in sums.items()})
+def _delivery_end_totals(session: Session, ask: Ask, by: str | None) -> Figures | None:
+    return _facts_summed(session, ask, by, col(OrderFacts.ended_at), DELIVERY_ENDED,
+                         {"otif": _flag(OTIF), "perfect": _flag(PERFECT)},
+                         lambda n, sums: {"otif_rate": rate(int(sums["otif"]), n),
+                                          "perfect_order_rate": rate(int(sums["perfect"]), n)})  # fmt: skip
 
 
-def _stop_totals(session: Session, ask: Ask) -> dict[str, Value]:
-    where = _in_window(ask, col(OrderFacts.received_at), *_order_conditions(ask))
-    stopped = {s: _flag(col(OrderFacts.status) == s.value) for s in (OrderStatus.CANCELLED, OrderStatus.REJECTED)}
-    n, sums = _sums(session, OrderFacts, where, {s.value: e for s, e in stopped.items()})
-    return {
-        "cancellation_rate": rate(int(sums[OrderStatus.CANCELLED.value]), n),
-        "rejection_rate": rate(int(sums[OrderStatus.REJECTED.value]), n),
+def _fill_totals(session: Session, ask: Ask, by: str | None) -> Figures | None:
+    return _facts_summed(session, ask, by, col(OrderFacts.received_at), FILL_COUNTED, FILL_MEASURES,
+                         lambda n, sums: _fill_from(n, {k: int(v) for k, v in sums.items()}))  # fmt: skip
+
+
+def _stop_totals(session: Session, ask: Ask, by: str | None) -> Figures | None:
+    if by == "reason":  # only the stopped orders, under each of their reasons: the rows (a few)
+        return None
+    measures = {
+        s.value: _flag(col(OrderFacts.status) == s.value) for s in (OrderStatus.CANCELLED, OrderStatus.REJECTED)
     }
 
+    def finish(n: int, sums: dict[str, Any]) -> dict[str, Value]:
+        return {"cancellation_rate": rate(int(sums[OrderStatus.CANCELLED.value]), n),
+                "rejection_rate": rate(int(sums[OrderStatus.REJECTED.value]), n)}  # fmt: skip
 
-def _sales_totals(session: Session, ask: Ask) -> dict[str, Value]:
-    if ask.filters.product_line is not None:  # an order counts with its lines of that line: the rows
-        return _sales_figures(_sales_rows(session, ask, None), ask)
-    where = _in_window(ask, col(OrderFacts.received_at), *_billed(ask.filters.currency), *_order_conditions(ask))
-    n, sums = _sums(session, OrderFacts, where, {"amount": col(OrderFacts.total)})
-    return _sales_from(n, sums["amount"])
+    return _facts_summed(session, ask, by, col(OrderFacts.received_at), (), measures, finish)
+
+
+def _sales_totals(session: Session, ask: Ask, by: str | None) -> Figures | None:
+    anchor = col(OrderFacts.received_at)
+    billed = _billed(ask.filters.currency)
+    finish: Callable[[int, dict[str, Any]], dict[str, Value]] = lambda n, sums: _sales_from(n, sums["amount"])  # noqa: E731
+    if ask.filters.product_line is None and by != "product_line":
+        return _facts_summed(session, ask, by, anchor, billed, {"amount": col(OrderFacts.total)}, finish)
+    # By or for a product line an order counts with its lines of that line only.
+    lines = join(
+        join(OrderFacts, OrderLineRow, col(OrderLineRow.order_no) == col(OrderFacts.order_no)),
+        Product, col(Product.sku) == col(OrderLineRow.sku),
+    )  # fmt: skip
+    where = _in_window(ask, anchor, *billed, *_order_conditions(ask, lines_filtered=True))
+    if ask.filters.product_line is not None:
+        where.append(col(Product.product_line) == ask.filters.product_line)
+    group = col(Product.product_line) if by == "product_line" else None
+    if by not in (None, "product_line"):
+        if by in ("warehouse",) or (grouped := _order_group(ask, by, anchor, lines)) is None:
+            return None
+        lines, group = grouped
+    summed = _sums(session, lines, where, {"amount": col(OrderLineRow.amount)}, group, col(OrderFacts.order_no))
+    return {g: finish(n, sums) for g, (n, sums) in _fold(summed, by).items()}
+
+
+def _parcel_totals(
+    session: Session, ask: Ask, by: str | None, anchor: Any, measures: dict[str, Any],
+    finish: Callable[[int, dict[str, Any]], dict[str, Value]],
+) -> Figures | None:  # fmt: skip
+    group: Any = None
+    if by in ("carrier", "warehouse"):
+        group = getattr(Shipment, by)
+    elif by in ("channel", "region", "sales_rep"):
+        group = getattr(OrderFacts, by)
+    elif by in TIME_GRAINS:
+        group = local_date(anchor, literal(ask.zone.key))
+    elif by is not None:
+        return None
+    summed = _fold(_sums(session, _PARCELS, _in_window(ask, anchor, *_parcel_conditions(ask)), measures, group), by)
+    return {g: finish(n, sums) for g, (n, sums) in summed.items()}
+
+
+def _ended_parcel_totals(session: Session, ask: Ask, by: str | None) -> Figures | None:
+    return _parcel_totals(session, ask, by, col(Shipment.ended_at), PARCEL_MEASURES, _ended_parcel_from)
+
+
+def _sent_parcel_totals(session: Session, ask: Ask, by: str | None) -> Figures | None:
+    return _parcel_totals(session, ask, by, col(Shipment.dispatched_at), {"exception": _flag(HAD_EXCEPTION)},
+                          lambda n, sums: {"exception_rate": rate(int(sums["exception"]), n)})  # fmt: skip
 
 
 PARCEL_DIMENSIONS = ("day", "week", "month", "carrier", "region", "warehouse", "channel", "product_line", "sales_rep")
@@ -1258,6 +1367,16 @@ def figures(session: Session, ask: Ask, family: str, by: str | None = None) -> F
     fam = FAMILIES[family]
     if by is not None and by not in fam.dimensions:
         raise ValueError(f"{family} KPIs cannot be broken down by {by} (they can by {', '.join(fam.dimensions)})")
+    if fam.totals is not None and (summed := fam.totals(session, ask, by)) is not None:
+        if by is None:
+            return {"": summed.get("") or fam.figures([], ask)}
+        return {group: summed[group] for group in sorted(summed, key=_natural_order(by))}
+    return figures_from_rows(session, ask, family, by)
+
+
+def figures_from_rows(session: Session, ask: Ask, family: str, by: str | None = None) -> Figures:
+    """`figures` from the family's rows (what its drill-down lists), whatever the database could sum."""
+    fam = FAMILIES[family]
     rows = fam.rows(session, ask, by)
     groups = _by_group(rows) if by is not None else {"": rows}
     out = {group: fam.figures(groups[group], ask) for group in sorted(groups, key=_natural_order(by))}
@@ -1283,9 +1402,6 @@ def _natural_order(by: str | None) -> Callable[[str], tuple[int, str]]:
 
 def family_total(session: Session, ask: Ask, family: str) -> dict[str, Value]:
     """A family's figures in total (its cards)."""
-    fam = FAMILIES[family]
-    if fam.totals is not None:
-        return fam.totals(session, ask)
     result = figures(session, ask, family)
     if family == "stock_days" and not result.get(""):
         return {"stock_out_rate": None, "inventory_turnover": None}
