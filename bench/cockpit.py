@@ -11,7 +11,10 @@ httpx's ASGI transport: routing, session, queries, templates; no network), for t
 days) signed in as ops (everything) and, for the sales cockpit, as one sales rep (their scope):
   the page (its KPI cards), the cards again (what the live refresh fetches) and every chart's data.
 cold-ish: the first request of each after the PostgreSQL server is restarted (its buffers empty; the OS file cache
-is not dropped: that needs root and a quiet machine) and a fresh app; warm: p95 of `--requests` more.
+is not dropped: that needs root and a quiet machine) and a fresh app; computed: p50/p95 of `--requests` more with
+the remembered figures dropped before each (what a request costs after any new order event, the database warm);
+remembered (warm): the same question again on the same data, answered from memory (services/queries/kpis.py).
+The ratio is computed p95 / the reference.
 The reference, in the same run on the same database: one plain SQL aggregate over the period's order facts
 (count and sum) on a raw connection — what no card can beat — and the ratio. Then each KPI family is timed alone
 and the slowest family's slowest statement is shown with EXPLAIN ANALYZE (PostgreSQL)."""
@@ -75,7 +78,10 @@ def requests_of(viewer: str) -> list[tuple[str, str]]:
     return out
 
 
-async def measure(engine: Engine, settings: Settings, requests: int, *, cold: bool) -> list[dict[str, Any]]:
+async def measure(engine: Engine, settings: Settings, requests: int, *, cold: bool, forget: bool = False) -> list[
+        dict[str, Any]]:  # fmt: skip
+    """Each request's p50/p95 (cold: once). `forget`: the remembered figures are dropped before every request, so
+    each one computes its figures (as after any new order event); otherwise repeats are answered from memory."""
     app = create_app(settings, engine=engine)
     settle_heap()
     results = []
@@ -86,6 +92,8 @@ async def measure(engine: Engine, settings: Settings, requests: int, *, cold: bo
             for label, path in requests_of(viewer):
                 samples = []
                 for _ in range(1 if cold else requests + 2):
+                    if forget:
+                        kpis.forget_figures()
                     began = time.perf_counter()
                     answer = await http.get(path)
                     samples.append((time.perf_counter() - began) * 1000)
@@ -150,6 +158,7 @@ def families(engine: Engine, settings: Settings) -> tuple[list[dict[str, Any]], 
     for name in kpis.FAMILIES:
         best = float("inf")
         for _ in range(3):
+            kpis.forget_figures()
             with Session(engine) as session, statements(engine) as seen:
                 began = time.perf_counter()
                 kpis.family_total(session, ask, name)
@@ -201,14 +210,16 @@ def run_backend(backend: str, orders: int, args: argparse.Namespace, work: Path)
             cluster.start()
         engine = make_engine(url, pool_size=4)
         cold = asyncio.run(measure(engine, settings, args.requests, cold=True))
+        computed = asyncio.run(measure(engine, settings, args.requests, cold=False, forget=True))
         warm = asyncio.run(measure(engine, settings, args.requests, cold=False))
         floor = reference(engine, settings, args.requests)
         timed, plan = families(engine, settings)
         engine.dispose()
         measured = []
-        for c, w in zip(cold, warm, strict=True):
-            measured.append({**w, "cold_ms": c["p50_ms"], "ratio_p95": round(w["p95_ms"] / max(floor, 0.01), 1),
-                             "cold_met": c["p50_ms"] < COLD_GOAL_MS,
+        for c, k, w in zip(cold, computed, warm, strict=True):
+            measured.append({**w, "cold_ms": c["p50_ms"], "computed_p50_ms": k["p50_ms"],
+                             "computed_p95_ms": k["p95_ms"], "ratio_p95": round(k["p95_ms"] / max(floor, 0.01), 1),
+                             "cold_met": c["p50_ms"] < COLD_GOAL_MS, "computed_met": k["p95_ms"] < COLD_GOAL_MS,
                              "warm_met": w["p95_ms"] < WARM_GOAL_MS[backend]})  # fmt: skip
         return {"backend": backend, "orders": orders, "fill_seconds": round(filled, 1), "rows": rows,
                 "reference_p95_ms": round(floor, 2), "requests": measured, "families": timed, "plan": plan}  # fmt: skip
@@ -251,7 +262,8 @@ def main() -> None:
         print(json.dumps(report, indent=2, default=str))
     else:
         show(report)
-    missed = [r for run in report["runs"] for r in run["requests"] if not (r["cold_met"] and r["warm_met"])]
+    missed = [r for run in report["runs"] for r in run["requests"]
+              if not (r["cold_met"] and r["computed_met"] and r["warm_met"])]  # fmt: skip
     sys.exit(1 if missed else 0)
 
 
@@ -261,12 +273,14 @@ def show(report: dict[str, Any]) -> None:
         print(f"\n{run['backend']}: {run['orders']:,} orders, filled in {run['fill_seconds']} s; rows {run['rows']}")
         warm = WARM_GOAL_MS[run["backend"]]
         print(f"  reference (count + sum over the period's facts) p95 {run['reference_p95_ms']} ms")
-        print(f"  {'viewer':<10}{'request':<52}{'cold ms':>9}{'p50 ms':>8}{'p95 ms':>8}{'ratio':>7}"
-              f"  goals cold < {COLD_GOAL_MS:.0f}, warm p95 < {warm:.0f}")  # fmt: skip
+        print(f"  {'':<62}{'cold':>8}{'computed (warm DB)':>20}{'remembered':>16}")
+        print(f"  {'viewer':<10}{'request':<52}{'ms':>8}{'p50 ms':>10}{'p95 ms':>10}{'p50 ms':>8}{'p95 ms':>8}"
+              f"{'ratio':>7}  goals: cold, computed p95 < {COLD_GOAL_MS:.0f}; remembered < {warm:.0f}")  # fmt: skip
         for r in run["requests"]:
-            verdict = "met" if r["cold_met"] and r["warm_met"] else "MISSED"
-            print(f"  {r['viewer']:<10}{r['request']:<52}{r['cold_ms']:>9}{r['p50_ms']:>8}{r['p95_ms']:>8}"
-                  f"{r['ratio_p95']:>9}  {verdict}")  # fmt: skip
+            verdict = "met" if r["cold_met"] and r["computed_met"] and r["warm_met"] else "MISSED"
+            print(f"  {r['viewer']:<10}{r['request']:<52}{r['cold_ms']:>8}{r['computed_p50_ms']:>10}"
+                  f"{r['computed_p95_ms']:>10}{r['p50_ms']:>8}{r['p95_ms']:>8}{r['ratio_p95']:>7}"
+                  f"  {verdict}")  # fmt: skip
         print("  KPI families' card figures alone (warm, best of 3): " + ", ".join(
             f"{f['family']} {f['ms']} ms ({f['statements']} statements)" for f in run["families"]))  # fmt: skip
         if run["plan"].strip():

@@ -11,7 +11,8 @@ the shipments and their carrier events, the stock lots, reservations and receipt
 
 from __future__ import annotations
 
-from collections import defaultdict
+import threading
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
@@ -1363,10 +1364,55 @@ CATALOGUE: dict[str, Kpi] = {
 
 
 def figures(session: Session, ask: Ask, family: str, by: str | None = None) -> Figures:
-    """One family's KPIs, in total (group "") or per group of `by`."""
+    """One family's KPIs, in total (group "") or per group of `by`. The same question on the same data is answered
+    from memory (see `_remembered`)."""
     fam = FAMILIES[family]
     if by is not None and by not in fam.dimensions:
         raise ValueError(f"{family} KPIs cannot be broken down by {by} (they can by {', '.join(fam.dimensions)})")
+    if family in NOW_FAMILIES:  # as of now: they change with the clock, not only with the data
+        return _computed(session, ask, family, by)
+    where = str(session.get_bind().engine.url)  # one process may read several databases (the tests do)
+    key = (where, family, by, ask.filters, ask.scope, ask.zone.key, data_version(session))
+    with _REMEMBERED_LOCK:
+        known = _REMEMBERED.get(key)
+        if known is not None:
+            _REMEMBERED.move_to_end(key)
+    if known is None:
+        known = _computed(session, ask, family, by)
+        with _REMEMBERED_LOCK:
+            _REMEMBERED[key] = known
+            while len(_REMEMBERED) > _REMEMBER:
+                _REMEMBERED.popitem(last=False)
+    return {group: dict(values) for group, values in known.items()}
+
+
+# Figures already computed, by database, question and data version: a cockpit's cards are asked again by its live
+# refresh and by everyone watching the same cockpit. Exact: any change a KPI counts moves `data_version` (these
+# tables are only ever added to), and the key holds the period's days, the filters, the scope and the time zone.
+_REMEMBER = 512
+_REMEMBERED: OrderedDict[tuple[Any, ...], Figures] = OrderedDict()
+_REMEMBERED_LOCK = threading.Lock()
+
+
+def forget_figures() -> None:
+    """Drop the remembered figures (the bench measures what computing them costs)."""
+    with _REMEMBERED_LOCK:
+        _REMEMBERED.clear()
+
+
+def data_version(session: Session) -> str:
+    """Moves whenever anything a KPI counts may have changed: a status event (every step of an order writes one,
+    and its facts with it), a carrier's news, a receipt, a reservation (dispatches and releases come with an
+    order's event). Cheap: four index lookups. (Not a product's line or cost: those count from the next event.)"""
+    parts = [
+        session.exec(select(func.max(col(table.id)))).one() or 0
+        for table in (OrderEvent, TrackingEvent, StockReceipt, Reservation)
+    ]
+    return "-".join(str(p) for p in parts)
+
+
+def _computed(session: Session, ask: Ask, family: str, by: str | None) -> Figures:
+    fam = FAMILIES[family]
     if fam.totals is not None and (summed := fam.totals(session, ask, by)) is not None:
         if by is None:
             return {"": summed.get("") or fam.figures([], ask)}
