@@ -189,7 +189,9 @@ def shown(unit: str, value: float | Decimal | int | None) -> str:
         return f"{Decimal(value):,.2f}"
     if unit == "hours":
         in_hours = float(value)
-        return f"{in_hours * 60:.0f} min" if in_hours < 1 else f"{in_hours:.1f} h"
+        if in_hours >= 1:
+            return f"{in_hours:.1f} h"
+        return f"{in_hours * 60:.0f} min" if in_hours * 60 >= 1 else f"{in_hours * 3600:.0f} s"
     if unit == "times":
         turns = float(value)
         return f"{turns:.2f}×" if turns >= 0.1 or turns == 0 else f"{turns:.4f}×"

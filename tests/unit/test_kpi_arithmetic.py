@@ -113,6 +113,7 @@ def test_stop_reasons_group_by_kind_not_by_particulars() -> None:
 def test_a_move_smaller_than_the_figure_shows_is_flat() -> None:
     assert trend(0.0004, 0.0, 0.0005) == "flat" and trend(0.002, 0.0, 0.0005) == "up"
     assert shown("hours", 0.25) == "15 min" and shown("times", 0.0123) == "0.0123×"
+    assert shown("hours", 0.001) == "4 s"  # a demo parcel travels seconds
 
 
 def test_the_databases_rank_is_the_nearest_rank() -> None:

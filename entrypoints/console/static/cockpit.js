@@ -24,7 +24,10 @@
         return v.toFixed(v < 1 && v > 0 ? 2 : 0) + " s";
       }
       if (unit === "ratio") { return (v * 100).toFixed(0) + " %"; }
-      if (unit === "hours") { return v < 1 ? (v * 60).toFixed(0) + " min" : v.toFixed(0) + " h"; }
+      if (unit === "hours") {
+        if (v === 0 || v >= 1) { return v.toFixed(v >= 10 || v === 0 ? 0 : 1) + (v === 0 ? "" : " h"); }
+        return v * 60 >= 1 ? (v * 60).toFixed(0) + " min" : (v * 3600).toFixed(v * 3600 < 10 ? 1 : 0) + " s";
+      }
       return Number(v).toLocaleString();
     };
   }
