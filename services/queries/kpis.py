@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
+from time import monotonic
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
@@ -1372,15 +1373,20 @@ def figures(session: Session, ask: Ask, family: str, by: str | None = None) -> F
     if family in NOW_FAMILIES:  # as of now: they change with the clock, not only with the data
         return _computed(session, ask, family, by)
     where = str(session.get_bind().engine.url)  # one process may read several databases (the tests do)
-    key = (where, family, by, ask.filters, ask.scope, ask.zone.key, data_version(session))
+    # Today's date too: a period running to today counts its days up to it (the stock-outs, say).
+    key = (where, family, by, ask.filters, ask.scope, ask.zone.key, ask.day(ask.now), data_version(session))
+    clock = monotonic()
     with _REMEMBERED_LOCK:
-        known = _REMEMBERED.get(key)
-        if known is not None:
+        kept = _REMEMBERED.get(key)
+        if kept is not None and clock - kept[0] < _REMEMBER_FOR:
             _REMEMBERED.move_to_end(key)
+            known: Figures | None = kept[1]
+        else:
+            known = None
     if known is None:
         known = _computed(session, ask, family, by)
         with _REMEMBERED_LOCK:
-            _REMEMBERED[key] = known
+            _REMEMBERED[key] = (clock, known)
             while len(_REMEMBERED) > _REMEMBER:
                 _REMEMBERED.popitem(last=False)
     return {group: dict(values) for group, values in known.items()}
@@ -1389,8 +1395,11 @@ def figures(session: Session, ask: Ask, family: str, by: str | None = None) -> F
 # Figures already computed, by database, question and data version: a cockpit's cards are asked again by its live
 # refresh and by everyone watching the same cockpit. Exact: any change a KPI counts moves `data_version` (these
 # tables are only ever added to), and the key holds the period's days, the filters, the scope and the time zone.
+# Kept at most 30 s: on PostgreSQL ids are taken in insert order but committed in any order, so a transaction that
+# took a lower id than one committed before it does not move the version; its change shows within 30 s.
 _REMEMBER = 512
-_REMEMBERED: OrderedDict[tuple[Any, ...], Figures] = OrderedDict()
+_REMEMBER_FOR = 30.0
+_REMEMBERED: OrderedDict[tuple[Any, ...], tuple[float, Figures]] = OrderedDict()
 _REMEMBERED_LOCK = threading.Lock()
 
 
@@ -1402,11 +1411,12 @@ def forget_figures() -> None:
 
 def data_version(session: Session) -> str:
     """Moves whenever anything a KPI counts may have changed: a status event (every step of an order writes one,
-    and its facts with it), a carrier's news, a receipt, a reservation (dispatches and releases come with an
-    order's event). Cheap: four index lookups. (Not a product's line or cost: those count from the next event.)"""
+    and its facts with it), a carrier's news, a receipt, a reservation, a parcel (the first of several leaves with
+    no status event; its reservations are consumed with it). Cheap: five index lookups. (Not a product's line or
+    cost: those count from the next event.)"""
     parts = [
         session.exec(select(func.max(col(table.id)))).one() or 0
-        for table in (OrderEvent, TrackingEvent, StockReceipt, Reservation)
+        for table in (OrderEvent, TrackingEvent, StockReceipt, Reservation, Shipment)
     ]
     return "-".join(str(p) for p in parts)
 
