@@ -330,6 +330,16 @@ class Kpi:
 ORDER_DIMENSIONS = ("day", "week", "month", "channel", "region", "warehouse", "carrier", "product_line", "sales_rep")
 
 
+def _p50_p90(prefix: str) -> Callable[[list[Row], Ask], dict[str, Value]]:
+    """The arithmetic of a time family: p50 and p90 of its rows' seconds (nearest rank)."""
+
+    def figures(rows: list[Row], ask: Ask) -> dict[str, Value]:
+        seconds = [r.values["seconds"] for r in rows]
+        return {f"{prefix}_p50": percentile(seconds, 0.5), f"{prefix}_p90": percentile(seconds, 0.9)}
+
+    return figures
+
+
 # flow: cycle time ---------------------------------------------------------------------------------------------
 
 
@@ -344,9 +354,7 @@ def _cycle_rows(session: Session, ask: Ask, by: str | None) -> list[Row]:
     )
 
 
-def _cycle_figures(rows: list[Row], ask: Ask) -> dict[str, Value]:
-    seconds = [r.values["seconds"] for r in rows]
-    return {"cycle_time_p50": percentile(seconds, 0.5), "cycle_time_p90": percentile(seconds, 0.9)}
+_cycle_figures = _p50_p90("cycle_time")
 
 
 # flow: dwell per stage ----------------------------------------------------------------------------------------
@@ -379,9 +387,7 @@ def _stage_rows(session: Session, ask: Ask, by: str | None) -> list[Row]:
     return rows
 
 
-def _stage_figures(rows: list[Row], ask: Ask) -> dict[str, Value]:
-    seconds = [r.values["seconds"] for r in rows]
-    return {"stage_dwell_p50": percentile(seconds, 0.5), "stage_dwell_p90": percentile(seconds, 0.9)}
+_stage_figures = _p50_p90("stage_dwell")
 
 
 # flow: approval wait ------------------------------------------------------------------------------------------
@@ -398,9 +404,7 @@ def _approval_rows(session: Session, ask: Ask, by: str | None) -> list[Row]:
     )
 
 
-def _approval_figures(rows: list[Row], ask: Ask) -> dict[str, Value]:
-    seconds = [r.values["seconds"] for r in rows]
-    return {"approval_wait_p50": percentile(seconds, 0.5), "approval_wait_p90": percentile(seconds, 0.9)}
+_approval_figures = _p50_p90("approval_wait")
 
 
 # flow: stuck past a stage SLA (now, not the period) -----------------------------------------------------------
