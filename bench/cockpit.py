@@ -34,23 +34,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 from sqlalchemy import Engine, event
-from sqlmodel import Session
+from sqlmodel import Session, col, select
 
 from bench.cockpit_data import REPS, generate
 from core.config import Settings
-from core.db import make_engine
+from core.db import make_engine, unit_of_work
 from core.migrate import upgrade
 from core.secrets import with_local_secrets
 from dev.seed import seed
 from entrypoints.api.app import create_app, settle_heap
 from models.status import Role
-from services import dashboards
+from models.tables import OrderEvent, OrderFacts
+from services import dashboards, order_facts
 from services.accounts import set_password, sign_in
-from services.queries import kpis
+from services.queries import kpi_memory, kpis
 from services.queries.kpi_request import filters_of
 from services.users import add_user
 from tests.support.postgres import TEMPLATE_DB, create_template, start_cluster
@@ -58,6 +59,7 @@ from tests.support.postgres import TEMPLATE_DB, create_template, start_cluster
 COLD_GOAL_MS = 1000.0
 WARM_GOAL_MS = {"postgres": 200.0, "sqlite": 1000.0}
 PASSWORD = "bench password 1"
+GOALS = ("cold_met", "computed_met", "event_met", "warm_met")
 VIEWERS = (("ops", "b-ops", Role.OPS), ("sales rep", REPS[0], Role.SALES))
 
 
@@ -78,10 +80,26 @@ def requests_of(viewer: str) -> list[tuple[str, str]]:
     return out
 
 
-async def measure(engine: Engine, settings: Settings, requests: int, *, cold: bool, forget: bool = False) -> list[
-        dict[str, Any]]:  # fmt: skip
-    """Each request's p50/p95 (cold: once). `forget`: the remembered figures are dropped before every request, so
-    each one computes its figures (as after any new order event); otherwise repeats are answered from memory."""
+def new_event(engine: Engine, settings: Settings) -> None:
+    """What any order's next step does to the cockpit: a status event for the newest order, its facts refreshed in
+    the same transaction (services/order_facts.py) — the data version moves, today's period is asked anew."""
+    with unit_of_work(engine) as session:
+        order_no = session.exec(select(OrderFacts.order_no).order_by(col(OrderFacts.received_at).desc())).first()
+        assert order_no is not None
+        last = session.exec(select(OrderEvent).where(OrderEvent.order_no == order_no)
+                            .order_by(col(OrderEvent.seq).desc())).first()  # fmt: skip
+        assert last is not None
+        session.add(OrderEvent(order_no=order_no, seq=last.seq + 1, status=last.status, at=datetime.now(UTC),
+                               detail="bench: the next step"))  # fmt: skip
+        order_facts.refresh(session, order_no, settings.business_zone)
+
+
+async def measure(engine: Engine, settings: Settings, requests: int, *, cold: bool,
+                  mode: Literal["remembered", "forget", "event"] = "remembered") -> list[dict[str, Any]]:  # fmt: skip
+    """Each request's p50/p95 (cold: once). `forget`: every remembered figure is dropped before each request, so it
+    computes all its figures (a process just started); `event`: a new status event before each (the running
+    cockpit: today's period computed again, the previous one checked — the app has been up past the commit margin,
+    services/queries/kpi_memory.py); `remembered`: repeats on the same data, answered from memory."""
     app = create_app(settings, engine=engine)
     settle_heap()
     results = []
@@ -89,11 +107,17 @@ async def measure(engine: Engine, settings: Settings, requests: int, *, cold: bo
         token, _ = sign_in(engine, name, PASSWORD, address="bench", now=datetime.now(UTC))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://bench",
                                      cookies={"of_session": token}, timeout=600) as http:  # fmt: skip
+            if mode == "event":  # up for a while: the settled periods' figures are checked, not recomputed
+                for _, path in requests_of(viewer):
+                    assert (await http.get(path)).status_code == 200
+                await asyncio.sleep(kpi_memory.COMMIT_MARGIN + 1)
             for label, path in requests_of(viewer):
                 samples = []
                 for _ in range(1 if cold else requests + 2):
-                    if forget:
+                    if mode == "forget":
                         kpis.forget_figures()
+                    elif mode == "event":
+                        new_event(engine, settings)
                     began = time.perf_counter()
                     answer = await http.get(path)
                     samples.append((time.perf_counter() - began) * 1000)
@@ -210,16 +234,19 @@ def run_backend(backend: str, orders: int, args: argparse.Namespace, work: Path)
             cluster.start()
         engine = make_engine(url, pool_size=4)
         cold = asyncio.run(measure(engine, settings, args.requests, cold=True))
-        computed = asyncio.run(measure(engine, settings, args.requests, cold=False, forget=True))
+        computed = asyncio.run(measure(engine, settings, args.requests, cold=False, mode="forget"))
+        after_event = asyncio.run(measure(engine, settings, args.requests, cold=False, mode="event"))
         warm = asyncio.run(measure(engine, settings, args.requests, cold=False))
         floor = reference(engine, settings, args.requests)
         timed, plan = families(engine, settings)
         engine.dispose()
         measured = []
-        for c, k, w in zip(cold, computed, warm, strict=True):
+        for c, k, e, w in zip(cold, computed, after_event, warm, strict=True):
             measured.append({**w, "cold_ms": c["p50_ms"], "computed_p50_ms": k["p50_ms"],
-                             "computed_p95_ms": k["p95_ms"], "ratio_p95": round(k["p95_ms"] / max(floor, 0.01), 1),
+                             "computed_p95_ms": k["p95_ms"], "event_p50_ms": e["p50_ms"], "event_p95_ms": e["p95_ms"],
+                             "ratio_p95": round(e["p95_ms"] / max(floor, 0.01), 1),
                              "cold_met": c["p50_ms"] < COLD_GOAL_MS, "computed_met": k["p95_ms"] < COLD_GOAL_MS,
+                             "event_met": e["p95_ms"] < COLD_GOAL_MS,
                              "warm_met": w["p95_ms"] < WARM_GOAL_MS[backend]})  # fmt: skip
         return {"backend": backend, "orders": orders, "fill_seconds": round(filled, 1), "rows": rows,
                 "reference_p95_ms": round(floor, 2), "requests": measured, "families": timed, "plan": plan}  # fmt: skip
@@ -262,8 +289,7 @@ def main() -> None:
         print(json.dumps(report, indent=2, default=str))
     else:
         show(report)
-    missed = [r for run in report["runs"] for r in run["requests"]
-              if not (r["cold_met"] and r["computed_met"] and r["warm_met"])]  # fmt: skip
+    missed = [r for run in report["runs"] for r in run["requests"] if not all(r[g] for g in GOALS)]
     sys.exit(1 if missed else 0)
 
 
@@ -273,14 +299,15 @@ def show(report: dict[str, Any]) -> None:
         print(f"\n{run['backend']}: {run['orders']:,} orders, filled in {run['fill_seconds']} s; rows {run['rows']}")
         warm = WARM_GOAL_MS[run["backend"]]
         print(f"  reference (count + sum over the period's facts) p95 {run['reference_p95_ms']} ms")
-        print(f"  {'':<62}{'cold':>8}{'computed (warm DB)':>20}{'remembered':>16}")
-        print(f"  {'viewer':<10}{'request':<52}{'ms':>8}{'p50 ms':>10}{'p95 ms':>10}{'p50 ms':>8}{'p95 ms':>8}"
-              f"{'ratio':>7}  goals: cold, computed p95 < {COLD_GOAL_MS:.0f}; remembered < {warm:.0f}")  # fmt: skip
+        print(f"  {'':<62}{'cold':>8}{'all computed':>20}{'after an event':>20}{'remembered':>16}")
+        print(f"  {'viewer':<10}{'request':<52}{'ms':>8}{'p50 ms':>10}{'p95 ms':>10}{'p50 ms':>10}{'p95 ms':>10}"
+              f"{'p50 ms':>8}{'p95 ms':>8}{'ratio':>7}  goals: p95 < {COLD_GOAL_MS:.0f} but remembered"
+              f" < {warm:.0f}")  # fmt: skip
         for r in run["requests"]:
-            verdict = "met" if r["cold_met"] and r["computed_met"] and r["warm_met"] else "MISSED"
+            verdict = "met" if all(r[g] for g in GOALS) else "MISSED"
             print(f"  {r['viewer']:<10}{r['request']:<52}{r['cold_ms']:>8}{r['computed_p50_ms']:>10}"
-                  f"{r['computed_p95_ms']:>10}{r['p50_ms']:>8}{r['p95_ms']:>8}{r['ratio_p95']:>7}"
-                  f"  {verdict}")  # fmt: skip
+                  f"{r['computed_p95_ms']:>10}{r['event_p50_ms']:>10}{r['event_p95_ms']:>10}{r['p50_ms']:>8}"
+                  f"{r['p95_ms']:>8}{r['ratio_p95']:>7}  {verdict}")  # fmt: skip
         print("  KPI families' card figures alone (warm, best of 3): " + ", ".join(
             f"{f['family']} {f['ms']} ms ({f['statements']} statements)" for f in run["families"]))  # fmt: skip
         if run["plan"].strip():

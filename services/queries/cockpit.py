@@ -15,7 +15,8 @@ from models.tables import (
     Shipment,
     Warehouse,
 )
-from services.queries.kpis import KpiScope, data_version
+from services.queries.kpi_memory import data_version
+from services.queries.kpis import KpiScope
 
 OPTIONS_FOR = 60.0  # seconds a filter's values are kept: a new channel or region shows in the form within a minute
 _options: dict[tuple[str, KpiScope], tuple[float, dict[str, list[str]]]] = {}

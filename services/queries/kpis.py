@@ -11,20 +11,21 @@ the shipments and their carrier events, the stock lots, reservations and receipt
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from time import monotonic
-from typing import Any, Literal
+from functools import partial
+from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import ColumnElement, and_, case, func, join, literal, or_
+from sqlalchemy import ColumnElement, Engine, and_, case, func, join, literal, or_
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, SQLModel, col, select
 
+from core.db import read_only
 from domain.kpis import (
     AGE_BUCKETS,
     TREND_TOLERANCE,
@@ -62,9 +63,11 @@ from models.tables import (
     User,
     UserWarehouse,
 )
+from services.queries import kpi_memory
 from services.queries.availability import available_by_pair
 from services.queries.sql_functions import local_date, seconds_between
 
+T = TypeVar("T")
 Unit = Literal["seconds", "ratio", "money", "count", "times", "hours"]
 FILTERS = ("channel", "region", "warehouse", "carrier", "product_line", "sales_rep")
 TIME_GRAINS = ("day", "week", "month")
@@ -1370,59 +1373,25 @@ CATALOGUE: dict[str, Kpi] = {
 
 def figures(session: Session, ask: Ask, family: str, by: str | None = None) -> Figures:
     """One family's KPIs, in total (group "") or per group of `by`. The same question on the same data is answered
-    from memory (see `_remembered`)."""
+    from memory (services/queries/kpi_memory.py)."""
     fam = FAMILIES[family]
     if by is not None and by not in fam.dimensions:
         raise ValueError(f"{family} KPIs cannot be broken down by {by} (they can by {', '.join(fam.dimensions)})")
     if family in NOW_FAMILIES:  # as of now: they change with the clock, not only with the data
         return _computed(session, ask, family, by)
-    where = str(session.get_bind().engine.url)  # one process may read several databases (the tests do)
-    # Today's date too: a period running to today counts its days up to it (the stock-outs, say).
-    key = (where, family, by, ask.filters, ask.scope, ask.zone.key, ask.day(ask.now), data_version(session))
-    clock = monotonic()
-    with _REMEMBERED_LOCK:
-        kept = _REMEMBERED.get(key)
-        if kept is not None and clock - kept[0] < _REMEMBER_FOR:
-            _REMEMBERED.move_to_end(key)
-            known: Figures | None = kept[1]
-        else:
-            known = None
-    if known is None:
-        known = _computed(session, ask, family, by)
-        with _REMEMBERED_LOCK:
-            _REMEMBERED[key] = (clock, known)
-            while len(_REMEMBERED) > _REMEMBER:
-                _REMEMBERED.popitem(last=False)
+    _, end = ask.window()
+    settled = end if end <= ask.now else None  # ended before now: new rows rarely touch it (kpi_memory)
+    question = (family, by, ask.filters, ask.scope, ask.zone.key)
+    # Today's date too for an open period: it counts its days up to today (the stock-outs, say).
+    known = kpi_memory.remembered(
+        session, question, ask.day(ask.now), settled, lambda: _computed(session, ask, family, by)
+    )
     return {group: dict(values) for group, values in known.items()}
-
-
-# Figures already computed, by database, question and data version: a cockpit's cards are asked again by its live
-# refresh and by everyone watching the same cockpit. Exact: any change a KPI counts moves `data_version` (these
-# tables are only ever added to), and the key holds the period's days, the filters, the scope and the time zone.
-# Kept at most 30 s: on PostgreSQL ids are taken in insert order but committed in any order, so a transaction that
-# took a lower id than one committed before it does not move the version; its change shows within 30 s.
-_REMEMBER = 512
-_REMEMBER_FOR = 30.0
-_REMEMBERED: OrderedDict[tuple[Any, ...], tuple[float, Figures]] = OrderedDict()
-_REMEMBERED_LOCK = threading.Lock()
 
 
 def forget_figures() -> None:
     """Drop the remembered figures (the bench measures what computing them costs)."""
-    with _REMEMBERED_LOCK:
-        _REMEMBERED.clear()
-
-
-def data_version(session: Session) -> str:
-    """Moves whenever anything a KPI counts may have changed: a status event (every step of an order writes one,
-    and its facts with it), a carrier's news, a receipt, a reservation, a parcel (the first of several leaves with
-    no status event; its reservations are consumed with it). Cheap: five index lookups. (Not a product's line or
-    cost: those count from the next event.)"""
-    parts = [
-        session.exec(select(func.max(col(table.id)))).one() or 0
-        for table in (OrderEvent, TrackingEvent, StockReceipt, Reservation, Shipment)
-    ]
-    return "-".join(str(p) for p in parts)
+    kpi_memory.forget()
 
 
 def _computed(session: Session, ask: Ask, family: str, by: str | None) -> Figures:
@@ -1470,6 +1439,24 @@ def family_total(session: Session, ask: Ask, family: str) -> dict[str, Value]:
 
 NOW_FAMILIES = frozenset({"stuck", "stock_age", "reorder"})  # as of now: no previous period to compare with
 
+# The families of a cockpit's cards are independent aggregates: computed side by side on their own connections,
+# the database works on both cores while Python assembles another family's figures. Few threads for the whole
+# process, so a crowd of viewers holds at most this many more connections.
+_FIGURING = ThreadPoolExecutor(max_workers=3, thread_name_prefix="kpi-figures")
+
+
+def _side_by_side(session: Session, calls: Sequence[Callable[[Session], T]]) -> list[T]:
+    """Each call with a session of its own on the same database, at most three at once; answers in call order."""
+    bind = session.get_bind()
+    if len(calls) < 2 or not isinstance(bind, Engine):
+        return [call(session) for call in calls]
+
+    def run(call: Callable[[Session], T]) -> T:
+        with read_only(bind) as own:  # on SQLite no queue for the write lock: WAL readers see the last commit
+            return call(own)
+
+    return list(_FIGURING.map(run, calls))
+
 
 def report(session: Session, ask: Ask, kpis: Sequence[str] | None = None) -> dict[str, Any]:
     """Every KPI asked for (all by default) with its value, the previous period's and the trend."""
@@ -1477,10 +1464,11 @@ def report(session: Session, ask: Ask, kpis: Sequence[str] | None = None) -> dic
     now: dict[str, dict[str, Value]] = {}
     before: dict[str, dict[str, Value]] = {}
     previous = ask.previous()
-    for family in dict.fromkeys(k.family for k in wanted):
-        now[family] = family_total(session, ask, family)
-        if family not in NOW_FAMILIES:
-            before[family] = family_total(session, previous, family)
+    asked = [(family, period) for family in dict.fromkeys(k.family for k in wanted)
+             for period in ((ask,) if family in NOW_FAMILIES else (ask, previous))]  # fmt: skip
+    answers = _side_by_side(session, [partial(family_total, ask=a, family=family) for family, a in asked])
+    for (family, a), answer in zip(asked, answers, strict=True):
+        (now if a is ask else before)[family] = answer
     cards = {}
     for kpi in wanted:
         value = now[kpi.family].get(kpi.id)

@@ -39,6 +39,7 @@ from models.tables import (
     User,
 )
 from services import order_facts
+from services.queries import kpi_memory, kpis
 from services.queries.kpis import (
     CATALOGUE,
     EVERYTHING,
@@ -50,6 +51,7 @@ from services.queries.kpis import (
     drill,
     figures,
     figures_from_rows,
+    forget_figures,
     report,
     scope_of,
 )
@@ -1007,3 +1009,88 @@ def test_the_cards_totals_agree_with_the_rows(world: Engine) -> None:
                         for group, values in from_rows.items()
                     }  # fmt: skip
                     assert figures(session, a, name, by) == expected, (name, by, a.filters, a.scope)
+
+
+def test_a_settled_periods_figures_are_checked_not_recomputed(world: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The previous period (02-10 .. 02-23, ended before now) keeps its figures while new rows belong to later
+    orders; a late event of one of its orders, or a receipt dated inside it, has them computed again — exact."""
+    monkeypatch.setattr(kpi_memory, "COMMIT_MARGIN", 0.0)  # one process, one connection: a row is committed at once
+    monkeypatch.setattr(kpi_memory, "_SAMPLE_EVERY", 0.0)
+    forget_figures()
+    computed: list[tuple[str, Period]] = []
+    real = kpis._computed
+
+    def counting(session: Session, a: Ask, family: str, by: str | None) -> Any:
+        computed.append((family, a.filters.period))
+        return real(session, a, family, by)
+
+    monkeypatch.setattr(kpis, "_computed", counting)
+    settled = ask(Period(date(2027, 2, 10), date(2027, 2, 23)))
+    with Session(world) as session:
+        # P01's ALLOCATED (seq 3, 02-15 09:30) has not arrived yet: APPROVED 09:10 → PICKING 10:00, 50 min.
+        allocated = session.exec(select(OrderEvent).where(OrderEvent.order_no == "P01", OrderEvent.seq == 3)).one()
+        session.delete(allocated)
+        session.flush()
+        order_facts.refresh(session, "P01", SH)
+        session.commit()
+        dwell = figures(session, settled, "stages", "stage")
+        stock = figures(session, settled, "stock_days")
+        # P01 and P02 left their stages in it: APPROVED 50 min (P01) and 20 min (P02), AWAITING_APPROVAL 3 h (P02)
+        assert dwell["APPROVED"] == {"stage_dwell_p50": 20 * 60.0, "stage_dwell_p90": 50 * 60.0}
+        assert dwell["AWAITING_APPROVAL"]["stage_dwell_p90"] == 3 * H
+        assert len(computed) == 2
+
+        # Today's news of today's orders: W01 approved, a receipt now. The settled figures hold; today's are new.
+        session.add(OrderEvent(order_no="W01", seq=2, status="APPROVED", at=NOW))
+        order_facts.refresh(session, "W01", SH)
+        lot = session.exec(select(StockLot).where(StockLot.warehouse == "WH-SH", StockLot.sku == "SKU-1001")).first()
+        assert lot is not None and lot.id is not None
+        session.add(StockReceipt(sku="SKU-1001", warehouse="WH-SH", lot_id=lot.id, lot=lot.lot, qty=5, at=NOW))
+        session.commit()
+        assert figures(session, settled, "stages", "stage") == dwell
+        assert figures(session, settled, "stock_days") == stock
+        assert len(computed) == 2
+        figures(session, ask(), "stages", "stage")
+        assert computed[-1] == ("stages", P)
+
+        # P01's ALLOCATED arrives late (a carrier-slow activity's retry, say): APPROVED 20 min again, ALLOCATED
+        # 30 min — computed again, the same as from the rows.
+        session.add(OrderEvent(order_no="P01", seq=3, status="ALLOCATED", at=sh(2, 15, 9, 30)))
+        order_facts.refresh(session, "P01", SH)
+        session.commit()
+        count = len(computed)
+        after = figures(session, settled, "stages", "stage")
+        assert len(computed) == count + 1
+        assert after == figures_from_rows(session, settled, "stages", "stage")
+        assert after["APPROVED"] == {"stage_dwell_p50": 20 * 60.0, "stage_dwell_p90": 20 * 60.0}
+        # A receipt booked with a date inside the period (a late paper delivery note): the stock days anew.
+        session.add(StockReceipt(sku="SKU-1001", warehouse="WH-SH", lot_id=lot.id, lot=lot.lot, qty=7, at=sh(2, 20, 9)))
+        session.commit()
+        assert figures(session, settled, "stock_days") == figures_from_rows(session, settled, "stock_days")
+        assert len(computed) == count + 2
+        # Asked again with nothing new: from memory.
+        assert figures(session, settled, "stock_days") == figures_from_rows(session, settled, "stock_days")
+        assert len(computed) == count + 2
+        # (The check is of the period, not of a family: the receipt has the dwell computed again too, once.)
+        assert figures(session, settled, "stages", "stage") == after
+        assert figures(session, settled, "stages", "stage") == after
+        assert len(computed) == count + 3
+
+
+def test_a_young_process_remembers_settled_periods_per_data_version(world: Engine) -> None:
+    """Until a data version seen COMMIT_MARGIN seconds ago exists (PostgreSQL commits ids out of order), a settled
+    period is remembered like an open one: by the data version, so the next change is counted at once."""
+    forget_figures()
+    settled = ask(Period(date(2027, 2, 10), date(2027, 2, 23)))
+    with Session(world) as session:
+        allocated = session.exec(select(OrderEvent).where(OrderEvent.order_no == "P01", OrderEvent.seq == 3)).one()
+        session.delete(allocated)
+        session.flush()
+        order_facts.refresh(session, "P01", SH)
+        session.commit()
+        assert figures(session, settled, "stages", "stage")["APPROVED"]["stage_dwell_p90"] == 50 * 60.0
+        assert not kpi_memory._SETTLED
+        session.add(OrderEvent(order_no="P01", seq=3, status="ALLOCATED", at=sh(2, 15, 9, 30)))
+        order_facts.refresh(session, "P01", SH)
+        session.commit()
+        assert figures(session, settled, "stages", "stage")["APPROVED"]["stage_dwell_p90"] == 20 * 60.0
